@@ -1,0 +1,82 @@
+"""A stage as a ``kn func`` Python function instance (served by func-python, cloudevents 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+
+from tekton_notifications.sink import as_text
+from tekton_notifications.stages.base import Response, Stage
+
+logger = logging.getLogger(__name__)
+
+StageFactory = Callable[[Mapping[str, str]], Stage]
+Send = Any  # func-python's CloudEventSender: awaitable, with .binary() and .http()
+
+
+class Function:
+    """What ``new()`` returns: func-python calls ``start(env)``, ``handle`` per event, etc."""
+
+    def __init__(self, factory: StageFactory) -> None:
+        self._factory = factory
+        self._stage: Stage | None = None
+
+    def start(self, cfg: Mapping[str, str]) -> None:
+        self._stage = self._factory(cfg)
+        self._stage.start()
+
+    def stop(self) -> None:
+        if self._stage is not None:
+            self._stage.stop()
+
+    def alive(self) -> tuple[bool, str]:
+        return True, "alive"
+
+    def ready(self) -> tuple[bool, str]:
+        if self._stage is None:
+            return False, "not started"
+        return self._stage.ready()
+
+    async def handle(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Send
+    ) -> None:
+        if self._stage is None:
+            await _plain(send, Response(503, message="function not started"))
+            return
+        event = scope["event"]
+        attributes = as_text(event.get_attributes())
+        try:
+            # Stages block on locks and, for the launcher, on the API: keep the loop free.
+            response = await asyncio.to_thread(self._stage.respond, attributes, event.get_data())
+        except Exception:
+            logger.exception(
+                "unexpected failure on %s %s", attributes.get("type"), attributes.get("id")
+            )
+            response = Response(500, message="internal error; see the function's log")
+        if response.event is None:
+            await _plain(send, response)
+            return
+        reply = CloudEvent(
+            attributes=dict(response.event.attributes), data=dict(response.event.data)
+        )
+        await send.binary(reply, response.status)
+
+
+async def _plain(send: Send, response: Response) -> None:
+    body = json.dumps(response.body).encode()
+    await send.http(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send.http({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Developer tools: local emulators and demos for tekton-notifications."""

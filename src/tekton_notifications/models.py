@@ -1,0 +1,268 @@
+"""NotificationPolicy and NotificationTemplate: parsed and validated from Kubernetes objects.
+
+Parsing is strict and names the offending field (``spec.events[1]``), so a bad object is
+reported once, on load, not on every event. Compiling CEL and templates happens elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from tekton_notifications import types
+
+_DNS_1123_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DURATION: Final = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+_OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
+class SpecError(ValueError):
+    """A policy or template that is invalid; the message starts with the field path."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    key: str
+    operator: str
+    values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which runs a policy looks at. Empty fields select everything."""
+
+    kinds: frozenset[str] = frozenset()
+    names: tuple[str, ...] = ()
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: tuple[LabelRequirement, ...] = ()
+    match_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    name: str
+    #: Param overrides (Jinja2 strings) applied over the template's own params.
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    namespace: str
+    events: frozenset[str]
+    template_refs: tuple[TemplateRef, ...]
+    selector: Selector = Selector()
+    when: str | None = None
+    suspend: bool = False
+    uid: str = ""
+    generation: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def view(self) -> dict[str, Any]:
+        """The ``policy`` variable that CEL expressions and templates see."""
+        return {"name": self.name, "namespace": self.namespace}
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    namespace: str
+    #: "Task" (creates a TaskRun) or "Pipeline" (creates a PipelineRun).
+    target: str
+    #: The taskRef or pipelineRef exactly as written: a name, or a resolver with params.
+    ref: Mapping[str, Any]
+    params: Mapping[str, str]
+    service_account_name: str | None = None
+    workspaces: tuple[Mapping[str, Any], ...] = ()
+    pod_template: Mapping[str, Any] | None = None
+    timeout: str | None = None
+    uid: str = ""
+    generation: int = 0
+
+    @property
+    def run_kind(self) -> types.RunKind:
+        return "TaskRun" if self.target == "Task" else "PipelineRun"
+
+    def view(self) -> dict[str, Any]:
+        """The ``template`` variable that templates see."""
+        return {"name": self.name, "namespace": self.namespace}
+
+
+def parse_policy(obj: Mapping[str, Any]) -> Policy:
+    """Build a :class:`Policy` from a NotificationPolicy object, or raise :class:`SpecError`."""
+    name, namespace, uid, generation = _metadata(obj)
+    spec = _object(obj.get("spec"), "spec", required=True)
+    events = _string_list(spec.get("events"), "spec.events", required=True)
+    for index, event in enumerate(events):
+        if event not in types.POLICY_EVENTS:
+            expected = ", ".join(types.POLICY_EVENTS)
+            raise SpecError(
+                f"spec.events[{index}]", f"unknown event {event!r}; expected one of {expected}"
+            )
+    when = spec.get("when")
+    if when is not None and (not isinstance(when, str) or not when.strip()):
+        raise SpecError("spec.when", "must be a non-empty CEL expression string")
+    suspend = spec.get("suspend", False)
+    if not isinstance(suspend, bool):
+        raise SpecError("spec.suspend", "must be true or false")
+    return Policy(
+        name=name,
+        namespace=namespace,
+        events=frozenset(events),
+        template_refs=_template_refs(spec.get("templateRefs")),
+        selector=_selector(spec.get("selector")),
+        when=when,
+        suspend=suspend,
+        uid=uid,
+        generation=generation,
+    )
+
+
+def parse_template(obj: Mapping[str, Any]) -> Template:
+    """Build a :class:`Template` from a NotificationTemplate object, or raise :class:`SpecError`."""
+    name, namespace, uid, generation = _metadata(obj)
+    spec = _object(obj.get("spec"), "spec", required=True)
+    has_task, has_pipeline = "taskRef" in spec, "pipelineRef" in spec
+    if has_task == has_pipeline:
+        raise SpecError("spec", "set exactly one of taskRef and pipelineRef")
+    ref_field = "taskRef" if has_task else "pipelineRef"
+    ref = _object(spec[ref_field], f"spec.{ref_field}", required=True)
+    if not ref.get("name") and not ref.get("resolver"):
+        raise SpecError(f"spec.{ref_field}", "needs a name or a resolver")
+    params = _string_map(spec.get("params"), "spec.params")
+    account = spec.get("serviceAccountName")
+    if account is not None and (not isinstance(account, str) or not account):
+        raise SpecError("spec.serviceAccountName", "must be a non-empty string")
+    workspaces = spec.get("workspaces") or []
+    if not isinstance(workspaces, list):
+        raise SpecError("spec.workspaces", "must be a list of workspace bindings")
+    for index, workspace in enumerate(workspaces):
+        if not isinstance(workspace, Mapping) or not workspace.get("name"):
+            raise SpecError(f"spec.workspaces[{index}]", "must be an object with a name")
+    timeout = spec.get("timeout")
+    if timeout is not None and (not isinstance(timeout, str) or not _DURATION.match(timeout)):
+        raise SpecError("spec.timeout", f"must be a duration such as 10m or 1h30m, not {timeout!r}")
+    pod_template = spec.get("podTemplate")
+    if pod_template is not None:
+        pod_template = _object(pod_template, "spec.podTemplate")
+    return Template(
+        name=name,
+        namespace=namespace,
+        target="Task" if has_task else "Pipeline",
+        ref=ref,
+        params=params,
+        service_account_name=account,
+        workspaces=tuple(cast(list[Mapping[str, Any]], workspaces)),
+        pod_template=pod_template,
+        timeout=timeout,
+        uid=uid,
+        generation=generation,
+    )
+
+
+def _metadata(obj: Mapping[str, Any]) -> tuple[str, str, str, int]:
+    metadata = _object(obj.get("metadata"), "metadata", required=True)
+    name = metadata.get("name")
+    if not isinstance(name, str) or not _DNS_1123_SUBDOMAIN.match(name):
+        raise SpecError("metadata.name", f"must be a DNS-1123 name, not {name!r}")
+    namespace = metadata.get("namespace") or "default"
+    generation = metadata.get("generation") or 0
+    return name, str(namespace), str(metadata.get("uid") or ""), int(generation)
+
+
+def _object(value: object, path: str, *, required: bool = False) -> Mapping[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(path, "is required" if value is None else "must be an object")
+    return value
+
+
+def _string_list(value: object, path: str, *, required: bool = False) -> list[str]:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise SpecError(path, "must be a non-empty list" if required else "must be a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise SpecError(f"{path}[{index}]", "must be a non-empty string")
+    return cast(list[str], value)
+
+
+def _string_map(value: object, path: str) -> dict[str, str]:
+    mapping = _object(value, path)
+    for key, item in mapping.items():
+        if not isinstance(item, str):
+            raise SpecError(f"{path}.{key}", f"must be a string, not {type(item).__name__}")
+    return dict(mapping)
+
+
+def _selector(value: object) -> Selector:
+    spec = _object(value, "spec.selector")
+    kinds = _string_list(spec.get("kinds"), "spec.selector.kinds")
+    for index, kind in enumerate(kinds):
+        if kind not in types.RUN_KINDS:
+            raise SpecError(
+                f"spec.selector.kinds[{index}]",
+                f"unknown kind {kind!r}; expected one of {', '.join(types.RUN_KINDS)}",
+            )
+    expressions = spec.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise SpecError("spec.selector.matchExpressions", "must be a list")
+    return Selector(
+        kinds=frozenset(kinds),
+        names=tuple(_string_list(spec.get("names"), "spec.selector.names")),
+        match_labels=_string_map(spec.get("matchLabels"), "spec.selector.matchLabels"),
+        match_expressions=tuple(
+            _requirement(item, f"spec.selector.matchExpressions[{index}]")
+            for index, item in enumerate(expressions)
+        ),
+        match_annotations=_string_map(
+            spec.get("matchAnnotations"), "spec.selector.matchAnnotations"
+        ),
+    )
+
+
+def _requirement(value: object, path: str) -> LabelRequirement:
+    spec = _object(value, path, required=True)
+    key, operator = spec.get("key"), spec.get("operator")
+    if not isinstance(key, str) or not key:
+        raise SpecError(f"{path}.key", "is required")
+    if operator not in _OPERATORS:
+        raise SpecError(f"{path}.operator", f"must be one of {', '.join(sorted(_OPERATORS))}")
+    values = _string_list(spec.get("values"), f"{path}.values")
+    if operator in ("In", "NotIn") and not values:
+        raise SpecError(f"{path}.values", f"must be non-empty for operator {operator}")
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise SpecError(f"{path}.values", f"must be empty for operator {operator}")
+    return LabelRequirement(key=key, operator=str(operator), values=frozenset(values))
+
+
+def _template_refs(value: object) -> tuple[TemplateRef, ...]:
+    if not isinstance(value, list) or not value:
+        raise SpecError("spec.templateRefs", "must be a non-empty list")
+    refs: list[TemplateRef] = []
+    for index, item in enumerate(value):
+        path = f"spec.templateRefs[{index}]"
+        spec = _object(item, path, required=True)
+        name = spec.get("name")
+        if not isinstance(name, str) or not _DNS_1123_SUBDOMAIN.match(name):
+            raise SpecError(f"{path}.name", f"must name a NotificationTemplate, not {name!r}")
+        if any(ref.name == name for ref in refs):
+            raise SpecError(f"{path}.name", f"template {name!r} is referenced twice")
+        refs.append(
+            TemplateRef(name=name, params=_string_map(spec.get("params"), f"{path}.params"))
+        )
+    return tuple(refs)

@@ -1,0 +1,122 @@
+"""The events the functions send each other: matched -> rendered -> launched (or failed).
+
+Each stage's input is the previous stage's output, so the shapes live in one module. Every
+payload carries the run event as Tekton sent it and the notification key, so any stage (and
+a dead-letter reader) can tell which run, policy and template it is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from tekton_notifications import events, types
+from tekton_notifications.events import EventError, RunEvent
+from tekton_notifications.models import TemplateRef
+
+MATCHED: Final = "dev.tekton.notification.matched.v1"
+RENDERED: Final = "dev.tekton.notification.rendered.v1"
+LAUNCHED: Final = "dev.tekton.notification.launched.v1"
+FAILED: Final = "dev.tekton.notification.failed.v1"
+TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED)
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """A CloudEvent to send, as plain attributes and JSON data (no SDK types)."""
+
+    attributes: Mapping[str, str]
+    data: Mapping[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.attributes["type"]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One (run event, policy, template) on its way through the chain."""
+
+    key: str
+    event: RunEvent
+    policy_name: str
+    policy_namespace: str
+    template_ref: TemplateRef
+    #: Set from ``rendered`` on: the TaskRun/PipelineRun body to create.
+    resource: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy_view(self) -> dict[str, str]:
+        return {"name": self.policy_name, "namespace": self.policy_namespace}
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "policy": self.policy_view,
+            "templateRef": {
+                "name": self.template_ref.name,
+                "params": dict(self.template_ref.params),
+            },
+            "runEvent": self.event.to_wire(),
+        }
+        if self.resource is not None:
+            data["resource"] = dict(self.resource)
+        return data
+
+    def to_event(self, event_type: str, **extra: Any) -> OutgoingEvent:
+        """This notification as an event of ``event_type``; ``extra`` adds top-level fields."""
+        suffix = event_type.removeprefix("dev.tekton.notification.").removesuffix(".v1")
+        attributes = {
+            "specversion": "1.0",
+            "id": f"{self.key[:32]}-{suffix}",
+            "type": event_type,
+            "source": (
+                f"/apis/{types.GROUP}/{types.VERSION}/namespaces/{self.policy_namespace}"
+                f"/notificationpolicies/{self.policy_name}"
+            ),
+            "subject": f"{self.event.kind.lower()}s/{self.event.namespace}/{self.event.name}",
+            "datacontenttype": "application/json",
+            **self.event.extensions,
+        }
+        return OutgoingEvent(attributes, {**self.payload(), **extra})
+
+
+def parse_notification(data: object) -> Notification:
+    """Read a matched/rendered/launched/failed payload; :class:`EventError` says what's wrong."""
+    if not isinstance(data, Mapping):
+        raise EventError("notification data must be a JSON object")
+    key = data.get("key")
+    policy = data.get("policy")
+    ref = data.get("templateRef")
+    wire = data.get("runEvent")
+    if not isinstance(key, str) or not key:
+        raise EventError("notification data: 'key' is missing")
+    if not isinstance(policy, Mapping) or not policy.get("name") or not policy.get("namespace"):
+        raise EventError("notification data: 'policy' needs name and namespace")
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+        raise EventError("notification data: 'templateRef' needs a name")
+    params = ref.get("params") or {}
+    if not isinstance(params, Mapping) or not all(isinstance(v, str) for v in params.values()):
+        raise EventError("notification data: 'templateRef.params' must map names to strings")
+    if not isinstance(wire, Mapping):
+        raise EventError("notification data: 'runEvent' is missing")
+    resource = data.get("resource")
+    if resource is not None and not isinstance(resource, Mapping):
+        raise EventError("notification data: 'resource' must be an object")
+    return Notification(
+        key=key,
+        event=events.from_wire(wire),
+        policy_name=str(policy["name"]),
+        policy_namespace=str(policy["namespace"]),
+        template_ref=TemplateRef(name=str(ref["name"]), params=dict(params)),
+        resource=resource,
+    )
+
+
+def failure(notification: Notification, *, stage: str, reason: str, message: str) -> OutgoingEvent:
+    """A ``failed`` event: not retried, kept visible for tracking and troubleshooting."""
+    return notification.to_event(
+        FAILED, error={"stage": stage, "reason": reason, "message": message}
+    )

@@ -1,0 +1,151 @@
+"""Policy filter: Tekton event in, one ``matched`` event per (policy, template ref) out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tekton_notifications import kube, models, notifications, sink, taskruns, types
+from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
+from tekton_notifications.matching import Match, PolicyIndex
+from tekton_notifications.notifications import Notification, OutgoingEvent
+from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+
+logger = logging.getLogger(__name__)
+
+Publisher = Callable[[Sequence[OutgoingEvent]], None]
+
+
+class PolicyFilter:
+    """Matches against an in-memory :class:`PolicyIndex` kept current by an informer.
+
+    One match is the reply; several are each published to the broker (``K_SINK``) and the
+    answer is 202. If publishing fails midway the answer is 503: the broker redelivers the
+    Tekton event, and the launcher's deterministic names make the repeats harmless.
+    """
+
+    def __init__(
+        self,
+        index: PolicyIndex,
+        *,
+        publish: Publisher | None = None,
+        informer: kube.Informer | None = None,
+    ) -> None:
+        self.index = index
+        self._publish = publish
+        self._informer = informer
+        #: Policies that failed to parse, by (namespace, name): shown by ready() and logs.
+        self.invalid: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> PolicyFilter:
+        index = PolicyIndex()
+        target = environ.get("K_SINK")
+        publish = (lambda events: sink.publish(target, events)) if target else None
+        stage = cls(index, publish=publish)
+        stage._informer = kube.Informer(
+            kube.api_client(environ),
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.POLICY_PLURAL,
+            on_reset=stage.reset,
+            on_upsert=stage.upsert,
+            on_delete=stage.delete,
+        )
+        return stage
+
+    def start(self) -> None:
+        if self._informer is not None:
+            self._informer.start()
+
+    def stop(self) -> None:
+        if self._informer is not None:
+            self._informer.stop()
+
+    def ready(self) -> tuple[bool, str]:
+        if self._informer is not None and not self._informer.ready:
+            return False, f"policies not loaded yet: {self._informer.last_error or 'listing'}"
+        return True, f"{len(self.index)} policies"
+
+    # Informer callbacks: parse once per object change, never per event.
+    def reset(self, objects: list[dict[str, Any]]) -> None:
+        self.invalid.clear()
+        self.index.replace_all(p for p in map(self._parse, objects) if p is not None)
+
+    def upsert(self, obj: dict[str, Any]) -> None:
+        policy = self._parse(obj)
+        if policy is not None:
+            self.index.upsert(policy)
+        else:
+            self.delete(obj)
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        metadata = obj.get("metadata", {})
+        self.index.remove(str(metadata.get("namespace")), str(metadata.get("name")))
+
+    def _parse(self, obj: Mapping[str, Any]) -> models.Policy | None:
+        metadata = obj.get("metadata", {})
+        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        try:
+            policy = models.parse_policy(obj)
+        except models.SpecError as error:
+            self.invalid[key] = str(error)
+            logger.warning("NotificationPolicy %s/%s is invalid: %s", *key, error)
+            return None
+        self.invalid.pop(key, None)
+        return policy
+
+    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        ready, why = self.ready()
+        if not ready:
+            return unavailable(why)
+        try:
+            event = parse_event(attributes, data)
+        except UnsupportedEvent as error:
+            logger.info("ignored: %s", error)
+            return accepted(f"ignored: {error}")
+        except EventError as error:
+            return rejected(f"{attributes.get('type')} {attributes.get('id')}: {error}")
+        if event.is_notification_run:
+            return accepted(f"ignored: {event.kind} {event.name} is a notification run")
+        matches, _ = self.index.match(event)
+        outgoing = [matched_event(match, event) for match in matches]
+        logger.info(
+            "%s %s/%s %s: %d match(es)%s",
+            event.kind,
+            event.namespace,
+            event.name,
+            event.outcome,
+            len(outgoing),
+            "".join(f" {m.policy.name}->{m.template_ref.name}" for m in matches),
+        )
+        if not outgoing:
+            return accepted("no policy matched")
+        if len(outgoing) == 1:
+            return reply(outgoing[0])
+        if self._publish is None:
+            return unavailable(f"{len(outgoing)} matches need K_SINK to fan out; it is not set")
+        try:
+            self._publish(outgoing)
+        except sink.PublishError as error:
+            return unavailable(str(error))
+        return accepted(f"published {len(outgoing)} matches")
+
+
+def matched_event(match: Match, event: RunEvent) -> OutgoingEvent:
+    policy = match.policy
+    key = taskruns.notification_key(
+        event,
+        policy_namespace=policy.namespace,
+        policy=policy.name,
+        template=match.template_ref.name,
+    )
+    notification = Notification(
+        key=key,
+        event=event,
+        policy_name=policy.name,
+        policy_namespace=policy.namespace,
+        template_ref=match.template_ref,
+    )
+    return notification.to_event(notifications.MATCHED)

@@ -1,0 +1,106 @@
+"""Task launcher: ``rendered`` in, the run created, ``launched`` (or ``failed``) out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tekton_notifications import kube, notifications, types
+from tekton_notifications.events import EventError
+from tekton_notifications.notifications import Notification, failure
+from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+
+logger = logging.getLogger(__name__)
+
+Creator = Callable[[Mapping[str, Any]], kube.Created]
+
+
+class TaskLauncher:
+    """Creates the run. 409 means an earlier delivery already did: that is success."""
+
+    def __init__(self, create: Creator) -> None:
+        self._create = create
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> TaskLauncher:
+        api = kube.api_client(environ)
+        return cls(lambda body: kube.create_run(api, body))
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        if attributes.get("type") != notifications.RENDERED:
+            return accepted(f"ignored: unsupported event type {attributes.get('type')!r}")
+        try:
+            notification = notifications.parse_notification(data)
+        except EventError as error:
+            return rejected(f"{attributes.get('id')}: {error}")
+        problem = _unsafe(notification)
+        if problem:
+            return self._failed(notification, "Refused", problem)
+        assert notification.resource is not None
+        try:
+            created = self._create(notification.resource)
+        except kube.CreateError as error:
+            if error.retryable:
+                return unavailable(f"creating {_describe(notification)}: {error}")
+            return self._failed(notification, error.reason or str(error.status), error.message)
+        logger.info(
+            "%s %s/%s %s for %s",
+            created.kind,
+            created.namespace,
+            created.name,
+            "created" if created.created else "already existed",
+            _describe(notification),
+        )
+        run = {
+            "kind": created.kind,
+            "name": created.name,
+            "namespace": created.namespace,
+            "uid": created.uid,
+            "created": created.created,
+        }
+        return reply(notification.to_event(notifications.LAUNCHED, launched=run))
+
+    def _failed(self, notification: Notification, reason: str, message: str) -> Response:
+        logger.warning("launch failed for %s: %s: %s", _describe(notification), reason, message)
+        return reply(failure(notification, stage="launch", reason=reason, message=message))
+
+
+def _unsafe(notification: Notification) -> str | None:
+    """Refuse a resource that would act outside the policy's namespace or escape the guard."""
+    resource = notification.resource
+    if resource is None:
+        return "rendered event carries no resource"
+    metadata = resource.get("metadata") or {}
+    if resource.get("apiVersion") != "tekton.dev/v1" or resource.get("kind") not in (
+        "TaskRun",
+        "PipelineRun",
+    ):
+        return "only tekton.dev/v1 TaskRuns and PipelineRuns are launched"
+    if metadata.get("namespace") != notification.policy_namespace:
+        return (
+            f"run namespace {metadata.get('namespace')!r} differs from the policy's "
+            f"{notification.policy_namespace!r}"
+        )
+    labels = metadata.get("labels") or {}
+    if labels.get(types.MANAGED_BY_LABEL) != types.MANAGED_BY_VALUE:
+        return "run lacks the managed-by label that keeps it from notifying again"
+    return None
+
+
+def _describe(notification: Notification) -> str:
+    event = notification.event
+    return (
+        f"{event.kind} {event.namespace}/{event.name} {event.outcome} via "
+        f"{notification.policy_namespace}/{notification.policy_name} "
+        f"-> {notification.template_ref.name}"
+    )

@@ -1,0 +1,153 @@
+"""Template renderer: ``matched`` in, ``rendered`` (the run to create) or ``failed`` out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from tekton_notifications import kube, models, notifications, rendering, taskruns, types
+from tekton_notifications.events import EventError
+from tekton_notifications.notifications import Notification, failure
+from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+
+logger = logging.getLogger(__name__)
+
+
+class TemplateCache:
+    """NotificationTemplates by (namespace, name), compiled once per generation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], rendering.CompiledTemplate | str] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def reset(self, objects: list[dict[str, Any]]) -> None:
+        entries = {_key(obj): _compile(obj) for obj in objects}
+        with self._lock:
+            self._entries = entries
+
+    def upsert(self, obj: dict[str, Any]) -> None:
+        entry = _compile(obj)
+        with self._lock:
+            self._entries[_key(obj)] = entry
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries.pop(_key(obj), None)
+
+    def get(self, namespace: str, name: str) -> rendering.CompiledTemplate | str | None:
+        """The compiled template, the reason it is unusable, or None when it doesn't exist."""
+        with self._lock:
+            return self._entries.get((namespace, name))
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata", {})
+    return (str(metadata.get("namespace")), str(metadata.get("name")))
+
+
+def _compile(obj: Mapping[str, Any]) -> rendering.CompiledTemplate | str:
+    try:
+        return rendering.compile_template(models.parse_template(obj))
+    except (models.SpecError, rendering.RenderError) as error:
+        logger.warning("NotificationTemplate %s/%s is invalid: %s", *_key(obj), error)
+        return str(error)
+
+
+class TemplateRenderer:
+    def __init__(
+        self,
+        templates: TemplateCache,
+        *,
+        settings: rendering.RenderSettings | None = None,
+        informer: kube.Informer | None = None,
+    ) -> None:
+        self.templates = templates
+        self.settings = settings or rendering.RenderSettings()
+        self._informer = informer
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> TemplateRenderer:
+        templates = TemplateCache()
+        settings = rendering.RenderSettings(
+            dashboard_url=environ.get("TEKTON_DASHBOARD_URL") or None
+        )
+        informer = kube.Informer(
+            kube.api_client(environ),
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.TEMPLATE_PLURAL,
+            on_reset=templates.reset,
+            on_upsert=templates.upsert,
+            on_delete=templates.delete,
+        )
+        return cls(templates, settings=settings, informer=informer)
+
+    def start(self) -> None:
+        if self._informer is not None:
+            self._informer.start()
+
+    def stop(self) -> None:
+        if self._informer is not None:
+            self._informer.stop()
+
+    def ready(self) -> tuple[bool, str]:
+        if self._informer is not None and not self._informer.ready:
+            return False, f"templates not loaded yet: {self._informer.last_error or 'listing'}"
+        return True, f"{len(self.templates)} templates"
+
+    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        if attributes.get("type") != notifications.MATCHED:
+            return accepted(f"ignored: unsupported event type {attributes.get('type')!r}")
+        try:
+            notification = notifications.parse_notification(data)
+        except EventError as error:
+            return rejected(f"{attributes.get('id')}: {error}")
+        ready, why = self.ready()
+        if not ready:
+            return unavailable(why)
+        ref = notification.template_ref
+        # Templates are looked up in the policy's namespace only: no cross-tenant reads.
+        entry = self.templates.get(notification.policy_namespace, ref.name)
+        if entry is None:
+            return self._failed(
+                notification,
+                "TemplateNotFound",
+                f"NotificationTemplate {notification.policy_namespace}/{ref.name} does not exist",
+            )
+        if isinstance(entry, str):
+            return self._failed(notification, "InvalidTemplate", entry)
+        try:
+            params = entry.render(
+                event=notification.event,
+                policy=notification.policy_view,
+                overrides=ref.params,
+                settings=self.settings,
+            )
+        except rendering.RenderError as error:
+            return self._failed(notification, error.reason, str(error))
+        resource = taskruns.build_run(
+            event=notification.event,
+            template=entry.template,
+            params=params,
+            policy_namespace=notification.policy_namespace,
+            policy=notification.policy_name,
+        )
+        rendered = replace(notification, resource=resource)
+        return reply(rendered.to_event(notifications.RENDERED))
+
+    def _failed(self, notification: Notification, reason: str, message: str) -> Response:
+        logger.warning(
+            "render failed for %s/%s template %s: %s: %s",
+            notification.policy_namespace,
+            notification.policy_name,
+            notification.template_ref.name,
+            reason,
+            message,
+        )
+        return reply(failure(notification, stage="render", reason=reason, message=message))

@@ -1,0 +1,44 @@
+"""Domain names shared by every layer: run kinds, Tekton event names, policy event names.
+
+Only vocabulary lives here; no behaviour, no imports from the rest of the package.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, NewType
+
+RunKind = Literal["TaskRun", "PipelineRun", "CustomRun"]
+RUN_KINDS: Final[tuple[RunKind, ...]] = ("TaskRun", "PipelineRun", "CustomRun")
+
+#: The last segment of a Tekton CloudEvent type: ``dev.tekton.event.taskrun.<name>.v1``.
+TektonEventName = Literal["queued", "started", "running", "unknown", "successful", "failed"]
+
+#: What a NotificationPolicy selects in ``spec.events``. ``cancelled`` and ``timedOut`` are
+#: refinements of ``failed``: Tekton reports both as ``failed`` with a condition reason.
+PolicyEvent = Literal[
+    "queued", "started", "running", "unknown", "succeeded", "failed", "cancelled", "timedOut"
+]
+POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
+    "queued",
+    "started",
+    "running",
+    "unknown",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timedOut",
+)
+
+Namespace = NewType("Namespace", str)
+PolicyName = NewType("PolicyName", str)
+TemplateName = NewType("TemplateName", str)
+
+GROUP: Final = "notifications.tekton.dev"
+VERSION: Final = "v1alpha1"
+POLICY_PLURAL: Final = "notificationpolicies"
+TEMPLATE_PLURAL: Final = "notificationtemplates"
+
+#: Labels put on every run this project creates; the policy filter ignores runs carrying them.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "tekton-notifications"
+LABEL_PREFIX: Final = f"{GROUP}/"

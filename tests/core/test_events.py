@@ -1,0 +1,269 @@
+"""Parsing Tekton CloudEvents into RunEvents: every fixture, every type, every bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tekton_notifications.events import (
+    EventError,
+    RunEvent,
+    UnsupportedEvent,
+    from_wire,
+    parse_event,
+)
+from tests.conftest import fixture_files, load_cloudevent, load_event, needs_shared
+
+
+@needs_shared
+@pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_fixture_parses_to_what_its_json_says(path: Path) -> None:
+    cloudevent = json.loads(path.read_text())
+    envelope_key, run = next(iter(cloudevent["data"].items()))
+    event = parse_event(cloudevent, json.dumps(cloudevent["data"]))
+
+    assert event.id == cloudevent["id"]
+    assert event.type == cloudevent["type"]
+    assert event.kind.lower() == envelope_key.lower()
+    assert event.type.split(".")[4] == event.event
+    assert event.name == run["metadata"]["name"]
+    assert event.namespace == run["metadata"]["namespace"]
+    assert event.uid == run["metadata"].get("uid", "")
+    assert dict(event.labels) == run["metadata"].get("labels", {})
+    assert dict(event.annotations) == run["metadata"].get("annotations", {})
+    conditions = run.get("status", {}).get("conditions", [])
+    assert event.reason == (conditions[0].get("reason", "") if conditions else "")
+    assert event.message == (conditions[0].get("message", "") if conditions else "")
+    assert event.run == run
+
+
+SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "current/01-pipelinerun-queued.json",
+        {"kind": "PipelineRun", "event": "queued", "outcome": "queued", "start_time": None},
+    ),
+    (
+        "current/06-taskrun-successful.json",
+        {
+            "kind": "TaskRun",
+            "outcome": "succeeded",
+            "duration": 13.0,
+            "results": {
+                "commit": "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c",
+                "url": "https://github.com/example/app.git",
+            },
+        },
+    ),
+    (
+        "current/07-taskrun-failed.json",
+        {
+            "outcome": "failed",
+            "reason": "StepFailed",
+            "duration": 102.0,
+            "message": '"step-unit-test" exited with code 1: Error',
+        },
+    ),
+    (
+        "current/08-pipelinerun-failed.json",
+        {
+            "outcome": "failed",
+            "reason": "Failed",
+            "policy_events": frozenset({"failed"}),
+            "start_time": datetime(2025, 6, 12, 9, 14, 5, tzinfo=UTC),
+            "completion_time": datetime(2025, 6, 12, 9, 16, 3, tzinfo=UTC),
+        },
+    ),
+    (
+        "current/10-pipelinerun-cancelled.json",
+        {
+            "event": "failed",
+            "outcome": "cancelled",
+            "policy_events": frozenset({"failed", "cancelled"}),
+        },
+    ),
+    ("realworld/event-taskrun.unknown.json", {"event": "unknown", "reason": "Pending"}),
+    (
+        "realworld/taskrun-unknown-from-docs-events-md.json",
+        {"namespace": "default", "name": "curl-run-6gplk"},
+    ),
+]
+
+
+@needs_shared
+@pytest.mark.parametrize(("name", "expected"), SPOT_CHECKS, ids=[n for n, _ in SPOT_CHECKS])
+def test_fields_spot_checked_per_fixture(name: str, expected: dict[str, Any]) -> None:
+    event = load_event(name)
+    for field, value in expected.items():
+        assert getattr(event, field) == value, field
+
+
+@needs_shared
+def test_child_runs_come_from_child_references_in_current_tekton() -> None:
+    event = load_event("current/08-pipelinerun-failed.json")
+    assert [(c.name, c.pipeline_task_name, c.kind) for c in event.children] == [
+        ("build-and-test-run-8x2kq-fetch-source", "fetch-source", "TaskRun"),
+        ("build-and-test-run-8x2kq-unit-tests", "unit-tests", "TaskRun"),
+    ]
+
+
+@needs_shared
+def test_child_runs_with_messages_come_from_task_runs_in_older_tekton() -> None:
+    event = load_event("realworld/event-pipelinerun.failed.json")
+    failed = event.failed_children
+    assert [child.pipeline_task_name for child in failed] == ["build-binaries"]
+    assert failed[0].message.startswith('"step-build" exited with code 1')
+    assert failed[0].reason == "Failed"
+
+
+@needs_shared
+def test_pipeline_results_are_read_from_v1beta1_pipeline_results() -> None:
+    event = load_event("current/09-pipelinerun-successful.json")
+    assert set(event.results) == {"image-digest"}
+
+
+def _event(event_type: str, data: object, **attributes: str) -> RunEvent:
+    return parse_event(
+        {"id": "1", "source": "/apis///namespaces/ci//x", "type": event_type, **attributes}, data
+    )
+
+
+def _run(reason: str = "", *, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "x", "namespace": "ci", "uid": "u1", "labels": labels or {}},
+        "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": reason}]},
+    }
+
+
+TYPES = [
+    (f"dev.tekton.event.{kind}.{name}.v1", kind, name)
+    for kind in ("taskrun", "pipelinerun")
+    for name in ("queued", "started", "running", "unknown", "successful", "failed")
+] + [
+    (f"dev.tekton.event.customrun.{name}.v1", "customrun", name)
+    for name in ("started", "running", "successful", "failed")
+]
+
+
+@pytest.mark.parametrize(("event_type", "kind", "name"), TYPES, ids=[t for t, _, _ in TYPES])
+def test_every_tekton_event_type_is_understood(event_type: str, kind: str, name: str) -> None:
+    key = {"taskrun": "taskRun", "pipelinerun": "pipelineRun", "customrun": "customRun"}[kind]
+    event = _event(event_type, {key: _run()})
+    assert event.kind.lower() == kind
+    assert event.event == name
+
+
+@pytest.mark.parametrize(
+    ("reason", "policy_events", "outcome"),
+    [
+        ("Failed", {"failed"}, "failed"),
+        ("TaskRunCancelled", {"failed", "cancelled"}, "cancelled"),
+        ("Cancelled", {"failed", "cancelled"}, "cancelled"),
+        ("PipelineRunCancelled", {"failed", "cancelled"}, "cancelled"),
+        ("TaskRunTimeout", {"failed", "timedOut"}, "timedOut"),
+        ("PipelineRunTimeout", {"failed", "timedOut"}, "timedOut"),
+    ],
+)
+def test_cancelled_and_timed_out_runs_are_failed_events_with_a_refinement(
+    reason: str, policy_events: set[str], outcome: str
+) -> None:
+    event = _event("dev.tekton.event.pipelinerun.failed.v1", {"pipelineRun": _run(reason)})
+    assert event.policy_events == policy_events
+    assert event.outcome == outcome
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "com.example.other",
+        "dev.tekton.event.taskrun.exploded.v1",
+        "dev.tekton.event.taskrun.failed.v2",
+        "dev.tekton.event.customrun.queued.v1",
+        "dev.tekton.event.stepaction.started.v1",
+        "",
+    ],
+)
+def test_types_we_do_not_handle_are_unsupported_not_malformed(event_type: str) -> None:
+    with pytest.raises(UnsupportedEvent, match="unsupported event type"):
+        _event(event_type, {"taskRun": _run()})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (None, "event has no data"),
+        (b"", "event has no data"),
+        (b"{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ({"pipelineRun": _run()}, "data must hold 'taskRun'; found pipelineRun"),
+        ({"taskRun": "text"}, "data must hold 'taskRun'"),
+        ({"taskRun": {"metadata": []}}, "taskRun.metadata must be an object"),
+        (
+            {"taskRun": {"metadata": {"name": "x", "namespace": "ci", "labels": ["a"]}}},
+            "taskRun.metadata.labels must be an object",
+        ),
+        (
+            {
+                "taskRun": {
+                    "metadata": {"name": "x", "namespace": "ci"},
+                    "status": {"startTime": "yesterday"},
+                }
+            },
+            "taskRun.status.startTime is not an RFC 3339 time",
+        ),
+    ],
+)
+def test_malformed_tekton_events_say_what_is_wrong(data: object, message: str) -> None:
+    with pytest.raises(EventError, match=message):
+        _event("dev.tekton.event.taskrun.failed.v1", data)
+
+
+def test_name_and_namespace_fall_back_to_the_source_when_the_object_lacks_them() -> None:
+    event = parse_event(
+        {
+            "id": "1",
+            "type": "dev.tekton.event.taskrun.started.v1",
+            "source": "/apis///namespaces/team-a//build-1",
+        },
+        {"taskRun": {"metadata": {}, "status": {}}},
+    )
+    assert (event.namespace, event.name) == ("team-a", "build-1")
+
+
+def test_an_event_without_any_way_to_name_the_run_is_malformed() -> None:
+    with pytest.raises(EventError, match="metadata.name is missing"):
+        parse_event(
+            {"id": "1", "type": "dev.tekton.event.taskrun.started.v1", "source": "tekton"},
+            {"taskRun": {}},
+        )
+
+
+def test_runs_created_by_tekton_notifications_are_recognised_for_the_loop_guard() -> None:
+    ours = _event(
+        "dev.tekton.event.taskrun.failed.v1",
+        {"taskRun": _run(labels={"app.kubernetes.io/managed-by": "tekton-notifications"})},
+    )
+    child_of_ours = _event(
+        "dev.tekton.event.taskrun.failed.v1",
+        {"taskRun": _run(labels={"notifications.tekton.dev/policy": "p"})},
+    )
+    theirs = _event(
+        "dev.tekton.event.taskrun.failed.v1",
+        {"taskRun": _run(labels={"app.kubernetes.io/managed-by": "tekton-pipelines"})},
+    )
+    assert ours.is_notification_run
+    assert child_of_ours.is_notification_run
+    assert not theirs.is_notification_run
+
+
+@needs_shared
+def test_the_wire_form_round_trips_including_trace_context() -> None:
+    cloudevent = load_cloudevent("current/08-pipelinerun-failed.json")
+    cloudevent["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    event = parse_event(cloudevent, cloudevent["data"])
+    again = from_wire(json.loads(json.dumps(event.to_wire())))
+    assert again == event
+    assert again.extensions == {"traceparent": cloudevent["traceparent"]}
