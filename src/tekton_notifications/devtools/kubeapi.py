@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import copy
 import json
 import logging
@@ -63,9 +64,18 @@ _PLURALS = {
     "Endpoints": "endpoints",
 }
 CLUSTER_SCOPED_KINDS = frozenset(
-    {"Namespace", "ClusterNotificationPolicy", "CustomResourceDefinition", "ClusterRole",
-     "ClusterRoleBinding", "ClusterTask", "Node", "PersistentVolume", "StorageClass"}
-)  # fmt: skip
+    {
+        "Namespace",
+        "ClusterNotificationPolicy",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterTask",
+        "Node",
+        "PersistentVolume",
+        "StorageClass",
+    }
+)
 _DEFAULT_GROUPS = {
     "tekton.dev": ["v1", "v1beta1"],
     "events.k8s.io": ["v1"],
@@ -73,11 +83,20 @@ _DEFAULT_GROUPS = {
     "apiextensions.k8s.io": ["v1"],
 }
 _REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-    405: "MethodNotAllowed", 409: "Conflict", 410: "Gone", 415: "UnsupportedMediaType",
-    422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Gone",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
     504: "Timeout",
-}  # fmt: skip
+}
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the one the real API server uses
 
@@ -410,8 +429,11 @@ class ObjectStore:
         obj["apiVersion"] = obj.get("apiVersion") or (f"{group}/{version}" if group else version)
         obj["kind"] = kind
         if ns and meta.get("namespace") not in (None, "", ns):
-            raise KubeError(400, "the namespace of the provided object does not match the "
-                            "namespace sent on the request")  # fmt: skip
+            raise KubeError(
+                400,
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request",
+            )
         with self._cond:
             name = meta.get("name")
             if not name and meta.get("generateName"):
@@ -419,12 +441,16 @@ class ObjectStore:
                     suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
                     name = str(meta["generateName"])[:58] + suffix
             if not name:
-                raise _invalid(kind, group, "", "metadata.name",
-                               "Required value: name or generateName is required")  # fmt: skip
+                raise _invalid(
+                    kind,
+                    group,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                )
             if not isinstance(name, str) or not _NAME_RE.match(name):
-                raise _invalid(kind, group, str(name), "metadata.name",
-                               f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain "
-                               "must consist of lower case alphanumeric characters, '-' or '.'")  # fmt: skip
+                detail = f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain is required"
+                raise _invalid(kind, group, str(name), "metadata.name", detail)
             key = (group, plural, ns, name)
             if key in self._objects:
                 msg = f'{_resource(group, plural)} "{name}" already exists'
@@ -457,29 +483,50 @@ class ObjectStore:
         return self.create(group, version, self.plural_for(kind), ns, obj)
 
     def replace(
-        self, group: str, plural: str, namespace: str | None, name: str, obj: Obj,
-        *, subresource: str | None = None,
-    ) -> Obj:  # fmt: skip
+        self,
+        group: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        obj: Obj,
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
         """PUT semantics: the main resource ignores ``status``; ``status`` changes only status."""
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         assert isinstance(meta, dict)
         if meta.get("name") not in (None, name):
-            raise KubeError(400, f"the name of the object ({meta['name']}) does not match the "
-                            f"name on the URL ({name})")  # fmt: skip
+            raise KubeError(
+                400,
+                f"the name of the object ({meta['name']}) does not match the "
+                f"name on the URL ({name})",
+            )
         with self._cond:
             cur = self._ref(group, plural, namespace, name)
             rv = meta.get("resourceVersion")
             if rv in (None, "") and group:
-                raise _invalid(cur["kind"], group, name, "metadata.resourceVersion",
-                               "Invalid value: 0x0: must be specified for an update")  # fmt: skip
+                raise _invalid(
+                    cur["kind"],
+                    group,
+                    name,
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                )
             if rv not in (None, "") and str(rv) != cur["metadata"]["resourceVersion"]:
                 raise _conflict(group, plural, name)
             return self._commit(group, plural, namespace, name, cur, obj, subresource)
 
     def patch(
-        self, group: str, plural: str, namespace: str | None, name: str, patch: Any,
-        content_type: str = "application/merge-patch+json", *, subresource: str | None = None,
-    ) -> Obj:  # fmt: skip
+        self,
+        group: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        content_type: str = "application/merge-patch+json",
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
         """PATCH: JSON patch, or JSON merge patch (also used for strategic merge patch)."""
         with self._cond:
             cur = self._ref(group, plural, namespace, name)
@@ -487,15 +534,20 @@ class ObjectStore:
                 if not isinstance(patch, list):
                     raise KubeError(400, "a JSON patch must be a list of operations")
                 patched = json_patch(cur, patch)
-            elif content_type in ("application/merge-patch+json",
-                                  "application/strategic-merge-patch+json"):  # fmt: skip
+            elif content_type in (
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ):
                 if not isinstance(patch, dict):
                     raise KubeError(400, "a merge patch must be a JSON object")
                 patched = merge_patch(cur, patch)
             else:
-                raise KubeError(415, f"the body of the request was in an unknown format - "
-                                f"accepted media types include: application/json-patch+json, "
-                                f"application/merge-patch+json ({content_type!r})")  # fmt: skip
+                raise KubeError(
+                    415,
+                    f"the body of the request was in an unknown format - "
+                    f"accepted media types include: application/json-patch+json, "
+                    f"application/merge-patch+json ({content_type!r})",
+                )
             if not isinstance(patched, dict):
                 raise KubeError(422, "patch result is not an object")
             meta = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
@@ -530,9 +582,15 @@ class ObjectStore:
         return obj
 
     def _commit(
-        self, group: str, plural: str, namespace: str | None, name: str, cur: Obj, new: Obj,
+        self,
+        group: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        cur: Obj,
+        new: Obj,
         subresource: str | None,
-    ) -> Obj:  # fmt: skip
+    ) -> Obj:
         if subresource == "status":
             new_status, new = new.get("status"), copy.deepcopy(cur)
             new.pop("status", None)
@@ -591,9 +649,15 @@ class ObjectStore:
             self._cond.notify_all()
 
     def watch(
-        self, group: str, plural: str, namespace: str | None, selector: Selector,
-        since: int | None, deadline: float, stopping: threading.Event,
-    ) -> Iterator[Obj]:  # fmt: skip
+        self,
+        group: str,
+        plural: str,
+        namespace: str | None,
+        selector: Selector,
+        since: int | None,
+        deadline: float,
+        stopping: threading.Event,
+    ) -> Iterator[Obj]:
         """Watch events as dicts; ``since=None`` starts with synthetic ADDED for what exists."""
 
         def wanted(key: _Key) -> bool:
@@ -742,8 +806,9 @@ class FaultInjector:
         """Fail about ``rate`` of matching requests, reproducibly for a given ``seed``."""
         if not 0.0 <= rate <= 1.0 or not statuses or not modes:
             raise ValueError("rate must be in [0, 1]; statuses and modes must not be empty")
-        rule = _RandomFaults(rate, random.Random(seed), tuple(statuses), tuple(modes), method,
-                             path, delay)  # fmt: skip
+        rule = _RandomFaults(
+            rate, random.Random(seed), tuple(statuses), tuple(modes), method, path, delay
+        )
         with self._lock:
             self._random.append(rule)
 
@@ -768,8 +833,15 @@ class FaultInjector:
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
-                    fired = FiredFault(method, path, fault.mode, fault.status, fault.reason,
-                                       fault.message, fault.delay)  # fmt: skip
+                    fired = FiredFault(
+                        method,
+                        path,
+                        fault.mode,
+                        fault.status,
+                        fault.reason,
+                        fault.message,
+                        fault.delay,
+                    )
                     break
             for rule in self._random if fired is None else ():
                 probe = Fault(None, rule.method, rule.path, 1, "drop", None, None, 0.0)
@@ -882,10 +954,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.mode != "status":
             api._stopping.wait(fault.delay or (30.0 if fault.mode == "timeout" else 0.0))
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         try:
             if fault is not None:
@@ -964,8 +1034,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, obj)
             else:
                 details = {"name": name, "kind": p, "uid": obj["metadata"].get("uid")}
-                self._send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                      "status": "Success", "details": details})  # fmt: skip
+                self._send_json(
+                    200,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": details,
+                    },
+                )
         else:
             raise KubeError(405, f"{method} is not supported here")
 
@@ -995,9 +1073,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise KubeError(400, f"invalid resourceVersion: {rv!r}")
         timeout = float(query.get("timeoutSeconds") or api.watch_timeout)
         events = api.store.watch(
-            route.group, route.plural, route.namespace, sel,
-            None if rv in ("", "0") else int(rv), time.monotonic() + timeout, api._stopping,
-        )  # fmt: skip
+            route.group,
+            route.plural,
+            route.namespace,
+            sel,
+            None if rv in ("", "0") else int(rv),
+            time.monotonic() + timeout,
+            api._stopping,
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -1019,8 +1102,17 @@ def _sort_key(obj: Obj) -> tuple[str, str]:
 
 def _discovery(path: str, store: ObjectStore) -> Obj:
     if path == "/version":
-        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-kubeapi-emulator",
-                "platform": f"{sys.platform}/python"}  # fmt: skip
+        return {
+            "major": "1",
+            "minor": "31",
+            "gitVersion": "v1.31.0-kubeapi-emulator",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-13T00:00:00Z",
+            "goVersion": "none (python emulator)",
+            "compiler": "python",
+            "platform": f"{sys.platform}/python",
+        }
     if path == "/api":
         return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
     groups = []
@@ -1068,9 +1160,11 @@ class KubeAPIServer:
         host = "127.0.0.1" if host == "0.0.0.0" else str(host)
         self._url = f"http://{host}:{port}"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"kubeapi-{port}", daemon=True,
-        )  # fmt: skip
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"kubeapi-{port}",
+            daemon=True,
+        )
         self._thread.start()
         return self._url
 
@@ -1085,10 +1179,8 @@ class KubeAPIServer:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -1158,8 +1250,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
-    parser.add_argument("--load", action="append", default=[], metavar="DIR_OR_FILE",
-                        help="YAML manifests to create at startup (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="DIR_OR_FILE",
+        help="YAML manifests to create at startup (repeatable)",
+    )
     parser.add_argument("--kubeconfig", metavar="PATH", help="write a kubeconfig for the server")
     parser.add_argument("--namespace", default="default", help="default namespace")
     args = parser.parse_args(argv)

@@ -1,0 +1,60 @@
+# tekton-notifications: every target sets up what it needs (a fresh machine has only Python).
+PYTHON ?= python3
+VENV ?= .venv
+FF_VENV ?= .venv-ff
+BIN := $(VENV)/bin
+FUNCTIONS := policy-filter template-renderer task-launcher
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+WHEEL := tekton_notifications-$(VERSION)-py3-none-any.whl
+PYTEST_ARGS ?=
+
+.PHONY: help install install-ff build test test-ff lint fix demo bench fuzz clean
+
+help:
+	@echo "make demo    run the local end-to-end demo (functions, router, API emulator)"
+	@echo "make test    run every test (sets up .venv and .venv-ff first)"
+	@echo "make lint    ruff + mypy, read-only;  make fix  applies ruff's fixes"
+	@echo "make build   put the core wheel into each functions/*/vendor/ for kn func deploy"
+	@echo "make bench   benchmarks (not part of make test)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# functions-framework pins cloudevents<=1.12 and func-python needs >=2: its own venv.
+$(FF_VENV)/bin/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FF_VENV)
+	$(FF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FF_VENV)/bin/python -m pip install --quiet -e '.[functions-framework]' 'pytest>=8.3' 'pytest-timeout>=2.3' 'httpx>=0.27'
+	touch $@
+
+install-ff: $(FF_VENV)/bin/.installed
+
+build: install
+	rm -rf dist && $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	for fn in $(FUNCTIONS); do \
+		mkdir -p functions/$$fn/vendor && rm -f functions/$$fn/vendor/*.whl && \
+		cp dist/$(WHEEL) functions/$$fn/vendor/; \
+	done
+
+test: install build install-ff
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests functions bench
+	$(BIN)/ruff format --check src tests functions bench
+	$(BIN)/mypy
+
+fix: install
+	$(BIN)/ruff check --fix src tests functions bench
+	$(BIN)/ruff format src tests functions bench
+
+demo: install
+	$(BIN)/python -m tekton_notifications.devtools.demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) $(FF_VENV) dist functions/*/vendor .pytest_cache .mypy_cache .ruff_cache

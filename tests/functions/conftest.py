@@ -1,0 +1,47 @@
+"""Fixtures for testing the functions as served: API emulator, kubeconfig, sink, servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tests.functions.serving import CaptureServer, ServedFunction, serve_function
+
+
+@pytest.fixture
+def kubeapi() -> Iterator[KubeAPIServer]:
+    with KubeAPIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(kubeapi: KubeAPIServer, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    kubeapi.write_kubeconfig(path)
+    return path
+
+
+@pytest.fixture
+def broker_sink() -> Iterator[CaptureServer]:
+    capture = CaptureServer()
+    capture.start()
+    yield capture
+    capture.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Callable[..., ServedFunction]]:
+    """Start functions for one test; all are stopped at its end."""
+    started: list[ServedFunction] = []
+
+    def start(name: str, *, wait_ready: bool = True, **env: str) -> ServedFunction:
+        function = serve_function(name, env, tmp_path, wait_ready=wait_ready)
+        started.append(function)
+        return function
+
+    yield start
+    for function in started:
+        function.stop()

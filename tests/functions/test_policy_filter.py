@@ -1,0 +1,199 @@
+"""The policy-filter function, served as kn func serves it, fed real Tekton CloudEvents.
+
+Policies come from the Kubernetes API emulator through the official client (list + watch).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tests.conftest import load_cloudevent, needs_shared, policy_object
+from tests.functions.serving import (
+    CaptureServer,
+    ServedFunction,
+    free_port,
+    post_cloudevent,
+    post_event,
+    write_kubeconfig,
+)
+
+pytestmark = needs_shared
+
+FAILED_PIPELINERUN = "current/08-pipelinerun-failed.json"
+Serve = Callable[..., ServedFunction]
+
+
+def add_policy(kubeapi: KubeAPIServer, obj: dict[str, object]) -> None:
+    metadata = obj["metadata"]
+    assert isinstance(metadata, dict)
+    kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationpolicies",
+                         metadata["namespace"], obj)
+
+
+@pytest.fixture
+def policy_filter(kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer,
+                  served: Serve) -> ServedFunction:
+    add_policy(kubeapi, policy_object("failed-pipelines", selector={"kinds": ["PipelineRun"]}))
+    return served("policy-filter", KUBECONFIG=str(kubeconfig), K_SINK=_url(broker_sink))
+
+
+def _url(capture: CaptureServer) -> str:
+    return f"http://127.0.0.1:{capture._server.server_address[1]}"
+
+
+@pytest.mark.parametrize("encoding", ["binary", "structured"])
+def test_a_matching_tekton_event_is_answered_with_one_matched_event(
+    policy_filter: ServedFunction, encoding: str
+) -> None:
+    cloudevent = load_cloudevent(FAILED_PIPELINERUN)
+    reply = post_cloudevent(policy_filter.url, cloudevent, encoding=encoding)
+
+    assert reply.status == 200, reply.body
+    assert reply.type == "dev.tekton.notification.matched.v1"
+    assert reply.headers["ce-source"] == (
+        "/apis/notifications.tekton.dev/v1alpha1/namespaces/ci/notificationpolicies/failed-pipelines"
+    )
+    assert reply.headers["ce-subject"] == "pipelineruns/ci/build-and-test-run-8x2kq"
+    data = reply.data
+    assert data["policy"] == {"name": "failed-pipelines", "namespace": "ci"}
+    assert data["templateRef"] == {"name": "slack", "params": {}}
+    assert data["runEvent"]["attributes"]["id"] == cloudevent["id"]
+    assert data["runEvent"]["data"] == cloudevent["data"]
+    assert len(data["key"]) == 64
+
+
+def test_a_tekton_redelivery_yields_the_same_matched_event_id(policy_filter: ServedFunction) -> None:
+    cloudevent = load_cloudevent(FAILED_PIPELINERUN)
+    first = post_cloudevent(policy_filter.url, cloudevent)
+    again = post_cloudevent(policy_filter.url, {**cloudevent, "id": "a-new-id-from-a-retry"})
+    assert first.headers["ce-id"] == again.headers["ce-id"]
+
+
+def test_an_event_no_policy_matches_is_accepted_without_a_reply(
+    policy_filter: ServedFunction,
+) -> None:
+    reply = post_cloudevent(policy_filter.url, load_cloudevent("current/06-taskrun-successful.json"))
+    assert (reply.status, reply.type) == (202, None)
+    assert reply.json == {"message": "no policy matched"}
+
+
+def test_several_matches_are_published_to_the_broker_one_by_one(
+    kubeapi: KubeAPIServer, policy_filter: ServedFunction, broker_sink: CaptureServer
+) -> None:
+    add_policy(kubeapi, policy_object("also-email", templates=["email", "teams"]))
+    _wait_for_policies(policy_filter, 2)
+
+    reply = post_cloudevent(policy_filter.url, load_cloudevent(FAILED_PIPELINERUN))
+
+    assert reply.status == 202
+    assert reply.json == {"message": "published 3 matches"}
+    assert broker_sink.types == ["dev.tekton.notification.matched.v1"] * 3
+    refs = sorted(json.loads(body)["templateRef"]["name"] for _, body in broker_sink.received)
+    assert refs == ["email", "slack", "teams"]
+
+
+def test_a_broker_that_refuses_fan_out_makes_the_whole_event_retryable(
+    kubeapi: KubeAPIServer, policy_filter: ServedFunction, broker_sink: CaptureServer
+) -> None:
+    add_policy(kubeapi, policy_object("also-email", templates=["email"]))
+    _wait_for_policies(policy_filter, 2)
+    broker_sink.status = 500
+    reply = post_cloudevent(policy_filter.url, load_cloudevent(FAILED_PIPELINERUN))
+    assert reply.status == 503
+    assert "answered 500" in reply.json["message"]
+
+
+def test_a_policy_created_after_start_is_seen_through_the_watch(
+    kubeapi: KubeAPIServer, policy_filter: ServedFunction
+) -> None:
+    event = load_cloudevent("current/06-taskrun-successful.json")
+    assert post_cloudevent(policy_filter.url, event).status == 202
+    add_policy(kubeapi, policy_object("succeeded-taskruns", events=["succeeded"],
+                                      selector={"kinds": ["TaskRun"]}))
+    _wait_for_policies(policy_filter, 2)
+    reply = post_cloudevent(policy_filter.url, event)
+    assert reply.type == "dev.tekton.notification.matched.v1"
+
+
+@pytest.mark.parametrize("encoding", ["binary", "structured"])
+def test_event_types_it_does_not_handle_are_acknowledged_and_logged(
+    policy_filter: ServedFunction, encoding: str
+) -> None:
+    reply = post_event(policy_filter.url, {"specversion": "1.0", "id": "1", "source": "/x",
+                                           "type": "com.example.build.done"}, {"a": 1},
+                       encoding=encoding)
+    assert (reply.status, reply.type) == (202, None)
+    assert "unsupported event type 'com.example.build.done'" in reply.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "event data is not valid JSON"),
+        ({"pipelineRun": {"metadata": {"name": "x", "namespace": "ci"}}},
+         "data must hold 'taskRun'; found pipelineRun"),
+    ],
+    ids=["invalid JSON", "wrong envelope"],
+)
+def test_a_malformed_tekton_event_is_a_400_that_says_what_is_wrong(
+    policy_filter: ServedFunction, data: object, message: str
+) -> None:
+    attributes = {"specversion": "1.0", "id": "bad-1", "source": "/apis///namespaces/ci//x",
+                  "type": "dev.tekton.event.taskrun.failed.v1"}
+    reply = post_event(policy_filter.url, attributes, data)
+    assert reply.status == 400
+    assert message in reply.json["message"]
+
+
+def test_a_request_that_is_not_a_cloudevent_is_a_400(policy_filter: ServedFunction) -> None:
+    response = httpx.post(policy_filter.url, json={"hello": "world"})
+    assert response.status_code == 400
+
+
+def test_a_notification_run_never_matches(policy_filter: ServedFunction) -> None:
+    cloudevent = load_cloudevent(FAILED_PIPELINERUN)
+    cloudevent["data"]["pipelineRun"]["metadata"]["labels"].update(
+        {"app.kubernetes.io/managed-by": "tekton-notifications",
+         "notifications.tekton.dev/policy": "failed-pipelines"}
+    )
+    reply = post_cloudevent(policy_filter.url, cloudevent)
+    assert reply.status == 202
+    assert "is a notification run" in reply.json["message"]
+
+
+def test_a_policy_in_another_namespace_does_not_see_the_run(
+    kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve
+) -> None:
+    add_policy(kubeapi, policy_object("other-team", namespace="team-b"))
+    function = served("policy-filter", KUBECONFIG=str(kubeconfig))
+    reply = post_cloudevent(function.url, load_cloudevent(FAILED_PIPELINERUN))
+    assert reply.status == 202
+
+
+def test_until_policies_are_loaded_it_is_not_ready_and_asks_for_a_retry(
+    tmp_path: Path, served: Serve
+) -> None:
+    unreachable = tmp_path / "kubeconfig"
+    write_kubeconfig(unreachable, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    function = served("policy-filter", wait_ready=False, KUBECONFIG=str(unreachable))
+
+    assert httpx.get(function.url + "/health/readiness").status_code != 200
+    reply = post_cloudevent(function.url, load_cloudevent(FAILED_PIPELINERUN))
+    assert reply.status == 503
+    assert "policies not loaded yet" in reply.json["message"]
+
+
+def _wait_for_policies(function: ServedFunction, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(function.url + "/health/readiness").text == f"{count} policies":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{function.name} did not see {count} policies:\n{function.log()}")
