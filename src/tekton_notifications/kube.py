@@ -179,9 +179,9 @@ def create_run(api: client.ApiClient, body: Mapping[str, Any]) -> Created:
         )
     except ApiException as error:
         if error.status == 409:
-            return Created(
-                kind, name, namespace, _existing_uid(objects, namespace, plural, name), False
-            )
+            # Already created by an earlier delivery. Its uid would need `get`, which the
+            # launcher's least-privilege role does not have: the name identifies it.
+            return Created(kind, name, namespace, "", False)
         raise _create_error(error) from None
     except (HTTPError, OSError) as error:
         raise CreateError(
@@ -189,19 +189,6 @@ def create_run(api: client.ApiClient, body: Mapping[str, Any]) -> Created:
         ) from None
     uid = str((created or {}).get("metadata", {}).get("uid") or "")
     return Created(kind, name, namespace, uid, True)
-
-
-def _existing_uid(objects: client.CustomObjectsApi, namespace: str, plural: str, name: str) -> str:
-    try:
-        existing = cast(
-            dict[str, Any],
-            objects.get_namespaced_custom_object(
-                "tekton.dev", "v1", namespace, plural, name, _request_timeout=REQUEST_TIMEOUT
-            ),
-        )
-    except (ApiException, HTTPError, OSError):
-        return ""  # it exists; the uid is only informative
-    return str(existing.get("metadata", {}).get("uid") or "")
 
 
 def _create_error(error: ApiException) -> CreateError:

@@ -139,8 +139,8 @@ def parse_template(obj: Mapping[str, Any]) -> Template:
         raise SpecError("spec", "set exactly one of taskRef and pipelineRef")
     ref_field = "taskRef" if has_task else "pipelineRef"
     ref = _object(spec[ref_field], f"spec.{ref_field}", required=True)
-    if not ref.get("name") and not ref.get("resolver"):
-        raise SpecError(f"spec.{ref_field}", "needs a name or a resolver")
+    if bool(ref.get("name")) == bool(ref.get("resolver")):
+        raise SpecError(f"spec.{ref_field}", "set exactly one of name and resolver")
     params = _string_map(spec.get("params"), "spec.params")
     account = spec.get("serviceAccountName")
     if account is not None and (not isinstance(account, str) or not account):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tests.functions.serving import CaptureServer, ServedFunction, serve_function
+from tekton_notifications.devtools.serving import FF_VENV, SERVERS, ServedFunction, serve_function
+from tests.functions.serving import CaptureServer
 
 
 @pytest.fixture
@@ -32,13 +33,22 @@ def broker_sink() -> Iterator[CaptureServer]:
     capture.stop()
 
 
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    """Every function test runs on both servers: func-python and functions-framework."""
+    name = str(request.param)
+    if name == "functions-framework" and not (FF_VENV / "bin" / "functions-framework").exists():
+        pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
+    return name
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Callable[..., ServedFunction]]:
+def served(tmp_path: Path, server: str) -> Iterator[Callable[..., ServedFunction]]:
     """Start functions for one test; all are stopped at its end."""
     started: list[ServedFunction] = []
 
     def start(name: str, *, wait_ready: bool = True, **env: str) -> ServedFunction:
-        function = serve_function(name, env, tmp_path, wait_ready=wait_ready)
+        function = serve_function(name, env, tmp_path, server=server, wait_ready=wait_ready)
         started.append(function)
         return function
 

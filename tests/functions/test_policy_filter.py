@@ -14,15 +14,9 @@ import httpx
 import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import ServedFunction, free_port, write_kubeconfig
 from tests.conftest import load_cloudevent, needs_shared, policy_object
-from tests.functions.serving import (
-    CaptureServer,
-    ServedFunction,
-    free_port,
-    post_cloudevent,
-    post_event,
-    write_kubeconfig,
-)
+from tests.functions.serving import CaptureServer, post_cloudevent, post_event
 
 pytestmark = needs_shared
 
@@ -33,13 +27,15 @@ Serve = Callable[..., ServedFunction]
 def add_policy(kubeapi: KubeAPIServer, obj: dict[str, object]) -> None:
     metadata = obj["metadata"]
     assert isinstance(metadata, dict)
-    kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationpolicies",
-                         metadata["namespace"], obj)
+    kubeapi.store.create(
+        "notifications.tekton.dev", "v1alpha1", "notificationpolicies", metadata["namespace"], obj
+    )
 
 
 @pytest.fixture
-def policy_filter(kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer,
-                  served: Serve) -> ServedFunction:
+def policy_filter(
+    kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer, served: Serve
+) -> ServedFunction:
     add_policy(kubeapi, policy_object("failed-pipelines", selector={"kinds": ["PipelineRun"]}))
     return served("policy-filter", KUBECONFIG=str(kubeconfig), K_SINK=_url(broker_sink))
 
@@ -69,7 +65,9 @@ def test_a_matching_tekton_event_is_answered_with_one_matched_event(
     assert len(data["key"]) == 64
 
 
-def test_a_tekton_redelivery_yields_the_same_matched_event_id(policy_filter: ServedFunction) -> None:
+def test_a_tekton_redelivery_yields_the_same_matched_event_id(
+    policy_filter: ServedFunction,
+) -> None:
     cloudevent = load_cloudevent(FAILED_PIPELINERUN)
     first = post_cloudevent(policy_filter.url, cloudevent)
     again = post_cloudevent(policy_filter.url, {**cloudevent, "id": "a-new-id-from-a-retry"})
@@ -79,7 +77,9 @@ def test_a_tekton_redelivery_yields_the_same_matched_event_id(policy_filter: Ser
 def test_an_event_no_policy_matches_is_accepted_without_a_reply(
     policy_filter: ServedFunction,
 ) -> None:
-    reply = post_cloudevent(policy_filter.url, load_cloudevent("current/06-taskrun-successful.json"))
+    reply = post_cloudevent(
+        policy_filter.url, load_cloudevent("current/06-taskrun-successful.json")
+    )
     assert (reply.status, reply.type) == (202, None)
     assert reply.json == {"message": "no policy matched"}
 
@@ -115,8 +115,10 @@ def test_a_policy_created_after_start_is_seen_through_the_watch(
 ) -> None:
     event = load_cloudevent("current/06-taskrun-successful.json")
     assert post_cloudevent(policy_filter.url, event).status == 202
-    add_policy(kubeapi, policy_object("succeeded-taskruns", events=["succeeded"],
-                                      selector={"kinds": ["TaskRun"]}))
+    add_policy(
+        kubeapi,
+        policy_object("succeeded-taskruns", events=["succeeded"], selector={"kinds": ["TaskRun"]}),
+    )
     _wait_for_policies(policy_filter, 2)
     reply = post_cloudevent(policy_filter.url, event)
     assert reply.type == "dev.tekton.notification.matched.v1"
@@ -126,9 +128,12 @@ def test_a_policy_created_after_start_is_seen_through_the_watch(
 def test_event_types_it_does_not_handle_are_acknowledged_and_logged(
     policy_filter: ServedFunction, encoding: str
 ) -> None:
-    reply = post_event(policy_filter.url, {"specversion": "1.0", "id": "1", "source": "/x",
-                                           "type": "com.example.build.done"}, {"a": 1},
-                       encoding=encoding)
+    reply = post_event(
+        policy_filter.url,
+        {"specversion": "1.0", "id": "1", "source": "/x", "type": "com.example.build.done"},
+        {"a": 1},
+        encoding=encoding,
+    )
     assert (reply.status, reply.type) == (202, None)
     assert "unsupported event type 'com.example.build.done'" in reply.json["message"]
 
@@ -137,16 +142,22 @@ def test_event_types_it_does_not_handle_are_acknowledged_and_logged(
     ("data", "message"),
     [
         (b"{not json", "event data is not valid JSON"),
-        ({"pipelineRun": {"metadata": {"name": "x", "namespace": "ci"}}},
-         "data must hold 'taskRun'; found pipelineRun"),
+        (
+            {"pipelineRun": {"metadata": {"name": "x", "namespace": "ci"}}},
+            "data must hold 'taskRun'; found pipelineRun",
+        ),
     ],
     ids=["invalid JSON", "wrong envelope"],
 )
 def test_a_malformed_tekton_event_is_a_400_that_says_what_is_wrong(
     policy_filter: ServedFunction, data: object, message: str
 ) -> None:
-    attributes = {"specversion": "1.0", "id": "bad-1", "source": "/apis///namespaces/ci//x",
-                  "type": "dev.tekton.event.taskrun.failed.v1"}
+    attributes = {
+        "specversion": "1.0",
+        "id": "bad-1",
+        "source": "/apis///namespaces/ci//x",
+        "type": "dev.tekton.event.taskrun.failed.v1",
+    }
     reply = post_event(policy_filter.url, attributes, data)
     assert reply.status == 400
     assert message in reply.json["message"]
@@ -160,8 +171,10 @@ def test_a_request_that_is_not_a_cloudevent_is_a_400(policy_filter: ServedFuncti
 def test_a_notification_run_never_matches(policy_filter: ServedFunction) -> None:
     cloudevent = load_cloudevent(FAILED_PIPELINERUN)
     cloudevent["data"]["pipelineRun"]["metadata"]["labels"].update(
-        {"app.kubernetes.io/managed-by": "tekton-notifications",
-         "notifications.tekton.dev/policy": "failed-pipelines"}
+        {
+            "app.kubernetes.io/managed-by": "tekton-notifications",
+            "notifications.tekton.dev/policy": "failed-pipelines",
+        }
     )
     reply = post_cloudevent(policy_filter.url, cloudevent)
     assert reply.status == 202

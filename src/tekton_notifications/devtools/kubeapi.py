@@ -12,9 +12,16 @@ mapping. Every request is recorded in ``KubeAPIServer.requests``.
 What it is NOT: a real API server. There is no authentication or authorization, no admission
 (namespaces need not exist, no defaulting, no webhooks), no schema/OpenAPI validation beyond
 object names, no finalizers or garbage collection (deletes are immediate), no server-side apply,
-and strategic merge patches are applied as JSON merge patches (lists are replaced, not merged).
-Objects are stored by group + plural, so an object created at one version is served unchanged at
-any other version of the same group.
+no ``dryRun``, and strategic merge patches are applied as JSON merge patches (lists are replaced,
+not merged). Objects are stored by group + plural, so an object created at one version is served
+unchanged at any other version of the same group.
+
+Behaviours worth knowing (all as in a real cluster): HTTP create drops ``status`` (preload status
+with ``store.create``/``load_manifests`` instead); PUT of a custom resource needs
+``metadata.resourceVersion``; an update that changes nothing keeps the resourceVersion;
+``metadata.generation`` moves when anything outside ``metadata``/``status`` changes; a watch
+without ``resourceVersion`` (or with "0") first replays the current objects as ADDED. The
+resourceVersion counter starts at 1, so an empty store lists at "1", never at "0" ("any").
 """
 
 from __future__ import annotations
@@ -349,7 +356,7 @@ class ObjectStore:
         self.history_limit = history_limit
         self._cond = threading.Condition()
         self._objects: dict[_Key, Obj] = {}
-        self._rv = 0
+        self._rv = 1  # never "0": watch semantics give resourceVersion=0 the meaning "any"
         self._history: list[_Event] = []
         self._floor = 0  # events with rv <= floor may have been discarded
         self._plurals: dict[str, str] = {}
@@ -393,10 +400,7 @@ class ObjectStore:
     # -- reads -----------------------------------------------------------------------
     def get(self, group: str, plural: str, namespace: str | None, name: str) -> Obj:
         with self._cond:
-            obj = self._objects.get((group, plural, namespace or "", name))
-            if obj is None:
-                raise _not_found(group, plural, name)
-            return copy.deepcopy(obj)
+            return copy.deepcopy(self._ref(group, plural, namespace, name)[1])
 
     def list(
         self,
@@ -502,7 +506,7 @@ class ObjectStore:
                 f"name on the URL ({name})",
             )
         with self._cond:
-            cur = self._ref(group, plural, namespace, name)
+            key, cur = self._ref(group, plural, namespace, name)
             rv = meta.get("resourceVersion")
             if rv in (None, "") and group:
                 raise _invalid(
@@ -514,7 +518,7 @@ class ObjectStore:
                 )
             if rv not in (None, "") and str(rv) != cur["metadata"]["resourceVersion"]:
                 raise _conflict(group, plural, name)
-            return self._commit(group, plural, namespace, name, cur, obj, subresource)
+            return self._commit(key, cur, obj, subresource)
 
     def patch(
         self,
@@ -529,7 +533,7 @@ class ObjectStore:
     ) -> Obj:
         """PATCH: JSON patch, or JSON merge patch (also used for strategic merge patch)."""
         with self._cond:
-            cur = self._ref(group, plural, namespace, name)
+            key, cur = self._ref(group, plural, namespace, name)
             if content_type == "application/json-patch+json":
                 if not isinstance(patch, list):
                     raise KubeError(400, "a JSON patch must be a list of operations")
@@ -554,14 +558,12 @@ class ObjectStore:
             assert isinstance(meta, dict)
             if str(meta.get("resourceVersion")) != cur["metadata"]["resourceVersion"]:
                 raise _conflict(group, plural, name)
-            return self._commit(group, plural, namespace, name, cur, patched, subresource)
+            return self._commit(key, cur, patched, subresource)
 
     def delete(self, group: str, plural: str, namespace: str | None, name: str) -> Obj:
         """Delete at once (no finalizers); returns the object with its deletion rv."""
         with self._cond:
-            key = (group, plural, namespace or "", name)
-            if key not in self._objects:
-                raise _not_found(group, plural, name)
+            key, _ = self._ref(group, plural, namespace, name)
             obj = self._objects.pop(key)
             self._rv += 1
             obj["metadata"]["resourceVersion"] = str(self._rv)
@@ -575,22 +577,13 @@ class ObjectStore:
             self._floor = self._rv
 
     # -- internals -------------------------------------------------------------------
-    def _ref(self, group: str, plural: str, namespace: str | None, name: str) -> Obj:
-        obj = self._objects.get((group, plural, namespace or "", name))
-        if obj is None:
+    def _ref(self, group: str, plural: str, namespace: str | None, name: str) -> tuple[_Key, Obj]:
+        key = (group, plural, namespace or "", name)
+        if key not in self._objects:
             raise _not_found(group, plural, name)
-        return obj
+        return key, self._objects[key]
 
-    def _commit(
-        self,
-        group: str,
-        plural: str,
-        namespace: str | None,
-        name: str,
-        cur: Obj,
-        new: Obj,
-        subresource: str | None,
-    ) -> Obj:
+    def _commit(self, key: _Key, cur: Obj, new: Obj, subresource: str | None) -> Obj:
         if subresource == "status":
             new_status, new = new.get("status"), copy.deepcopy(cur)
             new.pop("status", None)
@@ -620,7 +613,6 @@ class ObjectStore:
             return copy.deepcopy(cur)  # no-op updates do not bump resourceVersion
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
-        key = (group, plural, namespace or "", name)
         self._objects[key] = new
         self._record("MODIFIED", key, new, cur)
         return copy.deepcopy(new)
@@ -664,23 +656,13 @@ class ObjectStore:
             return key[:2] == (group, plural) and namespace in (None, key[2])
 
         with self._cond:
-            if since is not None and since < self._floor:
-                expired = status_body(
-                    410, "Expired", f"too old resource version: {since} ({self._floor + 1})"
-                )
-                pending: list[Obj] = [{"type": "ERROR", "object": expired}]
-            elif since is None:
-                pending = [
-                    {"type": "ADDED", "object": copy.deepcopy(o)}
-                    for k, o in sorted(self._objects.items())
-                    if wanted(k) and selector.matches(o)
-                ]
-            else:
-                pending = []
             cursor = self._rv if since is None else since
-        yield from pending
-        if pending and pending[0]["type"] == "ERROR":
-            return
+            initial = [
+                {"type": "ADDED", "object": copy.deepcopy(o)}
+                for k, o in (sorted(self._objects.items()) if since is None else ())
+                if wanted(k) and selector.matches(o)
+            ]
+        yield from initial
         while True:
             with self._cond:
                 while True:
@@ -703,17 +685,11 @@ class ObjectStore:
             for ev in batch:
                 if not wanted(ev.key):
                     continue
-                now_in, was_in = (
-                    selector.matches(ev.obj),
-                    ev.old is None or selector.matches(ev.old),
-                )
-                if now_in and was_in:
-                    yield {"type": ev.type, "object": copy.deepcopy(ev.obj)}
-                elif now_in != was_in:  # moved in/out of the selector through a MODIFIED
-                    yield {
-                        "type": "ADDED" if now_in else "DELETED",
-                        "object": copy.deepcopy(ev.obj),
-                    }
+                now_in = selector.matches(ev.obj)
+                was_in = now_in if ev.old is None else selector.matches(ev.old)
+                if now_in or was_in:  # a MODIFIED across the selector is an ADDED/DELETED
+                    type_ = ev.type if now_in == was_in else "ADDED" if now_in else "DELETED"
+                    yield {"type": type_, "object": copy.deepcopy(ev.obj)}
 
 
 # --------------------------------------------------------------------------- faults
@@ -733,9 +709,13 @@ class Fault:
     delay: float
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and (
-            self.path is None or re.search(self.path, path) is not None
-        )
+        return _matches(self.method, self.path, method, path)
+
+
+def _matches(want_method: str | None, pattern: str | None, method: str, path: str) -> bool:
+    return (want_method is None or want_method.upper() == method) and (
+        pattern is None or re.search(pattern, path) is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -828,24 +808,15 @@ class FaultInjector:
         """Consume and return the fault for this request, if any (called by the server)."""
         with self._lock:
             fired: FiredFault | None = None
-            for fault in self._faults:
-                if fault.matches(method, path):
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._faults.remove(fault)
-                    fired = FiredFault(
-                        method,
-                        path,
-                        fault.mode,
-                        fault.status,
-                        fault.reason,
-                        fault.message,
-                        fault.delay,
-                    )
+            for f in self._faults:
+                if f.matches(method, path):
+                    f.count -= 1
+                    if f.count <= 0:
+                        self._faults.remove(f)
+                    fired = FiredFault(method, path, f.mode, f.status, f.reason, f.message, f.delay)
                     break
             for rule in self._random if fired is None else ():
-                probe = Fault(None, rule.method, rule.path, 1, "drop", None, None, 0.0)
-                if probe.matches(method, path) and rule.rng.random() < rule.rate:
+                if _matches(rule.method, rule.path, method, path) and rule.rng.random() < rule.rate:
                     mode = rule.rng.choice(rule.modes)
                     status = rule.rng.choice(rule.statuses) if mode == "status" else None
                     fired = FiredFault(method, path, mode, status, delay=rule.delay)
@@ -912,6 +883,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms stalls
         with self.server.api._lock:
             self.server.api._conns.add(self.connection)
 
@@ -1161,7 +1133,7 @@ class KubeAPIServer:
         self._url = f"http://{host}:{port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name=f"kubeapi-{port}",
             daemon=True,
         )

@@ -27,10 +27,18 @@ What it emulates, from Knative Eventing's multi-tenant channel-based broker (v1.
 - Dead letters are written as structured CloudEvents with ``knativeerrordest``,
   ``knativeerrorcode`` (0 means no response) and ``knativeerrordata``. The last is the base64 of
   the response body, cut to 1024 characters as Knative does. They are kept in ``dead_letters``
-  and appended as JSON lines to ``dead_letter_path``.
+  and appended as JSON lines to ``dead_letter_path``. If ``subscribers`` maps the dead-letter
+  sink's name, each dead letter is also POSTed there once, in binary mode.
 
 Not emulated: ``cesql``, ``Retry-After``, OIDC and EventPolicies, cross-namespace brokers,
 and kustomize features other than ``resources``.
+
+Use::
+
+    urls = {"policy-filter": "http://127.0.0.1:8081/", "template-renderer": ..., ...}
+    with EventRouter(Path("knative"), urls, dead_letter_path=Path("dead-letters.jsonl")) as router:
+        ...  # give the functions K_SINK=router.url; POST Tekton events to router.url
+        router.wait_idle()
 """
 
 from __future__ import annotations
@@ -712,7 +720,10 @@ class EventRouter:
         self._server = _IngressServer(self._address, self)
         self._running = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="router-ingress", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long stop() waits for the loop to notice
+            name="router-ingress",
+            daemon=True,
         )
         self._thread.start()
         host, port = self._server.server_address[:2]
@@ -780,7 +791,7 @@ class EventRouter:
                 self.dropped.append(_structured(event))
             return False
         event.attributes[TTL_EXTENSION] = str(ttl)
-        event.attributes.setdefault(ARRIVAL_TIME_EXTENSION, _now())
+        event.attributes[ARRIVAL_TIME_EXTENSION] = _now()
         view = event.filter_view()
         chosen = [t for t in self.triggers if matches(t.filters, view)]
         with self._lock:
@@ -906,17 +917,27 @@ class EventRouter:
         )
 
     def _dead_letter(self, state: _Attempts, status: int, body: bytes) -> bool:
-        if state.delivery.dead_letter_sink is None:
+        """Record the dead letter; also send it (once, binary) to the sink if it has a URL."""
+        sink = state.delivery.dead_letter_sink
+        if sink is None:
             return False
-        letter = _structured(state.event)
-        letter["knativeerrordest"] = state.url
-        letter["knativeerrorcode"] = status
-        letter["knativeerrordata"] = base64.b64encode(body).decode()[:ERROR_DATA_MAX_LENGTH]
+        errors = {
+            "knativeerrordest": state.url,
+            "knativeerrorcode": str(status),
+            "knativeerrordata": base64.b64encode(body).decode()[:ERROR_DATA_MAX_LENGTH],
+        }
+        # In the structured form the code is a JSON number, as Knative's integer extension is.
+        letter = _structured(state.event) | errors | {"knativeerrorcode": status}
         with self._lock:
             self.dead_letters.append(letter)
             if self._dead_letter_path is not None:
                 with self._dead_letter_path.open("a", encoding="utf-8") as out:
                     out.write(json.dumps(letter, sort_keys=True) + "\n")
+        url = sink if "://" in sink else self._subscribers.get(sink)
+        if url is not None:
+            event = _Event(state.event.filter_view() | errors, state.event.data)
+            sent = _post(url, *_binary_message(event), state.delivery.timeout or DEFAULT_TIMEOUT)
+            log.info("dead letter %s sent to %s: status %d", event.id, url, sent.status)
         return True
 
 

@@ -1,0 +1,113 @@
+"""The stages as functions-framework HTTP functions: the portable adapter.
+
+Runs the same stages on any functions-framework host (Cloud Run functions, Google's
+buildpacks, a plain ``functions-framework`` process). Uses ``@functions_framework.http``
+because its ``@cloud_event`` ignores return values, and a subscriber must reply with an
+event; replies are built with the cloudevents SDK 1.x that functions-framework pins.
+
+Serve one with ``functions-framework --source <this file> --target policy_filter``, or from a
+``main.py`` that imports the target. Gunicorn (functions-framework's production server) forks
+after importing this module, so each stage is started lazily in the process that serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent, from_http, to_binary
+
+from tekton_notifications.sink import as_text
+from tekton_notifications.stages.base import Response, Stage
+from tekton_notifications.stages.policy_filter import PolicyFilter
+from tekton_notifications.stages.task_launcher import TaskLauncher
+from tekton_notifications.stages.template_renderer import TemplateRenderer
+
+logger = logging.getLogger(__name__)
+
+#: How long the first request in a process waits for the stage's caches to load.
+STARTUP_WAIT = float(os.environ.get("NOTIFICATIONS_STARTUP_WAIT", "10"))
+
+
+class LazyStage:
+    """One started stage per process, created on first use."""
+
+    def __init__(self, factory: Callable[[Mapping[str, str]], Stage]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._pid = 0
+
+    def get(self) -> Stage:
+        with self._lock:
+            if self._stage is None or self._pid != os.getpid():
+                self._stage = self._factory(dict(os.environ))
+                self._stage.start()
+                self._pid = os.getpid()
+                deadline = time.monotonic() + STARTUP_WAIT
+                while not self._stage.ready()[0] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return self._stage
+
+
+def respond(stage: Stage, request: flask.Request) -> flask.Response:
+    """Decode the CloudEvent, run the stage, encode its answer (binary mode for events)."""
+    try:
+        event = from_http(dict(request.headers), request.get_data())
+    except Exception as error:  # the SDK raises several types for non-CloudEvents
+        return _plain(Response(400, message=f"not a CloudEvent: {error}"))
+    attributes = as_text(event.get_attributes())
+    try:
+        response = stage.respond(attributes, event.get_data())
+    except Exception:
+        logger.exception(
+            "unexpected failure on %s %s", attributes.get("type"), attributes.get("id")
+        )
+        response = Response(500, message="internal error; see the function's log")
+    if response.event is None:
+        return _plain(response)
+    reply = CloudEvent(dict(response.event.attributes), dict(response.event.data))
+    headers, body = to_binary(reply)
+    return flask.Response(body, status=response.status, headers=headers)
+
+
+def _plain(response: Response) -> flask.Response:
+    return flask.Response(
+        json.dumps(response.body), status=response.status, mimetype="application/json"
+    )
+
+
+def http_function(factory: Callable[[Mapping[str, str]], Stage]) -> Callable[[flask.Request], Any]:
+    lazy = LazyStage(factory)
+
+    def handle(request: flask.Request) -> flask.Response:
+        return respond(lazy.get(), request)
+
+    return handle
+
+
+@functions_framework.http
+def policy_filter(request: flask.Request) -> flask.Response:
+    return _policy_filter(request)
+
+
+@functions_framework.http
+def template_renderer(request: flask.Request) -> flask.Response:
+    return _template_renderer(request)
+
+
+@functions_framework.http
+def task_launcher(request: flask.Request) -> flask.Response:
+    return _task_launcher(request)
+
+
+_policy_filter = http_function(PolicyFilter.from_environ)
+_template_renderer = http_function(TemplateRenderer.from_environ)
+_task_launcher = http_function(TaskLauncher.from_environ)

@@ -1,0 +1,106 @@
+"""Each function builds and serves the way ``kn func deploy`` does it.
+
+The buildpack sees only ``functions/<name>/`` and installs its ``pyproject.toml``; func's
+scaffolding then imports ``new`` from the installed ``function`` package and calls
+``func_python.cloudevent.serve``. This test does the same in a fresh venv, with the core
+reaching the build context as a wheel in ``vendor/`` (what ``make build`` puts there).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, serve_function
+from tests.conftest import SHARED, load_cloudevent, needs_shared, policy_object
+from tests.functions.serving import post_cloudevent
+
+NAMES = ("policy-filter", "template-renderer", "task-launcher")
+FUNC_SCHEMA = SHARED / "schemas" / "func_yaml-schema.json"
+
+
+def project_version() -> str:
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise AssertionError("no version in pyproject.toml")
+
+
+@pytest.mark.skipif(not FUNC_SCHEMA.exists(), reason=f"func.yaml schema not found at {FUNC_SCHEMA}")
+@pytest.mark.parametrize("name", NAMES)
+def test_func_yaml_validates_against_knative_funcs_schema(name: str) -> None:
+    func_yaml = yaml.safe_load((FUNCTIONS / name / "func.yaml").read_text())
+    func_yaml["created"] = func_yaml["created"].isoformat()  # YAML reads it as a datetime
+    jsonschema.validate(func_yaml, json.loads(FUNC_SCHEMA.read_text()))
+    assert func_yaml["name"] == name
+    assert (func_yaml["runtime"], func_yaml["invoke"]) == ("python", "cloudevent")
+    assert func_yaml["deploy"]["options"]["scale"]["min"] == 0
+    assert func_yaml["deploy"]["options"]["resources"]["requests"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_function_pyproject_pulls_the_core_from_its_own_vendor_folder(name: str) -> None:
+    text = (FUNCTIONS / name / "pyproject.toml").read_text()
+    assert 'name = "function"' in text
+    wheel = f"tekton_notifications-{project_version()}-py3-none-any.whl"
+    assert f"{{root:uri}}/vendor/{wheel}" in text
+    assert "vendor/" in (ROOT / ".gitignore").read_text()
+
+
+@pytest.fixture(scope="module")
+def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(out), str(ROOT)], check=True)
+    (wheel,) = out.glob("*.whl")
+    assert wheel.name == f"tekton_notifications-{project_version()}-py3-none-any.whl"
+    return wheel
+
+
+def build_like_kn_func(name: str, wheel: Path, workdir: Path) -> Path:
+    """Copy the function alone, vendor the core, install it into a fresh venv: its python."""
+    context = workdir / "f"
+    shutil.copytree(FUNCTIONS / name, context, ignore=shutil.ignore_patterns("vendor", "tests"))
+    (context / "vendor").mkdir()
+    shutil.copy(wheel, context / "vendor" / wheel.name)
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "func-python", str(context)],
+                   check=True)
+    return python
+
+
+@pytest.mark.slow
+@needs_shared
+@pytest.mark.parametrize("name", NAMES)
+def test_the_built_function_serves_cloudevents(
+    name: str, core_wheel: Path, tmp_path: Path
+) -> None:
+    python = build_like_kn_func(name, core_wheel, tmp_path)
+    elsewhere = tmp_path / "run"  # not the source folder: `function` must come from the venv
+    elsewhere.mkdir()
+    with KubeAPIServer() as kubeapi:
+        kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationpolicies", "ci",
+                             policy_object("failed-pipelines"))
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeapi.write_kubeconfig(kubeconfig)
+        served = serve_function(name, {"KUBECONFIG": str(kubeconfig)}, tmp_path,
+                                python=str(python), source=elsewhere)
+        try:
+            reply = post_cloudevent(served.url,
+                                    load_cloudevent("current/08-pipelinerun-failed.json"))
+        finally:
+            served.stop()
+    if name == "policy-filter":
+        assert reply.type == "dev.tekton.notification.matched.v1", served.log()
+    else:  # a Tekton event is not theirs: acknowledged, ignored
+        assert (reply.status, reply.type) == (202, None), served.log()

@@ -1,0 +1,517 @@
+"""The Knative manifests in knative/: schema-valid, wired together, least privilege.
+
+- Core kinds are checked with kubernetes-validate in strict mode.
+- Broker, Trigger and SinkBinding are checked with the CRD schemas in ../shared/schemas/knative.
+- The event-display Services get a structural check; their pod template goes through
+  kubernetes-validate.
+- Then the wiring: Triggers → Broker, subscribers → functions/*/func.yaml, RBAC verbs, SinkBinding,
+  dead-letter sinks, and the Tekton sink URL.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tekton_notifications.devtools.router import load_objects, manifest_files
+
+ROOT = Path(__file__).resolve().parents[2]
+KNATIVE = ROOT / "knative"
+OLDER = KNATIVE / "older"
+OVERLAYS = {"knative": KNATIVE, "knative/older": OLDER}
+TEKTON_PATCHES = KNATIVE / "tekton"
+FUNCTIONS = ROOT / "functions"
+SHARED = Path(__file__).parents[2].parent / "shared"
+CRD_SCHEMAS = SHARED / "schemas" / "knative"
+
+NAMESPACE = "tekton-notifications"
+BROKER = "tekton-notifications"
+BROKER_INGRESS = f"http://broker-ingress.knative-eventing.svc.cluster.local/{NAMESPACE}/{BROKER}"
+FUNCTION_NAMES = {"policy-filter", "template-renderer", "task-launcher"}
+DISPLAYS = {"notification-failures", "notification-dead-letters"}
+EVENT_DISPLAY_IMAGE = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
+KSVC = "serving.knative.dev/v1"
+TEKTON_TYPES = [
+    f"dev.tekton.event.{kind}.{event}.v1"
+    for kind in ("taskrun", "pipelinerun")
+    for event in ("queued", "started", "running", "unknown", "successful", "failed")
+] + [
+    f"dev.tekton.event.customrun.{event}.v1"
+    for event in ("started", "running", "successful", "failed")
+]
+
+needs_crd_schemas = pytest.mark.skipif(
+    not CRD_SCHEMAS.is_dir(), reason=f"Knative CRD schemas not found at {CRD_SCHEMAS}"
+)
+
+Obj = dict[str, Any]
+
+
+def loaded(overlay: Path) -> list[tuple[Path, Obj]]:
+    return [(path, dict(obj)) for path, obj in load_objects(overlay)]
+
+
+def objects(overlay: Path = KNATIVE) -> list[Obj]:
+    return [obj for _, obj in loaded(overlay)]
+
+
+def all_objects() -> list[tuple[str, Obj]]:
+    """Every distinct object of every overlay, with an id naming file and object."""
+    seen: dict[str, Obj] = {}
+    for overlay in OVERLAYS.values():
+        for path, obj in loaded(overlay):
+            ident = f"{path.relative_to(KNATIVE)}:{obj['kind']}/{obj['metadata']['name']}"
+            seen.setdefault(ident, obj)
+    return sorted(seen.items())
+
+
+def of_kind(kind: str, overlay: Path = KNATIVE) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects(overlay) if o["kind"] == kind}
+
+
+def key(obj: Obj) -> tuple[str, str, str, str]:
+    group = obj["apiVersion"].rpartition("/")[0]
+    return group, obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+# --- kustomizations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", list(OVERLAYS.values()), ids=list(OVERLAYS))
+def test_kustomization_resources_exist_once(overlay: Path) -> None:
+    files = manifest_files(overlay)  # follows resources recursively; raises on a missing one
+    assert files and all(f.is_file() for f in files)
+    assert len({f.resolve() for f in files}) == len(files)
+
+
+@pytest.mark.parametrize("overlay", list(OVERLAYS.values()), ids=list(OVERLAYS))
+def test_no_object_is_defined_twice(overlay: Path) -> None:
+    keys = [key(obj) for obj in objects(overlay)]
+    assert len(keys) == len(set(keys))
+
+
+def test_every_manifest_is_listed_by_a_kustomization() -> None:
+    listed = {f.resolve() for overlay in OVERLAYS.values() for f in manifest_files(overlay)}
+    on_disk = {
+        p.resolve()
+        for p in KNATIVE.rglob("*")
+        if p.suffix in {".yaml", ".yml"}
+        and p.stem != "kustomization"
+        and TEKTON_PATCHES not in p.parents
+    }
+    assert sorted(map(str, on_disk - listed)) == []
+    assert not any(TEKTON_PATCHES in p.parents for p in listed), "tekton/ patches stay out"
+
+
+def test_older_overlay_only_swaps_the_policy_filter_trigger() -> None:
+    def rest(overlay: Path) -> list[Obj]:
+        return sorted(
+            (
+                o
+                for o in objects(overlay)
+                if not o["metadata"]["name"].startswith("policy-filter") or o["kind"] != "Trigger"
+            ),
+            key=key,
+        )
+
+    assert rest(KNATIVE) == rest(OLDER)
+
+
+def test_namespaced_objects_live_in_the_project_namespace() -> None:
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for _, obj in all_objects():
+        namespace = obj["metadata"].get("namespace")
+        assert namespace == (None if obj["kind"] in cluster_scoped else NAMESPACE), key(obj)
+        assert obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == NAMESPACE
+    assert set(of_kind("Namespace")) == {NAMESPACE}
+
+
+# --- schema validation ---------------------------------------------------------------------
+
+CORE_API_VERSIONS = {"v1", "rbac.authorization.k8s.io/v1"}
+CRD_FILES = {"Broker": "broker.yaml", "Trigger": "trigger.yaml", "SinkBinding": "sinkbindings.yaml"}
+CORE_OBJECTS = [(i, o) for i, o in all_objects() if o["apiVersion"] in CORE_API_VERSIONS]
+KNATIVE_OBJECTS = [(i, o) for i, o in all_objects() if o["kind"] in CRD_FILES]
+
+
+def test_every_object_is_validated_somewhere() -> None:
+    for ident, obj in all_objects():
+        kind = (obj["apiVersion"], obj["kind"])
+        structural = kind == (KSVC, "Service")  # test_event_display_services
+        validated = obj["apiVersion"] in CORE_API_VERSIONS or obj["kind"] in CRD_FILES
+        assert validated or structural, f"{ident}: no validation for {kind}"
+
+
+@pytest.mark.parametrize(("ident", "obj"), CORE_OBJECTS, ids=[i for i, _ in CORE_OBJECTS])
+def test_core_objects_are_valid(ident: str, obj: Obj) -> None:
+    kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+# Fields Knative's Go types accept that the CRD schemas leave out or leave open (those objects
+# carry x-kubernetes-preserve-unknown-fields, and Knative's webhook decodes strictly).
+DELIVERY_EXTRAS = {"timeout": {"type": "string"}, "retryAfterMax": {"type": "string"}}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+OBJECT_META = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+        "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
+    },
+}
+DROPPED_KEYWORDS = {"description", "format", "nullable"}
+
+
+def to_json_schema(node: Any) -> Any:
+    """An OpenAPI v3 CRD schema as a strict JSON schema (Draft 4).
+
+    Drops x-kubernetes-* and documentation keywords, turns `nullable` into a null type, and
+    closes every object that lists `properties`, as the API server prunes unknown fields and
+    Knative's webhook rejects them.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        k: to_json_schema(v)
+        for k, v in node.items()
+        if not k.startswith("x-kubernetes-") and k not in DROPPED_KEYWORDS
+    }
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def crd_schema(kind: str, api_version: str) -> Obj:
+    crd = yaml.safe_load((CRD_SCHEMAS / CRD_FILES[kind]).read_text())
+    group, _, version = api_version.partition("/")
+    assert crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    schema: Obj = to_json_schema(served["schema"]["openAPIV3Schema"])
+    spec = schema["properties"]["spec"]
+    if "delivery" in spec["properties"]:
+        spec["properties"]["delivery"]["properties"].update(DELIVERY_EXTRAS)
+    if kind == "Trigger":  # filters nest: all/any hold filters, not holds one
+        spec["properties"]["filter"]["properties"]["attributes"] = STRING_MAP
+        one = spec["properties"]["filters"]["items"]
+        for dialect in ("exact", "prefix", "suffix"):
+            one["properties"][dialect] = STRING_MAP
+        one["properties"]["all"]["items"] = one["properties"]["any"]["items"] = {
+            "$ref": "#/definitions/filter"
+        }
+        one["properties"]["not"] = {"$ref": "#/definitions/filter"}
+        schema["definitions"] = {"filter": one}
+        spec["properties"]["filters"]["items"] = {"$ref": "#/definitions/filter"}
+    schema["properties"].update(
+        apiVersion={"enum": [api_version]}, kind={"enum": [kind]}, metadata=OBJECT_META
+    )
+    schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
+    schema["additionalProperties"] = False
+    jsonschema.Draft4Validator.check_schema(schema)
+    return schema
+
+
+def crd_errors(obj: Obj) -> list[str]:
+    validator = jsonschema.Draft4Validator(crd_schema(obj["kind"], obj["apiVersion"]))
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)
+    ]
+
+
+@needs_crd_schemas
+@pytest.mark.parametrize(("ident", "obj"), KNATIVE_OBJECTS, ids=[i for i, _ in KNATIVE_OBJECTS])
+def test_knative_objects_match_their_crd_schema(ident: str, obj: Obj) -> None:
+    assert crd_errors(obj) == []
+
+
+def broken(kind: str, path: list[str | int], value: Any) -> Obj:
+    obj = copy.deepcopy(next(o for _, o in KNATIVE_OBJECTS if o["kind"] == kind))
+    target: Any = obj
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return obj
+
+
+@needs_crd_schemas
+@pytest.mark.parametrize(
+    "obj",
+    [
+        broken("Broker", ["spec", "delivery", "retries"], 5),
+        broken("Broker", ["spec", "delivery", "retry"], "5"),
+        broken("Trigger", ["spec", "subscriber", "refs"], {}),
+        broken("Trigger", ["spec", "filtres"], []),
+        broken("Trigger", ["spec", "filter", "attributes", "type"], 3),
+        broken("Trigger", ["spec", "filters"], [{"all": [{"prefx": {"type": "x"}}]}]),
+        broken("Trigger", ["spec", "filters"], [{"not": {"exact": {"type": 1}}}]),
+        broken("Trigger", ["metadata", "name"], "Policy_Filter"),
+        broken("SinkBinding", ["spec", "subject", "nam"], "x"),
+    ],
+    ids=[
+        "broker-retries",
+        "broker-retry-string",
+        "subscriber-refs",
+        "trigger-filtres",
+        "attribute-not-string",
+        "nested-all-typo",
+        "nested-not-number",
+        "bad-name",
+        "sinkbinding-typo",
+    ],
+)
+def test_crd_validation_catches_mistakes(obj: Obj) -> None:
+    assert crd_errors(obj)
+
+
+# --- event displays (Knative Serving: no schema here) --------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DISPLAYS))
+def test_event_display_services(name: str) -> None:
+    service = of_kind("Service")[name]
+    assert service["apiVersion"] == KSVC
+    assert set(service) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(service["spec"]) == {"template"}
+    labels = service["metadata"]["labels"]
+    assert labels["networking.knative.dev/visibility"] == "cluster-local"
+    template = service["spec"]["template"]
+    assert set(template) <= {"metadata", "spec"}
+    annotations = template.get("metadata", {}).get("annotations", {})
+    assert annotations.get("autoscaling.knative.dev/min-scale") == "1"  # keep the logs
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == EVENT_DISPLAY_IMAGE
+    # Knative Serving's pod spec is a subset of Kubernetes': validate it as a PodTemplate
+    # (Kubernetes requires container names; Knative does not).
+    pod = copy.deepcopy(template)
+    pod["spec"]["containers"] = [{"name": "user-container", **c} for c in pod["spec"]["containers"]]
+    pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name}}
+    kubernetes_validate.validate(
+        {**pod_template, "template": pod}, kubernetes_validate.latest_version(), strict=True
+    )
+
+
+# --- wiring --------------------------------------------------------------------------------
+
+
+def triggers(overlay: Path = KNATIVE) -> dict[str, Obj]:
+    return of_kind("Trigger", overlay)
+
+
+def func_yamls() -> dict[str, Obj]:
+    found = sorted(FUNCTIONS.glob("*/func.yaml")) if FUNCTIONS.is_dir() else []
+    if not found:
+        pytest.skip(f"no functions/*/func.yaml under {FUNCTIONS} yet")
+    return {p.parent.name: yaml.safe_load(p.read_text()) for p in found}
+
+
+@pytest.mark.parametrize("overlay", list(OVERLAYS.values()), ids=list(OVERLAYS))
+def test_triggers_use_the_broker(overlay: Path) -> None:
+    brokers = {(b["metadata"]["namespace"], n) for n, b in of_kind("Broker", overlay).items()}
+    assert brokers == {(NAMESPACE, BROKER)}
+    for name, trigger in triggers(overlay).items():
+        assert (trigger["metadata"]["namespace"], trigger["spec"]["broker"]) in brokers, name
+
+
+@pytest.mark.parametrize("overlay", list(OVERLAYS.values()), ids=list(OVERLAYS))
+def test_trigger_subscribers_are_the_functions_and_the_failure_display(overlay: Path) -> None:
+    subscribers = set()
+    for name, trigger in triggers(overlay).items():
+        ref = trigger["spec"]["subscriber"]["ref"]
+        assert (ref["apiVersion"], ref["kind"]) == (KSVC, "Service"), name
+        assert "uri" not in trigger["spec"]["subscriber"], name
+        subscribers.add(ref["name"])
+    assert subscribers == FUNCTION_NAMES | {"notification-failures"}
+
+
+def test_function_subscribers_exist_in_functions() -> None:
+    functions = func_yamls()
+    names = {spec["name"] for spec in functions.values()}
+    assert names == FUNCTION_NAMES
+    assert all(spec["name"] == directory for directory, spec in functions.items())
+    for overlay in OVERLAYS.values():
+        for name, trigger in triggers(overlay).items():
+            subscriber = trigger["spec"]["subscriber"]["ref"]["name"]
+            assert subscriber in names | DISPLAYS, f"{name} → {subscriber}: no such function"
+
+
+def test_functions_run_as_their_service_accounts() -> None:
+    accounts = of_kind("ServiceAccount")
+    for directory, spec in func_yamls().items():
+        deploy = spec.get("deploy", {})
+        assert deploy.get("namespace", spec.get("namespace")) == NAMESPACE, directory
+        assert deploy.get("serviceAccountName") == spec["name"], directory
+        assert spec["name"] in accounts
+
+
+MAIN_FILTERS = {
+    "policy-filter": [{"prefix": {"type": "dev.tekton.event."}}],
+    "template-renderer": [{"exact": {"type": "dev.tekton.notification.matched.v1"}}],
+    "task-launcher": [{"exact": {"type": "dev.tekton.notification.rendered.v1"}}],
+    "notification-failures": [{"exact": {"type": "dev.tekton.notification.failed.v1"}}],
+}
+
+
+@pytest.mark.parametrize(("name", "filters"), MAIN_FILTERS.items(), ids=list(MAIN_FILTERS))
+def test_triggers_use_the_filters_dialect(name: str, filters: list[Obj]) -> None:
+    assert triggers()[name]["spec"]["filters"] == filters
+
+
+def test_older_overlay_has_one_exact_trigger_per_tekton_type() -> None:
+    older = triggers(OLDER)
+    policy = {
+        t["spec"]["filter"]["attributes"]["type"]
+        for t in older.values()
+        if t["spec"]["subscriber"]["ref"]["name"] == "policy-filter"
+    }
+    assert sorted(policy) == sorted(TEKTON_TYPES)
+    assert all("prefix" not in str(t["spec"].get("filters")) for t in older.values())
+    assert all("attributes" in t["spec"].get("filter", {}) for t in older.values())
+
+
+def test_both_dialects_say_the_same_thing() -> None:
+    """Clusters without `filters` read `filter.attributes`: both must select the same events."""
+    for overlay in OVERLAYS.values():
+        for name, trigger in triggers(overlay).items():
+            spec = trigger["spec"]
+            if "filter" not in spec:
+                continue
+            attributes = spec["filter"]["attributes"]
+            assert len(attributes) == 1, name  # an exact filter holds a single attribute
+            assert spec["filters"] == [{"exact": attributes}], name
+
+
+def test_broker_delivery() -> None:
+    (broker,) = of_kind("Broker").values()
+    annotations = broker["metadata"]["annotations"]
+    assert annotations["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"
+    delivery = broker["spec"]["delivery"]
+    assert {k: v for k, v in delivery.items() if k != "deadLetterSink"} == {
+        "retry": 5,
+        "backoffPolicy": "exponential",
+        "backoffDelay": "PT0.5S",
+    }
+    assert delivery["deadLetterSink"] == {
+        "ref": {"apiVersion": KSVC, "kind": "Service", "name": "notification-dead-letters"}
+    }
+
+
+@pytest.mark.parametrize("overlay", list(OVERLAYS.values()), ids=list(OVERLAYS))
+def test_dead_letter_sinks_exist_and_triggers_keep_them(overlay: Path) -> None:
+    """A Trigger's delivery replaces the Broker's as a whole: it must name the sink again."""
+    services = of_kind("Service", overlay)
+    deliveries = [b["spec"]["delivery"] for b in of_kind("Broker", overlay).values()]
+    deliveries += [
+        t["spec"]["delivery"] for t in triggers(overlay).values() if "delivery" in t["spec"]
+    ]
+    assert len(deliveries) >= 3
+    for delivery in deliveries:
+        ref = delivery["deadLetterSink"]["ref"]
+        assert (ref["apiVersion"], ref["kind"]) == (KSVC, "Service")
+        assert ref["name"] in services
+
+
+def test_sinkbinding_points_the_policy_filter_at_the_broker() -> None:
+    (binding,) = of_kind("SinkBinding").values()
+    assert binding["spec"]["subject"] == {
+        "apiVersion": KSVC,
+        "kind": "Service",
+        "name": "policy-filter",
+    }
+    assert binding["spec"]["sink"] == {
+        "ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": BROKER}
+    }
+
+
+# --- RBAC ----------------------------------------------------------------------------------
+
+LEAST_PRIVILEGE = {
+    "policy-filter": {
+        ("notifications.tekton.dev", "notificationpolicies", verb)
+        for verb in ("get", "list", "watch")
+    },
+    "template-renderer": {
+        ("notifications.tekton.dev", "notificationtemplates", verb)
+        for verb in ("get", "list", "watch")
+    },
+    "task-launcher": {
+        ("tekton.dev", "taskruns", "create"),
+        ("tekton.dev", "pipelineruns", "create"),
+    }
+    | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")},
+}
+
+
+def granted(account: str) -> Iterator[tuple[str, str, str]]:
+    roles = of_kind("ClusterRole")
+    for binding in list(of_kind("ClusterRoleBinding").values()) + list(
+        of_kind("RoleBinding").values()
+    ):
+        subjects = binding.get("subjects", [])
+        if {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE} not in subjects:
+            continue
+        assert binding["roleRef"]["kind"] == "ClusterRole"
+        for rule in roles[binding["roleRef"]["name"]]["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames…
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        yield group, resource, verb
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"), LEAST_PRIVILEGE.items(), ids=list(LEAST_PRIVILEGE)
+)
+def test_rbac_is_least_privilege(account: str, expected: set[tuple[str, str, str]]) -> None:
+    assert account in of_kind("ServiceAccount")
+    assert set(granted(account)) == expected
+
+
+def test_no_role_is_unbound_or_wildcard() -> None:
+    bound = {b["roleRef"]["name"] for b in of_kind("ClusterRoleBinding").values()}
+    assert bound == set(of_kind("ClusterRole"))
+    assert of_kind("Role") == {} and of_kind("RoleBinding") == {}
+    for role in of_kind("ClusterRole").values():
+        assert "*" not in str(role["rules"])
+
+
+# --- Tekton side ---------------------------------------------------------------------------
+
+PATCHES = {
+    "config-events-patch.yaml": ("config-events", "sink"),
+    "config-defaults-patch.yaml": ("config-defaults", "default-cloud-events-sink"),
+}
+
+
+@pytest.mark.parametrize(("patch", "target"), PATCHES.items(), ids=list(PATCHES))
+def test_tekton_patch_points_at_the_broker_ingress(patch: str, target: tuple[str, str]) -> None:
+    configmap, data_key = target
+    body = yaml.safe_load((TEKTON_PATCHES / patch).read_text())
+    assert body == {"data": {data_key: BROKER_INGRESS}}  # a merge patch: only the sink changes
+    (broker,) = of_kind("Broker").values()
+    meta = broker["metadata"]
+    assert BROKER_INGRESS.endswith(f"/{meta['namespace']}/{meta['name']}")
+    merged = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": configmap, "namespace": "tekton-pipelines"},
+        **body,
+    }
+    kubernetes_validate.validate(merged, kubernetes_validate.latest_version(), strict=True)
+    command = (
+        f"kubectl patch configmap {configmap} -n tekton-pipelines --type merge "
+        f"--patch-file knative/tekton/{patch}"
+    )
+    assert command in (KNATIVE / "README.md").read_text()
