@@ -67,9 +67,8 @@ MAX_FORMAT_WIDTH: Final = 1_000
 #: Integer results of ``*`` and ``**`` must fit in this many bits.
 MAX_INT_BITS: Final = 10_000
 
-#: The filters a template may use; every other Jinja2 built-in filter is absent.
-FILTER_NAMES: Final = (
-    # This project's filters.
+#: This project's filters (see docs/templates.md).
+PROJECT_FILTERS: Final = (
     "json_escape",
     "json_escape_strict",
     "shell_quote",
@@ -78,49 +77,16 @@ FILTER_NAMES: Final = (
     "slack_escape",
     "oneline",
     "human_duration",
-    # Jinja2 built-ins (``default``/``d`` also replace None, see docs/templates.md).
-    "abs",
-    "capitalize",
-    "count",
-    "d",
-    "default",
-    "dictsort",
-    "filesizeformat",
-    "first",
-    "float",
-    "format",
-    "groupby",
-    "indent",
-    "int",
-    "items",
-    "join",
-    "last",
-    "length",
-    "list",
-    "lower",
-    "map",
-    "max",
-    "min",
-    "reject",
-    "rejectattr",
-    "replace",
-    "reverse",
-    "round",
-    "select",
-    "selectattr",
-    "sort",
-    "string",
-    "sum",
-    "title",
-    "tojson",
-    "trim",
-    "truncate",
-    "unique",
-    "upper",
-    "urlencode",
-    "wordcount",
-    "wordwrap",
 )
+_JINJA_FILTERS: Final = (
+    "abs capitalize count d default dictsort filesizeformat first float format groupby indent "
+    "int items join last length list lower map max min reject rejectattr replace reverse round "
+    "select selectattr sort string sum title tojson trim truncate unique upper urlencode "
+    "wordcount wordwrap"
+)
+#: Every filter a template may use: this project's and the Jinja2 built-ins that cannot reach
+#: outside the sandbox (``default``/``d`` also replace None). The other built-ins are absent.
+FILTER_NAMES: Final = (*PROJECT_FILTERS, *_JINJA_FILTERS.split())
 #: The global names a template may use besides the context variables.
 GLOBAL_NAMES: Final = ("range", "dict", "namespace")
 #: The context variables (see :func:`render_context`).
@@ -711,12 +677,7 @@ def json_escape_strict(value: Any) -> str:
         )
         if index == 0 and char == "-":
             raw = False
-        if raw:
-            out.append(char)
-        elif code > 0xFFFF:  # pragma: no cover - astral characters are kept raw above
-            out.append(json.dumps(char)[1:-1])
-        else:
-            out.append(f"\\u{code:04x}")
+        out.append(char if raw else f"\\u{code:04x}")
         previous_raw_space = raw and char == " "
     return "".join(out)
 
@@ -848,19 +809,32 @@ def _sum(context: Context, iterable: Any, attribute: Any = None, start: Any = 0)
     return jinja_filters.sync_do_sum(context.environment, iterable, attribute, start)
 
 
-def _guarded(filter_function: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse oversized inputs before a filter stringifies them, and oversized results."""
+#: Filters that turn their input into text: inputs are size-checked before they run.
+_STRINGIFYING_FILTERS: Final = frozenset(
+    {*PROJECT_FILTERS, "capitalize", "format", "indent", "lower", "replace", "string", "title"}
+    | {"tojson", "trim", "truncate", "upper", "urlencode", "wordcount", "wordwrap"}
+)
+
+
+def _guarded(name: str, filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse oversized inputs before a filter stringifies them, and oversized text results.
+
+    Filters that only rearrange data (``map``, ``sort``, ``list``...) build lists of references
+    to values that already exist, so only their text results are checked.
+    """
+    check_inputs = name in _STRINGIFYING_FILTERS
 
     @functools.wraps(filter_function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        for argument in (*args, *kwargs.values()):
-            if isinstance(argument, Context):
-                continue
-            if isinstance(argument, Mapping | list | tuple | Namespace):
-                _check_size(argument, "a filter argument")
+        if check_inputs:
+            for argument in (*args, *kwargs.values()):
+                if isinstance(argument, Mapping | list | tuple | Namespace) and not isinstance(
+                    argument, Context
+                ):
+                    _check_size(argument, f"the input of '{name}'")
         result = filter_function(*args, **kwargs)
-        if isinstance(result, str | Mapping | list | tuple):
-            _check_size(result, "a filter result")
+        if isinstance(result, str):
+            _check_len(len(result), f"the result of '{name}'")
         return result
 
     return guarded
@@ -916,7 +890,7 @@ def _build_environment() -> _Sandbox:
     if set(builtins) != set(FILTER_NAMES):  # pragma: no cover - a Jinja2 upgrade dropped one
         raise RuntimeError(f"filters out of sync: {set(FILTER_NAMES) ^ set(builtins)}")
     env.filters.clear()
-    env.filters.update({name: _guarded(function) for name, function in builtins.items()})
+    env.filters.update({name: _guarded(name, function) for name, function in builtins.items()})
     env.filters.update(
         {
             "__out": _out,

@@ -556,7 +556,7 @@ def test_nasty_text_through_each_escaper_decodes_back() -> None:
 
 ANY_TEXT = st.text(max_size=60)
 SHELL_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=40,
 )
 

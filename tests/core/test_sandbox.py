@@ -120,7 +120,7 @@ SSTI_PAYLOADS: list[tuple[str, str, str]] = [
     ("print-bomb", "{{ ['x' * 100000] * 1000 }}", "OutputTooLarge"),
     ("upper-of-list-bomb", "{{ (['x' * 100000] * 1000)|upper }}", "OutputTooLarge"),
     ("concat-list-bomb", "{{ (['x' * 100000] * 1000) ~ '' }}", "OutputTooLarge"),
-    ("sum-lists", "{{ [[1]] * 1000|sum(start=[]) }}", "SecurityError"),
+    ("sum-lists", "{{ ([[1]] * 1000)|sum(start=[]) }}", "SecurityError"),
     (
         "concat-doubling",
         "{% set ns = namespace(s='x') %}{% for i in range(64) %}"

@@ -57,6 +57,13 @@ class Reply:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def detail(self) -> str:
+        """What the function says it did; 2xx answers without an event have an empty body."""
+        if 200 <= self.status < 300 and self.type is None:
+            assert self.body == b"", "a 2xx body that is not an event is a bad reply to Knative"
+        return self.headers.get("x-notifications-detail", "")
+
 
 def post_event(
     url: str, attributes: Mapping[str, Any], data: Any, *, encoding: str = "binary"

@@ -184,3 +184,4 @@ def test_other_event_types_are_acknowledged_without_a_reply(launcher: ServedFunc
     attributes, data = rendered_event()
     reply = post_event(launcher.url, {**attributes, "type": notifications.MATCHED}, data)
     assert (reply.status, reply.type) == (202, None)
+    assert "unsupported event type" in reply.detail

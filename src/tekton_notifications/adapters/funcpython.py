@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -68,15 +67,12 @@ class Function:
 
 
 async def _plain(send: Send, response: Response) -> None:
-    body = json.dumps(response.body).encode()
-    await send.http(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    status, headers, body = response.http()
+    headers["content-length"] = str(len(body))
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(name.encode(), value.encode("latin-1")) for name, value in headers.items()],
+    }
+    await send.http(start)
     await send.http({"type": "http.response.body", "body": body})

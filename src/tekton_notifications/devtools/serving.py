@@ -71,7 +71,7 @@ class ServedFunction:
 
 
 FF_VENV = ROOT / ".venv-ff"
-FF_SOURCE = ROOT / "src" / "tekton_notifications" / "adapters" / "functions_framework.py"
+FF_SOURCE = ROOT / "src" / "tekton_notifications" / "adapters" / "portable.py"
 SERVERS = ("func-python", "functions-framework")
 
 
@@ -117,12 +117,12 @@ def serve_function(
             command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT
         )
     served = ServedFunction(name, f"http://127.0.0.1:{port}", process, log_path)
-    wait_until_listening(served, ready=wait_ready and server == "func-python")
+    wait_until_listening(served, ready=wait_ready)
     return served
 
 
 def wait_until_listening(served: ServedFunction, *, ready: bool, timeout: float = 30.0) -> None:
-    """Until func-python's health endpoint says so, or (functions-framework) any answer."""
+    """Until the readiness probe passes (``ready``) or the liveness probe answers at all."""
     path = "/health/readiness" if ready else "/health/liveness"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +133,7 @@ def wait_until_listening(served: ServedFunction, *, ready: bool, timeout: float 
                 if response.status == 200:
                     return
         except urllib.error.HTTPError:
-            if "functions-framework" in served.log_path.name:
+            if not ready:
                 return  # it answered: it is listening
         except OSError:
             pass

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from tekton_notifications.notifications import OutgoingEvent
 
 logger = logging.getLogger("tekton_notifications.stages")
+
+#: Header carrying what a stage did with an event that gets no reply event.
+DETAIL_HEADER = "x-notifications-detail"
+
+
+def _latin1(text: str) -> str:
+    """Header values are latin-1 on the wire; keep it printable and bounded."""
+    return " ".join(text.split())[:500].encode("latin-1", "replace").decode("latin-1")
 
 
 @dataclass(frozen=True)
@@ -20,9 +29,18 @@ class Response:
     event: OutgoingEvent | None = None
     message: str = ""
 
-    @property
-    def body(self) -> dict[str, Any]:
-        return {"message": self.message}
+    def http(self) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body for a response without an event.
+
+        A 2xx answer must have an empty body: Knative's broker takes any other 2xx body for a
+        malformed reply event and retries (502). The message goes in a header instead, so it
+        still shows up where people look; errors carry it as JSON too.
+        """
+        headers = {DETAIL_HEADER: _latin1(self.message)}
+        if 200 <= self.status < 300:
+            return self.status, headers, b""
+        body = json.dumps({"message": self.message}).encode()
+        return self.status, {**headers, "content-type": "application/json"}, body
 
 
 def accepted(message: str) -> Response:

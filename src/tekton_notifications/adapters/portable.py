@@ -12,13 +12,11 @@ after importing this module, so each stage is started lazily in the process that
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import flask
 import functions_framework
@@ -31,6 +29,9 @@ from tekton_notifications.stages.task_launcher import TaskLauncher
 from tekton_notifications.stages.template_renderer import TemplateRenderer
 
 logger = logging.getLogger(__name__)
+HttpFunction = Callable[[flask.Request], flask.Response]
+
+HEALTH_PATHS = frozenset({"/health/readiness", "/health/liveness"})
 
 #: How long the first request in a process waits for the stage's caches to load.
 STARTUP_WAIT = float(os.environ.get("NOTIFICATIONS_STARTUP_WAIT", "10"))
@@ -59,6 +60,10 @@ class LazyStage:
 
 def respond(stage: Stage, request: flask.Request) -> flask.Response:
     """Decode the CloudEvent, run the stage, encode its answer (binary mode for events)."""
+    if request.method == "GET" and request.path in HEALTH_PATHS:
+        # The same probes func-python serves, for hosts that can use them.
+        ready, message = stage.ready() if request.path.endswith("readiness") else (True, "alive")
+        return flask.Response(message, status=200 if ready else 503, mimetype="text/plain")
     try:
         event = from_http(dict(request.headers), request.get_data())
     except Exception as error:  # the SDK raises several types for non-CloudEvents
@@ -79,35 +84,22 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
 
 
 def _plain(response: Response) -> flask.Response:
-    return flask.Response(
-        json.dumps(response.body), status=response.status, mimetype="application/json"
-    )
+    status, headers, body = response.http()
+    return flask.Response(body, status=status, headers=headers)
 
 
-def http_function(factory: Callable[[Mapping[str, str]], Stage]) -> Callable[[flask.Request], Any]:
+def http_function(name: str, factory: Callable[[Mapping[str, str]], Stage]) -> HttpFunction:
+    """A functions-framework HTTP function named ``name`` serving the stage ``factory`` makes."""
     lazy = LazyStage(factory)
 
     def handle(request: flask.Request) -> flask.Response:
         return respond(lazy.get(), request)
 
-    return handle
+    handle.__name__ = handle.__qualname__ = name
+    registered: HttpFunction = functions_framework.http(handle)
+    return registered
 
 
-@functions_framework.http
-def policy_filter(request: flask.Request) -> flask.Response:
-    return _policy_filter(request)
-
-
-@functions_framework.http
-def template_renderer(request: flask.Request) -> flask.Response:
-    return _template_renderer(request)
-
-
-@functions_framework.http
-def task_launcher(request: flask.Request) -> flask.Response:
-    return _task_launcher(request)
-
-
-_policy_filter = http_function(PolicyFilter.from_environ)
-_template_renderer = http_function(TemplateRenderer.from_environ)
-_task_launcher = http_function(TaskLauncher.from_environ)
+policy_filter = http_function("policy_filter", PolicyFilter.from_environ)
+template_renderer = http_function("template_renderer", TemplateRenderer.from_environ)
+task_launcher = http_function("task_launcher", TaskLauncher.from_environ)

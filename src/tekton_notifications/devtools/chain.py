@@ -1,0 +1,136 @@
+"""The whole chain on one machine: API emulator, event router, three functions, displays.
+
+Shared by ``make demo`` and the end-to-end tests, so both exercise the same wiring: the
+router follows the Triggers in ``knative/`` and the functions run as they are deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+import urllib3
+from kubernetes import client
+
+from tekton_notifications import kube, types
+from tekton_notifications.devtools.display import EventDisplay
+from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.router import EventRouter
+from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
+from tekton_notifications.notifications import OutgoingEvent
+from tekton_notifications.sink import binary_message
+
+FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher")
+MANAGED = f"{types.MANAGED_BY_LABEL}={types.MANAGED_BY_VALUE}"
+
+
+class LocalChain:
+    """Start with ``with LocalChain(...) as chain:``; everything stops on exit.
+
+    Without ``kubeconfig`` an emulator is started and ``manifests`` are loaded into it;
+    with one, the functions use that cluster as it is.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        knative: Path = ROOT / "knative",
+        manifests: tuple[Path, ...] = (),
+        kubeconfig: Path | None = None,
+        server: str = "func-python",
+        env: Mapping[str, str] | None = None,
+        time_scale: float = 0.2,
+    ) -> None:
+        self.workdir = workdir
+        self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
+        self._server, self._env, self._time_scale = server, dict(env or {}), time_scale
+        self._stack = ExitStack()
+        self.emulator: KubeAPIServer | None = None
+        self.failures = EventDisplay()
+        self.dead_letter_display = EventDisplay()
+        self.functions: dict[str, ServedFunction] = {}
+        self.loaded = 0
+
+    def __enter__(self) -> LocalChain:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.dead_letter_file = self.workdir / "dead-letters.jsonl"
+        self.dead_letter_file.unlink(missing_ok=True)
+        if self._kubeconfig is None:
+            self.emulator = self._stack.enter_context(KubeAPIServer())
+            self.loaded = self.emulator.load_manifests(*self._manifests) if self._manifests else 0
+            self.kubeconfig = self.workdir / "kubeconfig"
+            self.emulator.write_kubeconfig(self.kubeconfig)
+        else:
+            self.kubeconfig = self._kubeconfig
+        for display in (self.failures, self.dead_letter_display):
+            display.start()
+            self._stack.callback(display.stop)
+        ports = {name: free_port() for name in FUNCTIONS}
+        subscribers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        subscribers["notification-failures"] = self.failures.url
+        subscribers["notification-dead-letters"] = self.dead_letter_display.url
+        self.router = EventRouter(
+            self._knative,
+            subscribers,
+            dead_letter_path=self.dead_letter_file,
+            time_scale=self._time_scale,
+        )
+        self.broker = self.router.start()
+        self._stack.callback(self.router.stop)
+        env = {"KUBECONFIG": str(self.kubeconfig), "K_SINK": self.broker, **self._env}
+        for name in FUNCTIONS:
+            served = serve_function(name, env, self.workdir, server=self._server, port=ports[name])
+            self._stack.callback(served.stop)
+            self.functions[name] = served
+        self.api = kube.api_client({"KUBECONFIG": str(self.kubeconfig)})
+
+    def send(self, cloudevent: Mapping[str, Any]) -> int:
+        """POST a structured-view event to the broker in binary mode, as Tekton does."""
+        attributes = {k: str(v) for k, v in cloudevent.items() if k != "data"}
+        data = cloudevent.get("data")
+        headers, body = binary_message(OutgoingEvent(attributes, data if data is not None else {}))
+        if isinstance(data, str | bytes):
+            body = data.encode() if isinstance(data, str) else data
+        response = urllib3.request("POST", self.broker, body=body, headers=headers, timeout=10)
+        return int(response.status)
+
+    def send_file(self, path: Path) -> int:
+        return self.send(json.loads(path.read_text()))
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        return self.router.wait_idle(timeout=timeout)
+
+    def notification_runs(self) -> list[dict[str, Any]]:
+        """TaskRuns and PipelineRuns created by the chain, read through the API."""
+        objects = client.CustomObjectsApi(self.api)
+        found: list[dict[str, Any]] = []
+        for plural in ("taskruns", "pipelineruns"):
+            listing = cast(
+                dict[str, Any],
+                objects.list_cluster_custom_object(
+                    "tekton.dev", "v1", plural, label_selector=MANAGED
+                ),
+            )
+            found.extend(listing.get("items") or [])
+        return found

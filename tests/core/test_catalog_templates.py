@@ -1,0 +1,675 @@
+"""The example NotificationTemplates against the Tekton catalog tasks they drive.
+
+Checks each example's params against its catalog task, renders it against real Tekton events,
+and runs the catalog task's own step script (sh or Python, with curl/smtplib stubbed) on the
+rendered params, the way Tekton would substitute them, to prove hostile run data (quotes,
+backslashes, newlines, $(...), backticks, globs) arrives intact and harmless.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tekton_notifications.events import RunEvent, parse_event
+from tekton_notifications.models import Template, parse_template
+from tekton_notifications.rendering import (
+    RenderSettings,
+    compile_template,
+    json_escape,
+    k8s_env_escape,
+    oneline,
+    slack_escape,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+CATALOG = SHARED / "catalog"
+FIXTURES = SHARED / "fixtures" / "tekton-events"
+EXAMPLES = ROOT / "examples" / "templates"
+
+pytestmark = pytest.mark.skipif(
+    not (CATALOG.is_dir() and FIXTURES.is_dir()),
+    reason=f"Tekton catalog tasks and fixture events are read from {SHARED}, which is absent",
+)
+
+POLICY = {"name": "notify", "namespace": "ci"}
+DASHBOARD = RenderSettings(dashboard_url="https://tekton.example.com")
+EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.yaml"))
+EXPECTED_EXAMPLES = {
+    "slack-webhook": "send-to-webhook-slack",
+    "slack-channel": "send-to-channel-slack",
+    "email": "sendmail",
+    "teams": "send-to-microsoft-teams",
+    "telegram": "send-to-telegram",
+    "discord": "send-to-webhook-discord",
+    "github-status": "github-set-status",
+}
+#: The param carrying the human-readable text, per example.
+TEXT_PARAM = {"email": "body", "github-status": "DESCRIPTION"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_example(name: str) -> tuple[dict[str, Any], Template]:
+    obj = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    return obj, parse_template(obj)
+
+
+def task_ref_name_and_version(template: Template) -> tuple[str, str | None]:
+    ref = template.ref
+    if ref.get("name"):
+        return str(ref["name"]), None
+    params = {p["name"]: p["value"] for p in ref.get("params", [])}
+    return str(params["name"]), params.get("version")
+
+
+def load_task(template: Template) -> dict[str, Any]:
+    name, version = task_ref_name_and_version(template)
+    candidates = sorted((CATALOG / name).glob("*.yaml"))
+    if version is not None:
+        candidates = [path for path in candidates if path.stem == version]
+    assert candidates, f"no catalog task {name} {version or ''} in {CATALOG}"
+    task: dict[str, Any] = yaml.safe_load(candidates[-1].read_text())
+    return task
+
+
+def load_event(name: str, mutate: Any = None) -> RunEvent:
+    cloudevent = json.loads((FIXTURES / name).read_text())
+    data = cloudevent.pop("data")
+    if mutate is not None:
+        data = copy.deepcopy(data)
+        mutate(next(iter(data.values())))
+    return parse_event(cloudevent, data)
+
+
+def render_example(
+    name: str,
+    event: RunEvent,
+    overrides: dict[str, str] | None = None,
+    settings: RenderSettings = DASHBOARD,
+) -> dict[str, str]:
+    _, template = load_example(name)
+    return compile_template(template).render(
+        event=event, policy=POLICY, overrides=overrides or {}, settings=settings
+    )
+
+
+def decoded(value: str) -> str:
+    """What a JSON parser (or Python literal) makes of a json_escape_strict value."""
+    text: str = json.loads('"' + value + '"')
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape
+
+
+def test_every_catalog_example_exists() -> None:
+    assert set(EXAMPLE_NAMES) >= set(EXPECTED_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_example_is_a_notification_template_in_ci(name: str) -> None:
+    obj, template = load_example(name)
+    assert obj["apiVersion"] == "notifications.tekton.dev/v1alpha1"
+    assert obj["kind"] == "NotificationTemplate"
+    assert (template.namespace, template.name) == ("ci", name)
+    assert template.target == "Task"
+    compile_template(template)  # every param compiles
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_example_params_match_the_catalog_task(name: str) -> None:
+    _, template = load_example(name)
+    task = load_task(template)
+    assert task["metadata"]["name"] == EXPECTED_EXAMPLES.get(name, task["metadata"]["name"])
+    declared = {param["name"]: param for param in task["spec"]["params"]}
+    unknown = set(template.params) - set(declared)
+    assert not unknown, f"{name}: params the task does not declare: {sorted(unknown)}"
+    required = {key for key, param in declared.items() if "default" not in param}
+    missing = required - set(template.params)
+    assert not missing, f"{name}: required task params not set: {sorted(missing)}"
+
+
+def test_at_least_one_example_uses_the_hub_resolver() -> None:
+    resolvers = [load_example(name)[1].ref.get("resolver") for name in EXAMPLE_NAMES]
+    assert "hub" in resolvers
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering real events
+
+EVENTS = {
+    "failed": "current/08-pipelinerun-failed.json",
+    "realworld-failed": "realworld/event-pipelinerun.failed.json",
+    "cancelled": "current/10-pipelinerun-cancelled.json",
+    "succeeded": "current/09-pipelinerun-successful.json",
+}
+DASH = "https://tekton.example.com/#/namespaces"
+IMAGE = "ghcr.io/pingcap-qe/cd/builders/tikv@sha256:" + (
+    "a6cda05e45e34c8409c6c04b953e317a7ec5e63c1224dc5101d38293964e5463"
+)
+STEP_FAILED = f'"step-build" exited with code 1 (image: "{IMAGE}"); for logs run: kubectl -n ee-cd'
+RW = "ee-cd/build-package-tikv-tikv-linux-9bn55"
+RW_URL = f"{DASH}/ee-cd/pipelineruns/build-package-tikv-tikv-linux-9bn55"
+F_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-8x2kq"
+C_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-c4nc3"
+S_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-zq4m7"
+F_MSG = "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1"
+RW_MSG = "Tasks Completed: 3 (Failed: 1, Cancelled 0), Skipped: 1"
+C_MSG = 'PipelineRun "build-and-test-run-c4nc3" was cancelled'
+S_MSG = "Tasks Completed: 3 (Failed: 0, Cancelled 0), Skipped: 0"
+
+#: The text each example sends, for the failed, realworld-failed, cancelled and succeeded runs.
+EXPECTED_TEXT: dict[str, dict[str, str]] = {
+    "slack-webhook": {
+        "failed": ":x: PipelineRun *ci/build-and-test-run-8x2kq* failed after 1m 58s\n"
+        f"> {F_MSG}\n<{F_URL}|Open in Tekton Dashboard>",
+        "realworld-failed": f":x: PipelineRun *{RW}* failed after 4m 52s\n> {RW_MSG}\n"
+        f"• `build-binaries` Failed: {STEP_FAILED} logs...\n<{RW_URL}|Open in Tekton Dashboard>",
+        "cancelled": ":no_entry_sign: PipelineRun *ci/build-and-test-run-c4nc3* cancelled "
+        f"after 1m 29s\n> {C_MSG}\n<{C_URL}|Open in Tekton Dashboard>",
+        "succeeded": ":white_check_mark: PipelineRun *ci/build-and-test-run-zq4m7* succeeded "
+        f"after 4m 43s\n> {S_MSG}\n<{S_URL}|Open in Tekton Dashboard>",
+    },
+    "slack-channel": {
+        "failed": "*PipelineRun ci/build-and-test-run-8x2kq: failed* (1m 58s)\nReason: Failed\n"
+        f"{F_MSG}\n<{F_URL}|Open in Tekton Dashboard>",
+        "realworld-failed": f"*PipelineRun {RW}: failed* (4m 52s)\nReason: Failed\n{RW_MSG}\n"
+        f"• build-binaries (Failed): {STEP_FAILED} logs...\n<{RW_URL}|Open in Tekton Dashboard>",
+        "cancelled": "*PipelineRun ci/build-and-test-run-c4nc3: cancelled* (1m 29s)\n"
+        f"Reason: Cancelled\n{C_MSG}\n<{C_URL}|Open in Tekton Dashboard>",
+        "succeeded": "*PipelineRun ci/build-and-test-run-zq4m7: succeeded* (4m 43s)\n"
+        f"Reason: Succeeded\n{S_MSG}\n<{S_URL}|Open in Tekton Dashboard>",
+    },
+    "email": {
+        "failed": "PipelineRun ci/build-and-test-run-8x2kq failed.\n\n"
+        "Started:   2025-06-12T09:14:05Z\nCompleted: 2025-06-12T09:16:03Z\n"
+        f"Duration:  1m 58s\nReason:    Failed\n\n{F_MSG}\n\n{F_URL}",
+        "realworld-failed": f"PipelineRun {RW} failed.\n\n"
+        "Started:   2023-12-07T06:28:37Z\nCompleted: 2023-12-07T06:33:29Z\n"
+        f"Duration:  4m 52s\nReason:    Failed\n\n{RW_MSG}\n\nFailed tasks:\n"
+        "  - build-binaries (build-package-tikv-tikv-linux-9bn55-build-binaries): Failed\n"
+        f"    {STEP_FAILED} logs build-package-tikv-tikv-linux-9bn55-build-binaries-pod "
+        f"-c step-build\n\n{RW_URL}",
+        "cancelled": "PipelineRun ci/build-and-test-run-c4nc3 cancelled.\n\n"
+        "Started:   2025-06-12T12:19:02Z\nCompleted: 2025-06-12T12:20:31Z\n"
+        f"Duration:  1m 29s\nReason:    Cancelled\n\n{C_MSG}\n\n{C_URL}",
+        "succeeded": "PipelineRun ci/build-and-test-run-zq4m7 succeeded.\n\n"
+        "Started:   2025-06-12T10:58:01Z\nCompleted: 2025-06-12T11:02:44Z\n"
+        f"Duration:  4m 43s\nReason:    Succeeded\n\n{S_MSG}\n\n{S_URL}",
+    },
+    "teams": {
+        "failed": "**PipelineRun ci/build-and-test-run-8x2kq: failed** after 1m 58s\n\n"
+        f"{F_MSG}\n\n[Open in Tekton Dashboard]({F_URL})",
+        "realworld-failed": f"**PipelineRun {RW}: failed** after 4m 52s\n\n{RW_MSG}\n\n"
+        f"- build-binaries: Failed - {STEP_FAILED} logs...\n\n"
+        f"[Open in Tekton Dashboard]({RW_URL})",
+        "cancelled": "**PipelineRun ci/build-and-test-run-c4nc3: cancelled** after 1m 29s\n\n"
+        f"{C_MSG}\n\n[Open in Tekton Dashboard]({C_URL})",
+        "succeeded": "**PipelineRun ci/build-and-test-run-zq4m7: succeeded** after 4m 43s\n\n"
+        f"{S_MSG}\n\n[Open in Tekton Dashboard]({S_URL})",
+    },
+    "telegram": {
+        "failed": f"PipelineRun ci/build-and-test-run-8x2kq: failed after 1m 58s\n{F_MSG}\n{F_URL}",
+        "realworld-failed": f"PipelineRun {RW}: failed after 4m 52s\n{RW_MSG}\n"
+        f"- build-binaries: Failed\n{RW_URL}",
+        "cancelled": f"PipelineRun ci/build-and-test-run-c4nc3: cancelled after 1m 29s\n{C_MSG}\n"
+        f"{C_URL}",
+        "succeeded": f"PipelineRun ci/build-and-test-run-zq4m7: succeeded after 4m 43s\n{S_MSG}\n"
+        f"{S_URL}",
+    },
+    "discord": {
+        "failed": f"**PipelineRun ci/build-and-test-run-8x2kq**: failed after 1m 58s\n> {F_MSG}\n"
+        f"{F_URL}",
+        "realworld-failed": f"**PipelineRun {RW}**: failed after 4m 52s\n> {RW_MSG}\n"
+        f"- `build-binaries` Failed: {STEP_FAILED} logs...\n{RW_URL}",
+        "cancelled": f"**PipelineRun ci/build-and-test-run-c4nc3**: cancelled after 1m 29s\n"
+        f"> {C_MSG}\n{C_URL}",
+        "succeeded": f"**PipelineRun ci/build-and-test-run-zq4m7**: succeeded after 4m 43s\n"
+        f"> {S_MSG}\n{S_URL}",
+    },
+    "github-status": {
+        "failed": f"PipelineRun failed: {F_MSG}",
+        "realworld-failed": f"PipelineRun failed: {RW_MSG}",
+        "cancelled": f"PipelineRun cancelled: {C_MSG}",
+        "succeeded": f"PipelineRun succeeded: {S_MSG}",
+    },
+}
+
+
+@pytest.mark.parametrize("event_name", sorted(EVENTS))
+@pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))
+def test_example_renders_the_expected_text(name: str, event_name: str) -> None:
+    out = render_example(name, load_event(EVENTS[event_name]))
+    value = out[TEXT_PARAM.get(name, "message")]
+    text = value if name == "github-status" else decoded(value)
+    assert text == EXPECTED_TEXT[name][event_name]
+
+
+def test_slack_webhook_without_a_dashboard_has_no_link() -> None:
+    out = render_example("slack-webhook", load_event(EVENTS["failed"]), settings=RenderSettings())
+    assert out == {
+        "webhook-secret": "slack-webhook",
+        "bot-name": "Tekton",
+        "icon-emoji": ":tekton:",
+        "message": ":x: PipelineRun \\u002aci/build-and-test-run-8x2kq\\u002a failed after "
+        "1m 58s\\u000a> Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1",
+    }
+
+
+def test_email_params() -> None:
+    out = render_example("email", load_event(EVENTS["failed"]))
+    assert out["server"] == "smtp-server"
+    assert out["sender"] == "tekton@example.com"
+    assert out["recipients"] == "ci-team@example.com"
+    assert decoded(out["subject"]) == "[Tekton] PipelineRun ci/build-and-test-run-8x2kq failed"
+
+
+def test_slack_channel_routes_by_label() -> None:
+    def label(run: dict[str, Any]) -> None:
+        run["metadata"]["labels"]["example.com/slack-channel"] = "C0TEAM"
+
+    out = render_example("slack-channel", load_event(EVENTS["failed"], label))
+    assert out["channel"] == "C0TEAM"
+    assert render_example("slack-channel", load_event(EVENTS["failed"]))["channel"] == (
+        "C0123456789"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "state"),
+    [
+        ("current/01-pipelinerun-queued.json", "pending"),
+        ("current/02-pipelinerun-started.json", "pending"),
+        ("current/03-pipelinerun-running.json", "pending"),
+        ("realworld/event-taskrun.unknown.json", "pending"),
+        ("current/09-pipelinerun-successful.json", "success"),
+        ("current/08-pipelinerun-failed.json", "failure"),
+        ("current/10-pipelinerun-cancelled.json", "error"),
+    ],
+)
+def test_github_status_state_follows_the_outcome(fixture: str, state: str) -> None:
+    assert render_example("github-status", load_event(fixture))["STATE"] == state
+
+
+def test_github_status_timed_out_run_is_an_error() -> None:
+    def timeout(run: dict[str, Any]) -> None:
+        run["status"]["conditions"][0]["reason"] = "PipelineRunTimeout"
+
+    assert render_example("github-status", load_event(EVENTS["failed"], timeout))["STATE"] == (
+        "error"
+    )
+
+
+def test_github_status_params_from_annotations_params_and_defaults() -> None:
+    out = render_example("github-status", load_event(EVENTS["failed"]))
+    assert out == {
+        "REPO_FULL_NAME": "example/app",
+        "SHA": "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c",
+        "STATE": "failure",
+        "TARGET_URL": F_URL,
+        "DESCRIPTION": f"PipelineRun failed: {F_MSG}",
+        "CONTEXT": "tekton/build-and-test",
+    }
+    realworld = render_example("github-status", load_event(EVENTS["realworld-failed"]))
+    assert (realworld["REPO_FULL_NAME"], realworld["SHA"]) == ("tikv/tikv", "v6.5.6")
+    assert realworld["CONTEXT"] == "tekton/pingcap-build-package"
+
+    def from_params(run: dict[str, Any]) -> None:
+        run["metadata"]["annotations"] = {}
+
+    params = render_example("github-status", load_event(EVENTS["failed"], from_params))
+    assert (params["REPO_FULL_NAME"], params["SHA"]) == (
+        "example/app",
+        "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c",
+    )
+
+    def bare(run: dict[str, Any]) -> None:
+        run["metadata"]["annotations"] = {}
+        run["spec"].pop("params")
+
+    nothing = render_example(
+        "github-status", load_event(EVENTS["failed"], bare), settings=RenderSettings()
+    )
+    assert (nothing["REPO_FULL_NAME"], nothing["SHA"], nothing["TARGET_URL"]) == ("", "", "")
+
+
+def test_github_status_description_fits_githubs_140_characters() -> None:
+    def long_message(run: dict[str, Any]) -> None:
+        run["status"]["conditions"][0]["message"] = "x " * 200
+
+    out = render_example("github-status", load_event(EVENTS["failed"], long_message))
+    assert len(out["DESCRIPTION"]) == 140
+    assert out["DESCRIPTION"].endswith("...")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile run data through the real task scripts
+
+#: Everything that has broken a shell, JSON or Python splice at some point.
+HOSTILE = (
+    'Step "build" failed: it\'s broken \\ C:\\temp\\new \\\\" \\n\n'
+    "second line\twith tab $(reboot) `reboot` ${URL} $(URL) $(TOKEN) $(BOT_TOKEN) "
+    '$(WEBHOOK_URL) * ? [ab] {__import__("os").system("touch PWNED")} -n  two  spaces '
+    "<!channel> @everyone ünïcødé ✅ end"
+)
+SECRETS = {
+    "URL": "https://hooks.example.com/SECRET-URL",
+    "TOKEN": "xoxb-SECRET-TOKEN",
+    "WEBHOOK_URL": "https://teams.example.com/SECRET-WEBHOOK",
+    "BOT_TOKEN": "123456:SECRET-BOT-TOKEN",
+    "USER": "mailer",
+    "PASSWORD": "",
+    "TLS": "False",
+    "SERVER": "smtp.example.com",
+    "PORT": "25",
+}
+#: Files in the step's working directory that an unquoted * or ? would expand to.
+GLOB_BAIT = ("GLOBBED-FILE-1", "a")
+
+CURL_STUB = """
+curl() {
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      -d|--data) printf '%s' "$2" > "$CAPTURE"; shift 2 ;;
+      *) shift ;;
+    esac
+  done
+}
+"""
+
+
+def hostile_condition(run: dict[str, Any]) -> None:
+    run["status"]["conditions"][0]["message"] = HOSTILE
+
+
+def hostile_child(run: dict[str, Any]) -> None:
+    hostile_condition(run)
+    for child in run["status"]["taskRuns"].values():
+        child["status"]["conditions"][0]["message"] = HOSTILE
+
+
+HOSTILE_EVENTS = {
+    "failed": lambda: load_event(EVENTS["failed"], hostile_condition),
+    "realworld-failed": lambda: load_event(EVENTS["realworld-failed"], hostile_child),
+}
+
+
+PARAM_REFERENCE = re.compile(r"\$\(params\.([A-Za-z0-9_-]+)\)")
+
+
+def kubernetes_expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of container env values: $(VAR) of an earlier var, $$ -> $."""
+    out: list[str] = []
+    index = 0
+    while index < len(value):
+        if value.startswith("$$", index):
+            out.append("$")
+            index += 2
+        elif value.startswith("$(", index) and ")" in value[index:]:
+            end = value.index(")", index)
+            name = value[index + 2 : end]
+            out.append(env[name] if name in env else value[index : end + 1])
+            index = end + 1
+        else:
+            out.append(value[index])
+            index += 1
+    return "".join(out)
+
+
+def tekton_substitute(text: str, params: dict[str, str]) -> str:
+    """Tekton's $(params.x) substitution: one pass of plain string replacement."""
+    return PARAM_REFERENCE.sub(lambda ref: params.get(ref[1], ref[0]), text)
+
+
+def step_environment(
+    task: dict[str, Any], params: dict[str, str], base: dict[str, str]
+) -> dict[str, str]:
+    env = dict(base)
+    for variable in task["spec"]["steps"][0].get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = kubernetes_expand(
+                tekton_substitute(variable["value"], params), env
+            )
+        else:
+            env[variable["name"]] = SECRETS[variable["name"]]
+    return env
+
+
+def task_params(task: dict[str, Any], rendered: dict[str, str]) -> dict[str, str]:
+    values = {p["name"]: p["default"] for p in task["spec"]["params"] if "default" in p}
+    values.update(rendered)
+    return values
+
+
+def shells() -> list[Any]:
+    found = [pytest.param(("/bin/sh",), id="sh")]
+    busybox = shutil.which("busybox")
+    skip = pytest.mark.skip(reason="busybox (the curl image's sh, echo and sed) not installed")
+    found.append(pytest.param(("busybox", "sh"), id="busybox", marks=() if busybox else skip))
+    return found
+
+
+def run_shell_task(
+    task: dict[str, Any], rendered: dict[str, str], shell: tuple[str, ...], workdir: Path
+) -> str:
+    """Run the task's step script as Tekton would, with curl stubbed; return curl's --data."""
+    params = task_params(task, rendered)
+    path = os.environ["PATH"]
+    if shell[0] == "busybox":
+        applets = workdir / "applets"
+        applets.mkdir()
+        for applet in ("sed", "echo"):
+            (applets / applet).symlink_to(shutil.which("busybox") or "busybox")
+        path = f"{applets}{os.pathsep}{path}"
+    capture = workdir / "captured-body"
+    env = step_environment(task, params, {"PATH": path, "CAPTURE": str(capture)})
+    script = tekton_substitute(task["spec"]["steps"][0]["script"], params)
+    # send-to-channel-slack calls /usr/bin/curl: route it to the stub as well.
+    shebang, rest = script.replace("/usr/bin/curl", "curl").split("\n", 1)
+    (workdir / "script").write_text(f"{shebang}\n{CURL_STUB}\n{rest}")
+    step_dir = workdir / "step"
+    step_dir.mkdir()
+    for bait in GLOB_BAIT:
+        (step_dir / bait).write_text("")
+    subprocess.run([*shell, str(workdir / "script")], env=env, cwd=step_dir, check=True, timeout=20)
+    return capture.read_text()
+
+
+#: How each example presents a run message (before truncation), by the filters it applies.
+AS_SENT = {
+    "slack-webhook": lambda text: slack_escape(oneline(text))[:250],
+    "slack-channel": lambda text: slack_escape(text),
+    "teams": lambda text: oneline(text),
+    "telegram": lambda text: oneline(text),
+    "discord": lambda text: oneline(text).replace("@everyone", "@\u200beveryone"),
+}
+SHELL_TASKS = {
+    "slack-webhook": "text",
+    "slack-channel": "text",
+    "teams": "text",
+    "telegram": "text",
+    "discord": "content",
+}
+
+
+@pytest.mark.parametrize("shell", shells())
+@pytest.mark.parametrize("event_name", sorted(HOSTILE_EVENTS))
+@pytest.mark.parametrize("name", sorted(SHELL_TASKS))
+def test_example_survives_the_task_script(
+    name: str, event_name: str, shell: tuple[str, ...], tmp_path: Path
+) -> None:
+    _, template = load_example(name)
+    task = load_task(template)
+    rendered = render_example(name, HOSTILE_EVENTS[event_name]())
+    body = run_shell_task(task, rendered, shell, tmp_path)
+
+    payload = json.loads(body)  # valid JSON, whatever the run said
+    text = payload[SHELL_TASKS[name]]
+    assert text == decoded(rendered["message"])  # exactly what the template meant
+    assert AS_SENT[name](HOSTILE) in text  # the run's message, as the template presents it
+    for secret in SECRETS.values():
+        assert not secret or secret not in body
+    for bait in GLOB_BAIT[:1]:
+        assert bait not in body
+    assert not (tmp_path / "step" / "PWNED").exists()
+
+
+@pytest.mark.parametrize("shell", shells())
+@pytest.mark.parametrize("name", sorted(SHELL_TASKS))
+def test_every_character_arrives_exactly(name: str, shell: tuple[str, ...], tmp_path: Path) -> None:
+    """A policy override sending the raw message: newlines, tabs and runs of spaces too."""
+    _, template = load_example(name)
+    task = load_task(template)
+    rendered = render_example(
+        name,
+        HOSTILE_EVENTS["failed"](),
+        overrides={"message": "{{ event.message | json_escape_strict }}"},
+    )
+    body = run_shell_task(task, rendered, shell, tmp_path)
+    assert json.loads(body)[SHELL_TASKS[name]] == HOSTILE
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_why_json_escape_is_not_enough_for_the_env_and_sed_tasks(
+    shell: tuple[str, ...], tmp_path: Path
+) -> None:
+    """send-to-webhook-slack with plain json_escape: the task's sed turns the escaped quote
+    into an escaped backslash plus a bare quote, and Kubernetes expands $(URL) into the
+    secret webhook URL. This is the hazard json_escape_strict exists for."""
+    _, template = load_example("slack-webhook")
+    task = load_task(template)
+    text = 'say "hi" $(URL)'
+    body = run_shell_task(
+        task, {"webhook-secret": "s", "message": json_escape(text)}, shell, tmp_path
+    )
+    assert SECRETS["URL"] in body
+    assert body.startswith('{"text": "say \\\\\\"hi\\\\\\"')  # text would read: say \"hi\"
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_why_telegram_needs_escaping_of_globs_and_spaces(
+    shell: tuple[str, ...], tmp_path: Path
+) -> None:
+    _, template = load_example("telegram")
+    task = load_task(template)
+    params = {"bot-token-secret": "s", "chat-id": "1", "message": "files: *  end"}
+    body = run_shell_task(task, params, shell, tmp_path)
+    assert json.loads(body)["text"] == "files: GLOBBED-FILE-1 a end"
+
+
+# ---------------------------------------------------------------------------------------------
+# sendmail: a Python script
+
+FAKE_SMTPLIB = """
+import json, os
+
+class SMTP:
+    def __init__(self, *args, **kwargs):
+        pass
+    def ehlo(self):
+        pass
+    def starttls(self, *args, **kwargs):
+        pass
+    def login(self, user, password):
+        pass
+    def sendmail(self, sender, receiver, message):
+        with open(os.environ["CAPTURE"], "a") as capture:
+            capture.write(json.dumps([sender, receiver, message.decode("utf-8")]) + "\\n")
+    def quit(self):
+        pass
+
+SMTP_SSL = SMTP
+"""
+
+
+def run_sendmail(task: dict[str, Any], rendered: dict[str, str], workdir: Path) -> list[Any]:
+    params = task_params(task, rendered)
+    capture = workdir / "sent"
+    env = step_environment(
+        task,
+        params,
+        {"PATH": os.environ["PATH"], "CAPTURE": str(capture), "PYTHONIOENCODING": "utf-8"},
+    )
+    (workdir / "smtplib.py").write_text(FAKE_SMTPLIB)
+    script = tekton_substitute(task["spec"]["steps"][0]["script"], params)
+    (workdir / "step.py").write_text(script)
+    subprocess.run(
+        [sys.executable, str(workdir / "step.py")],
+        env=env,
+        cwd=workdir,
+        check=True,
+        timeout=20,
+        capture_output=True,
+    )
+    return [json.loads(line) for line in capture.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("event_name", sorted(HOSTILE_EVENTS))
+def test_email_survives_the_sendmail_script(event_name: str, tmp_path: Path) -> None:
+    _, template = load_example("email")
+    task = load_task(template)
+
+    def hostile_recipients(run: dict[str, Any]) -> None:
+        (hostile_child if "taskRuns" in run["status"] else hostile_condition)(run)
+        run["metadata"].setdefault("annotations", {})["example.com/notify-email"] = (
+            "dev@example.com\nBcc: spy@example.com"
+        )
+
+    event = load_event(EVENTS[event_name], hostile_recipients)
+    # A subject made of run data, to show a newline in it cannot add a mail header.
+    subject_override = (
+        "{{ ('Re: ' ~ event.message) | oneline | truncate(150) | json_escape_strict }}"
+    )
+    rendered = render_example("email", event, overrides={"subject": subject_override})
+    sent = run_sendmail(task, rendered, tmp_path)
+
+    subject = decoded(rendered["subject"])
+    body = decoded(rendered["body"])
+    assert subject.startswith('Re: Step "build" failed: it\'s broken \\ C:\\temp')
+    assert "\n" not in subject
+    # The task splits recipients on spaces: an annotation may list recipients, not add headers.
+    assert [receiver for _, receiver, _ in sent] == ["dev@example.com", "Bcc:", "spy@example.com"]
+    for sender, _, message in sent:
+        assert sender == "tekton@example.com"
+        assert message == (
+            f"Subject: {subject}\nTo: dev@example.com Bcc: spy@example.com\n"
+            f"From: tekton@example.com\n\n{body}"
+        )
+    assert HOSTILE in body  # the raw message, every character, inside the mail
+    assert not (tmp_path / "PWNED").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# github-set-status: params go through env vars to os.getenv
+
+
+def test_github_status_values_survive_kubernetes_env_expansion() -> None:
+    _, template = load_example("github-status")
+    task = load_task(template)
+    event = HOSTILE_EVENTS["failed"]()
+    rendered = render_example("github-status", event)
+    env = step_environment(task, task_params(task, rendered), {})
+    assert env["DESCRIPTION"] == oneline(f"PipelineRun failed: {HOSTILE}")[:137] + "..."
+    assert env["STATE"] == "failure"
+    assert env["SHA"] == "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c"
+    # Without k8s_env_escape, Kubernetes replaces $(VAR) by an earlier env var and $$ by $.
+    text = "see $(REPO_FULL_NAME), pay $$5"
+    raw = step_environment(task, {"REPO_FULL_NAME": "x/y", "DESCRIPTION": text}, {})
+    assert raw["DESCRIPTION"] == "see x/y, pay $5"
+    escaped = {"REPO_FULL_NAME": "x/y", "DESCRIPTION": k8s_env_escape(text)}
+    assert step_environment(task, escaped, {})["DESCRIPTION"] == text
