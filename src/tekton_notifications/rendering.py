@@ -1002,6 +1002,9 @@ def _compile(where: _Where) -> JinjaTemplate:
         ) from None
     except RecursionError:
         raise where.error("TemplateSyntaxError", "the template is nested too deeply") from None
+    except Exception as error:  # a Jinja2 internal failure on odd input: still the template's
+        detail = f"{type(error).__name__}: {error}"
+        raise where.error("TemplateSyntaxError", detail) from None
 
 
 class CompiledTemplate:

@@ -364,7 +364,8 @@ def test_github_status_description_fits_githubs_140_characters() -> None:
 HOSTILE = (
     'Step "build" failed: it\'s broken \\ C:\\temp\\new \\\\" \\n\n'
     "second line\twith tab $(reboot) `reboot` ${URL} $(URL) $(TOKEN) $(BOT_TOKEN) "
-    '$(WEBHOOK_URL) * ? [ab] {__import__("os").system("touch PWNED")} -n  two  spaces '
+    "$(WEBHOOK_URL) $(params.channel) * ? [ab] "
+    '{__import__("os").system("touch PWNED")} -n  two  spaces '
     "<!channel> @everyone ünïcødé ✅ end"
 )
 SECRETS = {

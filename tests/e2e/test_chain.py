@@ -1,0 +1,141 @@
+"""End to end: Tekton events in at the broker, TaskRuns out in the API, through the real
+functions (as kn func serves them) and the router following the Triggers in knative/."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tekton_notifications.devtools.chain import LocalChain
+from tekton_notifications.devtools.serving import ROOT
+from tests.conftest import EXAMPLES, fixture_files, load_cloudevent, needs_shared
+
+pytestmark = [needs_shared, pytest.mark.slow]
+
+#: What the example policies must do with each real Tekton event: (policy, template) pairs.
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "current/02-pipelinerun-started.json": {("triggers-started-github", "github-status")},
+    "current/07-taskrun-failed.json": {("taskrun-failed-discord", "discord")},
+    "current/08-pipelinerun-failed.json": {("pipelinerun-failed-slack", "slack-webhook")},
+    "current/10-pipelinerun-cancelled.json": {("pipelinerun-failed-slack", "slack-webhook"),
+                                              ("pipelinerun-cancelled-slack", "slack-webhook")},
+}
+MANIFESTS = (EXAMPLES / "policies", EXAMPLES / "templates")
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChain]:
+    with LocalChain(tmp_path_factory.mktemp("chain"), manifests=MANIFESTS, time_scale=0.05) as c:
+        yield c
+
+
+def runs_for(chain: LocalChain, cloudevent: dict[str, Any]) -> list[dict[str, Any]]:
+    (run,) = cloudevent["data"].values()
+    uid = run["metadata"]["uid"]
+    return [r for r in chain.notification_runs()
+            if r["metadata"]["labels"]["notifications.tekton.dev/source-uid"] == uid
+            and r["metadata"]["labels"]["notifications.tekton.dev/event"]
+            in _outcomes(cloudevent)]
+
+
+def _outcomes(cloudevent: dict[str, Any]) -> set[str]:
+    name = cloudevent["type"].split(".")[-2]
+    return {"succeeded"} if name == "successful" else {name, "cancelled", "timedOut"}
+
+
+def pairs(runs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(r["metadata"]["labels"]["notifications.tekton.dev/policy"],
+             r["metadata"]["labels"]["notifications.tekton.dev/template"]) for r in runs}
+
+
+@pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_each_real_tekton_event_creates_exactly_the_expected_taskruns(
+    chain: LocalChain, path: Path
+) -> None:
+    name = f"{path.parent.name}/{path.name}"
+    cloudevent = load_cloudevent(name)
+    before = {r["metadata"]["name"] for r in chain.notification_runs()}
+
+    assert chain.send(cloudevent) == 202
+    assert chain.wait_idle()
+
+    created = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
+    assert pairs(created) == EXPECTED.get(name, set()), chain.failures.events
+    assert chain.failures.events == []
+    assert chain.router.dead_letters == []
+
+
+def test_a_created_taskrun_is_what_the_template_asked_for(chain: LocalChain) -> None:
+    cloudevent = load_cloudevent("current/08-pipelinerun-failed.json")
+    chain.send(cloudevent)
+    chain.wait_idle()
+    (run,) = runs_for(chain, cloudevent)
+    assert run["spec"]["taskRef"] == {"name": "send-to-webhook-slack"}
+    params = {p["name"]: p["value"] for p in run["spec"]["params"]}
+    assert params["webhook-secret"] == "slack-webhook"
+    assert "build-and-test-run-8x2kq" in params["message"]
+    assert run["metadata"]["annotations"]["notifications.tekton.dev/source-event-id"] == (
+        cloudevent["id"])
+
+
+def test_redelivered_and_repeated_events_create_nothing_new(chain: LocalChain) -> None:
+    cloudevent = load_cloudevent("current/10-pipelinerun-cancelled.json")
+    chain.send(cloudevent)
+    chain.wait_idle()
+    count = len(chain.notification_runs())
+    for retry in range(3):  # Tekton retries with new ids; the broker redelivers with the same
+        chain.send({**cloudevent, "id": f"retry-{retry}"})
+        chain.send(cloudevent)
+    chain.wait_idle()
+    assert len(chain.notification_runs()) == count
+    assert len(runs_for(chain, cloudevent)) == 2
+
+
+def test_a_notification_runs_own_events_never_notify(chain: LocalChain) -> None:
+    cloudevent = load_cloudevent("current/08-pipelinerun-failed.json")
+    chain.send(cloudevent)
+    chain.wait_idle()
+    (ours,) = runs_for(chain, cloudevent)
+    count = len(chain.notification_runs())
+    # Tekton reports on the notification TaskRun like on any other run: it fails, too.
+    notification_failed = {
+        "specversion": "1.0", "id": "ours-1", "type": "dev.tekton.event.taskrun.failed.v1",
+        "source": f"/apis///namespaces/ci//{ours['metadata']['name']}",
+        "data": {"taskRun": {**ours, "status": {"conditions": [
+            {"type": "Succeeded", "status": "False", "reason": "Failed"}]}}},
+    }
+    assert chain.send(notification_failed) == 202
+    chain.wait_idle()
+    assert len(chain.notification_runs()) == count
+
+
+def test_a_malformed_tekton_event_is_dead_lettered_at_once(chain: LocalChain) -> None:
+    letters = len(chain.router.dead_letters)
+    chain.send({"specversion": "1.0", "id": "broken-1", "source": "/apis///namespaces/ci//x",
+                "type": "dev.tekton.event.taskrun.failed.v1", "data": "{not json"})
+    chain.wait_idle()
+    (letter,) = chain.router.dead_letters[letters:]
+    assert letter["id"] == "broken-1"
+    assert str(letter["knativeerrorcode"]) == "400"
+    delivery = [d for d in chain.router.deliveries if d.event_id == "broken-1"]
+    assert [d.attempts for d in delivery] == [1]  # 4xx is never retried
+
+
+def test_a_wrong_trigger_in_knative_breaks_the_chain(tmp_path: Path) -> None:
+    """The router really reads knative/: a typo in the launcher's Trigger stops launches."""
+    knative = tmp_path / "knative"
+    shutil.copytree(ROOT / "knative", knative)
+    triggers = knative / "base" / "triggers.yaml"
+    triggers.write_text(triggers.read_text().replace("notification.rendered.v1",
+                                                     "notification.rendred.v1"))
+    with LocalChain(tmp_path / "run", knative=knative, manifests=MANIFESTS,
+                    time_scale=0.05) as chain:
+        chain.send(load_cloudevent("current/08-pipelinerun-failed.json"))
+        chain.wait_idle()
+        assert chain.notification_runs() == []
+        rendered = [d for d in chain.router.deliveries if d.reply_type and "rendered" in d.reply_type]
+        assert rendered, "the renderer still ran: the break is in the launcher's Trigger"
