@@ -234,7 +234,7 @@ def test_name_and_namespace_fall_back_to_the_source_when_the_object_lacks_them()
 
 
 def test_an_event_without_any_way_to_name_the_run_is_malformed() -> None:
-    with pytest.raises(EventError, match="metadata.name is missing"):
+    with pytest.raises(EventError, match=r"metadata\.name is missing"):
         parse_event(
             {"id": "1", "type": "dev.tekton.event.taskrun.started.v1", "source": "tekton"},
             {"taskRun": {}},

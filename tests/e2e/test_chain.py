@@ -21,8 +21,10 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "current/02-pipelinerun-started.json": {("triggers-started-github", "github-status")},
     "current/07-taskrun-failed.json": {("taskrun-failed-discord", "discord")},
     "current/08-pipelinerun-failed.json": {("pipelinerun-failed-slack", "slack-webhook")},
-    "current/10-pipelinerun-cancelled.json": {("pipelinerun-failed-slack", "slack-webhook"),
-                                              ("pipelinerun-cancelled-slack", "slack-webhook")},
+    "current/10-pipelinerun-cancelled.json": {
+        ("pipelinerun-failed-slack", "slack-webhook"),
+        ("pipelinerun-cancelled-slack", "slack-webhook"),
+    },
 }
 MANIFESTS = (EXAMPLES / "policies", EXAMPLES / "templates")
 
@@ -36,10 +38,12 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChain]:
 def runs_for(chain: LocalChain, cloudevent: dict[str, Any]) -> list[dict[str, Any]]:
     (run,) = cloudevent["data"].values()
     uid = run["metadata"]["uid"]
-    return [r for r in chain.notification_runs()
-            if r["metadata"]["labels"]["notifications.tekton.dev/source-uid"] == uid
-            and r["metadata"]["labels"]["notifications.tekton.dev/event"]
-            in _outcomes(cloudevent)]
+    return [
+        r
+        for r in chain.notification_runs()
+        if r["metadata"]["labels"]["notifications.tekton.dev/source-uid"] == uid
+        and r["metadata"]["labels"]["notifications.tekton.dev/event"] in _outcomes(cloudevent)
+    ]
 
 
 def _outcomes(cloudevent: dict[str, Any]) -> set[str]:
@@ -48,8 +52,13 @@ def _outcomes(cloudevent: dict[str, Any]) -> set[str]:
 
 
 def pairs(runs: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(r["metadata"]["labels"]["notifications.tekton.dev/policy"],
-             r["metadata"]["labels"]["notifications.tekton.dev/template"]) for r in runs}
+    return {
+        (
+            r["metadata"]["labels"]["notifications.tekton.dev/policy"],
+            r["metadata"]["labels"]["notifications.tekton.dev/template"],
+        )
+        for r in runs
+    }
 
 
 @pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -78,8 +87,10 @@ def test_a_created_taskrun_is_what_the_template_asked_for(chain: LocalChain) -> 
     params = {p["name"]: p["value"] for p in run["spec"]["params"]}
     assert params["webhook-secret"] == "slack-webhook"
     assert "build-and-test-run-8x2kq" in params["message"]
-    assert run["metadata"]["annotations"]["notifications.tekton.dev/source-event-id"] == (
-        cloudevent["id"])
+    assert (
+        run["metadata"]["annotations"]["notifications.tekton.dev/source-event-id"]
+        == (cloudevent["id"])
+    )
 
 
 def test_redelivered_and_repeated_events_create_nothing_new(chain: LocalChain) -> None:
@@ -103,10 +114,18 @@ def test_a_notification_runs_own_events_never_notify(chain: LocalChain) -> None:
     count = len(chain.notification_runs())
     # Tekton reports on the notification TaskRun like on any other run: it fails, too.
     notification_failed = {
-        "specversion": "1.0", "id": "ours-1", "type": "dev.tekton.event.taskrun.failed.v1",
+        "specversion": "1.0",
+        "id": "ours-1",
+        "type": "dev.tekton.event.taskrun.failed.v1",
         "source": f"/apis///namespaces/ci//{ours['metadata']['name']}",
-        "data": {"taskRun": {**ours, "status": {"conditions": [
-            {"type": "Succeeded", "status": "False", "reason": "Failed"}]}}},
+        "data": {
+            "taskRun": {
+                **ours,
+                "status": {
+                    "conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]
+                },
+            }
+        },
     }
     assert chain.send(notification_failed) == 202
     chain.wait_idle()
@@ -115,8 +134,15 @@ def test_a_notification_runs_own_events_never_notify(chain: LocalChain) -> None:
 
 def test_a_malformed_tekton_event_is_dead_lettered_at_once(chain: LocalChain) -> None:
     letters = len(chain.router.dead_letters)
-    chain.send({"specversion": "1.0", "id": "broken-1", "source": "/apis///namespaces/ci//x",
-                "type": "dev.tekton.event.taskrun.failed.v1", "data": "{not json"})
+    chain.send(
+        {
+            "specversion": "1.0",
+            "id": "broken-1",
+            "source": "/apis///namespaces/ci//x",
+            "type": "dev.tekton.event.taskrun.failed.v1",
+            "data": "{not json",
+        }
+    )
     chain.wait_idle()
     (letter,) = chain.router.dead_letters[letters:]
     assert letter["id"] == "broken-1"
@@ -130,12 +156,16 @@ def test_a_wrong_trigger_in_knative_breaks_the_chain(tmp_path: Path) -> None:
     knative = tmp_path / "knative"
     shutil.copytree(ROOT / "knative", knative)
     triggers = knative / "base" / "triggers.yaml"
-    triggers.write_text(triggers.read_text().replace("notification.rendered.v1",
-                                                     "notification.rendred.v1"))
-    with LocalChain(tmp_path / "run", knative=knative, manifests=MANIFESTS,
-                    time_scale=0.05) as chain:
+    triggers.write_text(
+        triggers.read_text().replace("notification.rendered.v1", "notification.rendred.v1")
+    )
+    with LocalChain(
+        tmp_path / "run", knative=knative, manifests=MANIFESTS, time_scale=0.05
+    ) as chain:
         chain.send(load_cloudevent("current/08-pipelinerun-failed.json"))
         chain.wait_idle()
         assert chain.notification_runs() == []
-        rendered = [d for d in chain.router.deliveries if d.reply_type and "rendered" in d.reply_type]
+        rendered = [
+            d for d in chain.router.deliveries if d.reply_type and "rendered" in d.reply_type
+        ]
         assert rendered, "the renderer still ran: the break is in the launcher's Trigger"

@@ -58,8 +58,20 @@ def test_the_function_pyproject_pulls_the_core_from_its_own_vendor_folder(name: 
 @pytest.fixture(scope="module")
 def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(out), str(ROOT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+    )
     (wheel,) = out.glob("*.whl")
     assert wheel.name == f"tekton_notifications-{project_version()}-py3-none-any.whl"
     return wheel
@@ -74,30 +86,36 @@ def build_like_kn_func(name: str, wheel: Path, workdir: Path) -> Path:
     venv = workdir / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "func-python", str(context)],
-                   check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "func-python", str(context)], check=True
+    )
     return python
 
 
 @pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("name", NAMES)
-def test_the_built_function_serves_cloudevents(
-    name: str, core_wheel: Path, tmp_path: Path
-) -> None:
+def test_the_built_function_serves_cloudevents(name: str, core_wheel: Path, tmp_path: Path) -> None:
     python = build_like_kn_func(name, core_wheel, tmp_path)
     elsewhere = tmp_path / "run"  # not the source folder: `function` must come from the venv
     elsewhere.mkdir()
     with KubeAPIServer() as kubeapi:
-        kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationpolicies", "ci",
-                             policy_object("failed-pipelines"))
+        kubeapi.store.create(
+            "notifications.tekton.dev",
+            "v1alpha1",
+            "notificationpolicies",
+            "ci",
+            policy_object("failed-pipelines"),
+        )
         kubeconfig = tmp_path / "kubeconfig"
         kubeapi.write_kubeconfig(kubeconfig)
-        served = serve_function(name, {"KUBECONFIG": str(kubeconfig)}, tmp_path,
-                                python=str(python), source=elsewhere)
+        served = serve_function(
+            name, {"KUBECONFIG": str(kubeconfig)}, tmp_path, python=str(python), source=elsewhere
+        )
         try:
-            reply = post_cloudevent(served.url,
-                                    load_cloudevent("current/08-pipelinerun-failed.json"))
+            reply = post_cloudevent(
+                served.url, load_cloudevent("current/08-pipelinerun-failed.json")
+            )
         finally:
             served.stop()
     if name == "policy-filter":

@@ -21,19 +21,28 @@ pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 
 
-def add_template(kubeapi: KubeAPIServer, name: str, namespace: str = "ci",
-                 **spec: Any) -> None:
-    kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationtemplates",
-                         namespace, {"apiVersion": "notifications.tekton.dev/v1alpha1",
-                                     "kind": "NotificationTemplate",
-                                     "metadata": {"name": name, "namespace": namespace},
-                                     "spec": spec})
+def add_template(kubeapi: KubeAPIServer, name: str, namespace: str = "ci", **spec: Any) -> None:
+    kubeapi.store.create(
+        "notifications.tekton.dev",
+        "v1alpha1",
+        "notificationtemplates",
+        namespace,
+        {
+            "apiVersion": "notifications.tekton.dev/v1alpha1",
+            "kind": "NotificationTemplate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        },
+    )
 
 
-def matched(template: str = "slack-webhook", *, namespace: str = "ci",
-            params: dict[str, str] | None = None,
-            fixture: str = "current/08-pipelinerun-failed.json") -> tuple[dict[str, str],
-                                                                        dict[str, Any]]:
+def matched(
+    template: str = "slack-webhook",
+    *,
+    namespace: str = "ci",
+    params: dict[str, str] | None = None,
+    fixture: str = "current/08-pipelinerun-failed.json",
+) -> tuple[dict[str, str], dict[str, Any]]:
     policy = parse_policy(policy_object("failed-pipelines", namespace, templates=[template]))
     event = matched_event(Match(policy, TemplateRef(template, params or {})), load_event(fixture))
     return dict(event.attributes), dict(event.data)
@@ -42,8 +51,11 @@ def matched(template: str = "slack-webhook", *, namespace: str = "ci",
 @pytest.fixture
 def renderer(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
     kubeapi.load_manifests(EXAMPLES / "templates")
-    return served("template-renderer", KUBECONFIG=str(kubeconfig),
-                  TEKTON_DASHBOARD_URL="https://dashboard.example.com")
+    return served(
+        "template-renderer",
+        KUBECONFIG=str(kubeconfig),
+        TEKTON_DASHBOARD_URL="https://dashboard.example.com",
+    )
 
 
 @pytest.mark.parametrize("encoding", ["binary", "structured"])
@@ -75,8 +87,10 @@ def test_a_matched_event_is_rendered_into_the_taskrun_to_create(
     params = {p["name"]: p["value"] for p in resource["spec"]["params"]}
     assert set(params) == set(template["spec"]["params"])
     assert "build-and-test-run-8x2kq" in params["message"]
-    assert "dashboard.example.com/#/namespaces/ci/pipelineruns/build-and-test-run-8x2kq" in (
-        params["message"])
+    assert (
+        "dashboard.example.com/#/namespaces/ci/pipelineruns/build-and-test-run-8x2kq"
+        in (params["message"])
+    )
     assert reply.data["key"] == data["key"]
 
 
@@ -92,7 +106,8 @@ def test_a_missing_template_is_a_failed_event_not_a_retry(renderer: ServedFuncti
     reply = post_event(renderer.url, attributes, data)
     assert (reply.status, reply.type) == (200, "dev.tekton.notification.failed.v1")
     assert reply.data["error"] == {
-        "stage": "render", "reason": "TemplateNotFound",
+        "stage": "render",
+        "reason": "TemplateNotFound",
         "message": "NotificationTemplate ci/no-such-template does not exist",
     }
 
@@ -109,8 +124,12 @@ def test_templates_of_another_namespace_are_never_used(
 def test_an_undefined_variable_is_a_failed_event_naming_it(
     kubeapi: KubeAPIServer, renderer: ServedFunction
 ) -> None:
-    add_template(kubeapi, "typo", taskRef={"name": "send-to-webhook-slack"},
-                 params={"message": "{{ event.nmae }} failed"})
+    add_template(
+        kubeapi,
+        "typo",
+        taskRef={"name": "send-to-webhook-slack"},
+        params={"message": "{{ event.nmae }} failed"},
+    )
     _wait_for_templates(renderer, kubeapi)
     reply = post_event(renderer.url, *matched("typo"))
     error = reply.data["error"]
@@ -132,9 +151,14 @@ def test_an_invalid_template_object_is_a_failed_event_with_the_field(
 def test_a_pipeline_template_renders_a_pipelinerun(
     kubeapi: KubeAPIServer, renderer: ServedFunction
 ) -> None:
-    add_template(kubeapi, "notify-pipeline", pipelineRef={"name": "notify"},
-                 params={"run": "{{ event.name }}"}, serviceAccountName="notifier",
-                 timeout="10m")
+    add_template(
+        kubeapi,
+        "notify-pipeline",
+        pipelineRef={"name": "notify"},
+        params={"run": "{{ event.name }}"},
+        serviceAccountName="notifier",
+        timeout="10m",
+    )
     _wait_for_templates(renderer, kubeapi)
     resource = post_event(renderer.url, *matched("notify-pipeline")).data["resource"]
     assert resource["kind"] == "PipelineRun"

@@ -1,4 +1,5 @@
-"""policy-filter: matches each Tekton run event against the NotificationPolicies and emits one matched event per policy and template.
+"""policy-filter: matches each Tekton run event against the NotificationPolicies and emits one
+matched event per policy and template.
 
 The logic lives in the tekton_notifications core (vendored as a wheel by `make build`);
 this file only hands func-python a function instance.

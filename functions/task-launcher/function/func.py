@@ -1,4 +1,5 @@
-"""task-launcher: creates the rendered TaskRun or PipelineRun, once, however often the event is delivered.
+"""task-launcher: creates the rendered TaskRun or PipelineRun, once, however often the event is
+delivered.
 
 The logic lives in the tekton_notifications core (vendored as a wheel by `make build`);
 this file only hands func-python a function instance.

@@ -1,4 +1,5 @@
-"""template-renderer: renders the NotificationTemplate of a matched event into the TaskRun or PipelineRun to create.
+"""template-renderer: renders the NotificationTemplate of a matched event into the TaskRun or
+PipelineRun to create.
 
 The logic lives in the tekton_notifications core (vendored as a wheel by `make build`);
 this file only hands func-python a function instance.

@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             f"{len(chain.failures.events)} failed, {len(chain.router.dead_letters)} dead letters."
         )
         say(f"Function logs and dead letters: {args.out}/")
-    return 0
+        # The demo doubles as a smoke test in CI: a chain that loses events must not pass.
+        return 0 if total and not chain.router.dead_letters else 1
 
 
 def event_files(paths: Sequence[Path]) -> list[Path]:
