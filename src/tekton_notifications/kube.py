@@ -13,12 +13,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
+
+from tekton_notifications.events import ChildRun
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +191,53 @@ def create_run(api: client.ApiClient, body: Mapping[str, Any]) -> Created:
         ) from None
     uid = str((created or {}).get("metadata", {}).get("uid") or "")
     return Created(kind, name, namespace, uid, True)
+
+
+def child_outcomes(
+    api: client.ApiClient, namespace: str, children: tuple[ChildRun, ...]
+) -> tuple[ChildRun, ...]:
+    """Fill in the outcome of children that current Tekton only references by name.
+
+    Since Tekton v0.45 a PipelineRun's status lists ``childReferences`` without their status,
+    so "which tasks failed, and why" needs one GET per child. Best effort: a child that can't
+    be read keeps its reference only.
+    """
+    objects = client.CustomObjectsApi(api)
+    filled: list[ChildRun] = []
+    for child in children:
+        plural = {"TaskRun": "taskruns", "CustomRun": "customruns"}.get(child.kind)
+        if child.status or plural is None:
+            filled.append(child)
+            continue
+        try:
+            obj = cast(
+                dict[str, Any],
+                objects.get_namespaced_custom_object(
+                    "tekton.dev",
+                    "v1",
+                    namespace,
+                    plural,
+                    child.name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        except (ApiException, HTTPError, OSError) as error:
+            logger.info("child %s/%s not read: %s", namespace, child.name, _describe(error))
+            filled.append(child)
+            continue
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        condition: dict[str, Any] = next(
+            (c for c in conditions if c.get("type") == "Succeeded"), {}
+        )
+        filled.append(
+            replace(
+                child,
+                status=str(condition.get("status") or ""),
+                reason=str(condition.get("reason") or ""),
+                message=str(condition.get("message") or "").strip(),
+            )
+        )
+    return tuple(filled)
 
 
 def _create_error(error: ApiException) -> CreateError:

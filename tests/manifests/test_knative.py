@@ -445,7 +445,8 @@ LEAST_PRIVILEGE = {
     "template-renderer": {
         ("notifications.tekton.dev", "notificationtemplates", verb)
         for verb in ("get", "list", "watch")
-    },
+    }
+    | {("tekton.dev", "taskruns", "get"), ("tekton.dev", "customruns", "get")},
     "task-launcher": {
         ("tekton.dev", "taskruns", "create"),
         ("tekton.dev", "pipelineruns", "create"),

@@ -18,13 +18,18 @@ from kubernetes import client
 
 from tekton_notifications import kube, types
 from tekton_notifications.devtools.display import EventDisplay
-from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
 from tekton_notifications.sink import binary_message
 
 FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher")
+_RUN_RESOURCES = {
+    "taskRun": ("taskruns", "TaskRun"),
+    "pipelineRun": ("pipelineruns", "PipelineRun"),
+    "customRun": ("customruns", "CustomRun"),
+}
 MANAGED = f"{types.MANAGED_BY_LABEL}={types.MANAGED_BY_VALUE}"
 
 
@@ -106,7 +111,13 @@ class LocalChain:
         self.api = kube.api_client({"KUBECONFIG": str(self.kubeconfig)})
 
     def send(self, cloudevent: Mapping[str, Any]) -> int:
-        """POST a structured-view event to the broker in binary mode, as Tekton does."""
+        """POST a structured-view event to the broker in binary mode, as Tekton does.
+
+        With the emulator, the run is first stored as it would exist in a cluster, so what
+        the functions read about it (a PipelineRun's child TaskRuns) is there.
+        """
+        if self.emulator is not None:
+            self._mirror_run(cloudevent.get("data"))
         attributes = {k: str(v) for k, v in cloudevent.items() if k != "data"}
         data = cloudevent.get("data")
         headers, body = binary_message(OutgoingEvent(attributes, data if data is not None else {}))
@@ -114,6 +125,29 @@ class LocalChain:
             body = data.encode() if isinstance(data, str) else data
         response = urllib3.request("POST", self.broker, body=body, headers=headers, timeout=10)
         return int(response.status)
+
+    def _mirror_run(self, data: object) -> None:
+        assert self.emulator is not None
+        if not isinstance(data, Mapping) or len(data) != 1:
+            return
+        ((key, run),) = data.items()
+        plural, kind = _RUN_RESOURCES.get(key, ("", ""))
+        metadata = run.get("metadata") if isinstance(run, Mapping) else None
+        if not plural or not isinstance(metadata, Mapping) or not metadata.get("name"):
+            return
+        namespace, name = str(metadata.get("namespace") or "default"), str(metadata["name"])
+        store = self.emulator.store
+        try:
+            store.delete("tekton.dev", plural, namespace, name)
+        except KubeError:
+            pass  # first time this run is seen
+        store.create(
+            "tekton.dev",
+            "v1",
+            plural,
+            namespace,
+            {**run, "apiVersion": "tekton.dev/v1", "kind": kind},
+        )
 
     def send_file(self, path: Path) -> int:
         return self.send(json.loads(path.read_text()))

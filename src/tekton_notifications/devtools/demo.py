@@ -152,6 +152,13 @@ def report(
                 param["value"] if isinstance(param["value"], str) else json.dumps(param["value"])
             )
             say(f"       {param['name']:<22} = " + value.replace("\n", "\n" + " " * 32))
+            readable = _as_received(value)
+            if readable is not None:
+                say(
+                    f"       {'':<22}   (the task sends: "
+                    + readable.replace("\n", "\n" + " " * 48)
+                    + ")"
+                )
     for failed in failures:
         payload = failed.get("data") or {}
         error = payload.get("error", {})
@@ -168,6 +175,17 @@ def report(
     if not (runs or failures or dead_letters):
         say("   · nothing to send: no policy matched, or the notification already exists")
     say()
+
+
+def _as_received(value: str) -> str | None:
+    """A json_escape_strict'ed value as the chat service shows it, when that differs."""
+    if "\\u" not in value:
+        return None
+    try:
+        decoded = json.loads(f'"{value}"')
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, str) else None
 
 
 if __name__ == "__main__":

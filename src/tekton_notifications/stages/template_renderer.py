@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from tekton_notifications import kube, models, notifications, rendering, taskruns, types
-from tekton_notifications.events import EventError
+from tekton_notifications.events import ChildRun, EventError, RunEvent
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
 
 logger = logging.getLogger(__name__)
+
+ChildLookup = Callable[[str, tuple[ChildRun, ...]], tuple[ChildRun, ...]]
 
 
 class TemplateCache:
@@ -66,10 +68,12 @@ class TemplateRenderer:
         *,
         settings: rendering.RenderSettings | None = None,
         informer: kube.Informer | None = None,
+        children: ChildLookup | None = None,
     ) -> None:
         self.templates = templates
         self.settings = settings or rendering.RenderSettings()
         self._informer = informer
+        self._children = children
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TemplateRenderer:
@@ -77,8 +81,9 @@ class TemplateRenderer:
         settings = rendering.RenderSettings(
             dashboard_url=environ.get("TEKTON_DASHBOARD_URL") or None
         )
+        api = kube.api_client(environ)
         informer = kube.Informer(
-            kube.api_client(environ),
+            api,
             group=types.GROUP,
             version=types.VERSION,
             plural=types.TEMPLATE_PLURAL,
@@ -86,7 +91,12 @@ class TemplateRenderer:
             on_upsert=templates.upsert,
             on_delete=templates.delete,
         )
-        return cls(templates, settings=settings, informer=informer)
+        return cls(
+            templates,
+            settings=settings,
+            informer=informer,
+            children=lambda ns, children: kube.child_outcomes(api, ns, children),
+        )
 
     def start(self) -> None:
         if self._informer is not None:
@@ -122,9 +132,10 @@ class TemplateRenderer:
             )
         if isinstance(entry, str):
             return self._failed(notification, "InvalidTemplate", entry)
+        event = self._with_child_outcomes(notification.event)
         try:
             params = entry.render(
-                event=notification.event,
+                event=event,
                 policy=notification.policy_view,
                 overrides=ref.params,
                 settings=self.settings,
@@ -140,6 +151,14 @@ class TemplateRenderer:
         )
         rendered = replace(notification, resource=resource)
         return reply(rendered.to_event(notifications.RENDERED))
+
+    def _with_child_outcomes(self, event: RunEvent) -> RunEvent:
+        """Current Tekton names a PipelineRun's children without their outcome: look it up
+        for finished runs, so templates can say which tasks failed and why."""
+        unknown = [child for child in event.children if not child.status]
+        if self._children is None or not unknown or event.event not in ("failed", "successful"):
+            return event
+        return replace(event, children=self._children(event.namespace, event.children))
 
     def _failed(self, notification: Notification, reason: str, message: str) -> Response:
         logger.warning(
