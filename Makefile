@@ -8,7 +8,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 WHEEL := tekton_notifications-$(VERSION)-py3-none-any.whl
 PYTEST_ARGS ?=
 
-.PHONY: help install install-ff build test test-ff lint fix demo bench fuzz clean
+.PHONY: help install install-ff build test lint fix demo bench fuzz clean
 
 help:
 	@echo "make demo    run the local end-to-end demo (functions, router, API emulator)"
@@ -55,6 +55,14 @@ fix: install
 
 demo: install
 	$(BIN)/python -m tekton_notifications.devtools.demo $(DEMO_ARGS)
+
+# Benchmarks print ratios measured side by side in one run; never part of make test.
+bench: install build install-ff
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Bounded fuzzing of the event parser, matcher and renderer (hypothesis/atheris).
+fuzz: install
+	$(BIN)/python -m pytest tests/fuzz -p no:cacheprovider --fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FF_VENV) dist functions/*/vendor .pytest_cache .mypy_cache .ruff_cache

@@ -267,3 +267,47 @@ def poll(condition: Callable[[], bool], *, timeout: float, interval: float = 0.0
             return True
         time.sleep(interval)
     return condition()
+
+
+def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
+    """Record a Kubernetes Event; False when it already exists (a redelivered outcome)."""
+    namespace = str(body["metadata"]["namespace"])
+    try:
+        client.CoreV1Api(api).create_namespaced_event(
+            namespace,
+            dict(body),  # type: ignore[arg-type]  # the client accepts dicts
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise _create_error(error) from None
+    except (HTTPError, OSError) as error:
+        raise CreateError(
+            status=503, reason="Unavailable", message=_describe(error), retryable=True
+        ) from None
+    return True
+
+
+def patch_status(
+    api: client.ApiClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
+) -> None:
+    """Merge-patch the ``status`` subresource of one of our custom resources."""
+    from tekton_notifications import types
+
+    try:
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            types.GROUP,
+            types.VERSION,
+            namespace,
+            plural,
+            name,
+            dict(patch),
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as error:
+        raise _create_error(error) from None
+    except (HTTPError, OSError) as error:
+        raise CreateError(
+            status=503, reason="Unavailable", message=_describe(error), retryable=True
+        ) from None

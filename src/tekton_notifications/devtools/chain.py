@@ -6,6 +6,7 @@ router follows the Triggers in ``knative/`` and the functions run as they are de
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -137,10 +138,8 @@ class LocalChain:
             return
         namespace, name = str(metadata.get("namespace") or "default"), str(metadata["name"])
         store = self.emulator.store
-        try:
+        with contextlib.suppress(KubeError):  # not there the first time the run is seen
             store.delete("tekton.dev", plural, namespace, name)
-        except KubeError:
-            pass  # first time this run is seen
         store.create(
             "tekton.dev",
             "v1",

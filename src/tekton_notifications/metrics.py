@@ -1,0 +1,72 @@
+"""Prometheus metrics of every function, served on their own port (``METRICS_PORT``).
+
+Knative Services expose one container port, so metrics listen on a second one that a
+PodMonitor scrapes on the pod (docs/troubleshooting.md). Labels are bounded: event types,
+stages, reasons and results are small sets; policies are per (namespace, name), which a
+platform team keeps in the hundreds, not per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+logger = logging.getLogger(__name__)
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+
+EVENTS: Final = Counter(
+    "tekton_notifications_events_received_total",
+    "CloudEvents received, by stage, CloudEvent type and HTTP answer.",
+    ["stage", "type", "code"],
+    registry=REGISTRY,
+)
+MATCHES: Final = Counter(
+    "tekton_notifications_matches_total",
+    "Notifications matched, by policy and template.",
+    ["namespace", "policy", "template"],
+    registry=REGISTRY,
+)
+CEL_ERRORS: Final = Counter(
+    "tekton_notifications_cel_errors_total",
+    "CEL `when` evaluations that failed (counted as no match), by policy.",
+    ["namespace", "policy"],
+    registry=REGISTRY,
+)
+RENDER_FAILURES: Final = Counter(
+    "tekton_notifications_render_failures_total",
+    "Notifications that could not be rendered, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+LAUNCHES: Final = Counter(
+    "tekton_notifications_launches_total",
+    "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx).",
+    ["result"],
+    registry=REGISTRY,
+)
+LATENCY: Final = Histogram(
+    "tekton_notifications_handle_seconds",
+    "Time to handle one CloudEvent, by stage.",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+def serve(environ: Mapping[str, str] | None = None) -> int | None:
+    """Start the metrics endpoint once per process; ``METRICS_PORT=0`` turns it off."""
+    environ = os.environ if environ is None else environ
+    port = int(environ.get("METRICS_PORT", "9090") or 0)
+    if not port:
+        return None
+    try:
+        start_http_server(port, addr=environ.get("METRICS_ADDRESS", "0.0.0.0"), registry=REGISTRY)
+    except OSError as error:  # another process (a test, a sidecar) has the port: keep serving
+        logger.warning("metrics not served on :%d: %s", port, error)
+        return None
+    return port

@@ -1,0 +1,206 @@
+"""What the status recorder writes: Kubernetes Events and policy/template status.
+
+Pure: builds Event objects, readiness conditions and status patches from data. The
+status-recorder stage does the I/O, batching counters so load never means a write per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from tekton_notifications import cel, models, rendering, types
+from tekton_notifications.notifications import Notification
+
+COMPONENT: Final = "tekton-notifications"
+READY: Final = "Ready"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _event_name(owner: str, key: str, outcome: str) -> str:
+    """Deterministic, so a redelivered outcome records once (409 on the second create)."""
+    suffix = f".{key[:12]}.{outcome}"
+    return owner[: 253 - len(suffix)] + suffix
+
+
+def run_events(
+    notification: Notification, *, outcome: str, message: str, timestamp: str
+) -> list[dict[str, Any]]:
+    """Kubernetes Events on the source run and on the policy, for one notification outcome.
+
+    ``outcome`` is ``sent`` or ``failed``; ``kubectl describe pipelinerun X`` shows them.
+    """
+    event = notification.event
+    warning = outcome != "sent"
+    reason = "NotificationFailed" if warning else "NotificationSent"
+    targets = [
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": event.kind,
+            "name": event.name,
+            "namespace": event.namespace,
+            "uid": event.uid,
+        },
+        {
+            "apiVersion": f"{types.GROUP}/{types.VERSION}",
+            "kind": "NotificationPolicy",
+            "name": notification.policy_name,
+            "namespace": notification.policy_namespace,
+        },
+    ]
+    bodies = []
+    for target in targets:
+        involved = {k: v for k, v in target.items() if v}
+        bodies.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": _event_name(target["name"], notification.key, outcome),
+                    "namespace": target["namespace"],
+                    "labels": {types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE},
+                },
+                "involvedObject": involved,
+                "reason": reason,
+                "message": message[:1024],
+                "type": "Warning" if warning else "Normal",
+                "source": {"component": COMPONENT},
+                "reportingComponent": f"{COMPONENT}/status-recorder",
+                "reportingInstance": "status-recorder",
+                "firstTimestamp": timestamp,
+                "lastTimestamp": timestamp,
+                "count": 1,
+            }
+        )
+    return bodies
+
+
+def sent_message(notification: Notification, run: Mapping[str, Any]) -> str:
+    return (
+        f"Notification sent: policy {notification.policy_name}, template "
+        f"{notification.template_ref.name}, {run.get('kind', 'TaskRun')} {run.get('name')}"
+    )
+
+
+def failed_message(notification: Notification, error: Mapping[str, Any]) -> str:
+    return (
+        f"Notification failed: policy {notification.policy_name}, template "
+        f"{notification.template_ref.name}: {error.get('stage')} {error.get('reason')}: "
+        f"{error.get('message')}"
+    )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str
+    message: str
+
+    def condition(self, generation: int, timestamp: str) -> dict[str, Any]:
+        return {
+            "type": READY,
+            "status": "True" if self.ready else "False",
+            "reason": self.reason,
+            "message": self.message[:32768],
+            "lastTransitionTime": timestamp,
+            "observedGeneration": generation,
+        }
+
+
+def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness]) -> Readiness:
+    """Ready when the spec parses, CEL compiles and every referenced template is ready.
+
+    ``templates`` maps the names of templates in the policy's namespace to their readiness.
+    """
+    try:
+        policy = models.parse_policy(obj)
+    except models.SpecError as error:
+        return Readiness(False, "InvalidSpec", str(error))
+    if policy.when is not None:
+        try:
+            cel.compile_expression(policy.when)
+        except cel.CelError as error:
+            return Readiness(False, "CELCompileError", f"spec.when: {error}")
+    for index, ref in enumerate(policy.template_refs):
+        found = templates.get(ref.name)
+        if found is None:
+            return Readiness(
+                False,
+                "TemplateNotFound",
+                f"spec.templateRefs[{index}]: NotificationTemplate "
+                f"{policy.namespace}/{ref.name} does not exist",
+            )
+        if not found.ready:
+            return Readiness(
+                False,
+                "TemplateNotReady",
+                f"spec.templateRefs[{index}]: {ref.name}: {found.message}",
+            )
+    return Readiness(
+        True,
+        "Ready",
+        f"{len(policy.template_refs)} template(s), events {', '.join(sorted(policy.events))}",
+    )
+
+
+def template_readiness(obj: Mapping[str, Any]) -> Readiness:
+    try:
+        rendering.compile_template(models.parse_template(obj))
+    except models.SpecError as error:
+        return Readiness(False, "InvalidSpec", str(error))
+    except rendering.RenderError as error:
+        return Readiness(False, error.reason, str(error))
+    return Readiness(True, "Ready", "params compile")
+
+
+@dataclass
+class Counters:
+    """Matches seen since the last flush, per policy (namespace, name)."""
+
+    matches: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_matched: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, str], timestamp: str) -> None:
+        self.matches[key] = self.matches.get(key, 0) + 1
+        self.last_matched[key] = timestamp
+
+    def drain(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
+        drained = (self.matches, self.last_matched)
+        self.matches, self.last_matched = {}, {}
+        return drained
+
+
+def status_patch(
+    current: Mapping[str, Any],
+    *,
+    generation: int,
+    readiness: Readiness,
+    matches: int = 0,
+    last_matched: str | None = None,
+    timestamp: str,
+) -> dict[str, Any] | None:
+    """The merge patch for ``status``, or None when nothing would change."""
+    status = dict(current or {})
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+    previous = next((c for c in conditions if c.get("type") == READY), None)
+    condition = readiness.condition(generation, timestamp)
+    if previous is not None and all(
+        previous.get(k) == condition[k]
+        for k in ("status", "reason", "message", "observedGeneration")
+    ):
+        condition = dict(previous)  # unchanged: keep its transition time
+    patch: dict[str, Any] = {}
+    if condition != previous:
+        patch["conditions"] = [c for c in conditions if c.get("type") != READY] + [condition]
+    if status.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
+    if matches:
+        patch["matchCount"] = int(status.get("matchCount") or 0) + matches
+    if last_matched:
+        patch["lastMatchedTime"] = last_matched
+    return {"status": patch} if patch else None

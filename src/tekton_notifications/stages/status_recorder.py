@@ -1,0 +1,257 @@
+"""Status recorder: ``launched``/``failed`` in; Kubernetes Events and policy status out.
+
+A small fourth stage so the others stay read-only on our resources. It records one Event on
+the source run and one on the policy per notification outcome (deterministic names: a
+redelivery records nothing new), and keeps policy and template ``status`` current: a Ready
+condition (CEL compile error, template syntax error, missing template) and match counters.
+Counters are batched and flushed every ``STATUS_FLUSH_SECONDS``: one status write per busy
+policy per interval, never one per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tekton_notifications import kube, notifications, recording, types
+from tekton_notifications.events import EventError
+from tekton_notifications.recording import Counters, Readiness
+from tekton_notifications.stages.base import Response, accepted, rejected, unavailable
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+EventWriter = Callable[[Mapping[str, Any]], bool]
+StatusWriter = Callable[[str, str, str, Mapping[str, Any]], None]
+
+
+class StatusRecorder:
+    def __init__(
+        self,
+        *,
+        write_event: EventWriter,
+        write_status: StatusWriter,
+        flush_seconds: float = 10.0,
+        informers: tuple[kube.Informer, ...] = (),
+    ) -> None:
+        self._write_event, self._write_status = write_event, write_status
+        self._flush_seconds = flush_seconds
+        self._informers = informers
+        self._lock = threading.Lock()
+        self.policies: dict[Key, dict[str, Any]] = {}
+        self.templates: dict[Key, dict[str, Any]] = {}
+        self._dirty_policies: set[Key] = set()
+        self._dirty_templates: set[Key] = set()
+        self._counters = Counters()
+        self._stopping = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="status-flush", daemon=True)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> StatusRecorder:
+        api = kube.api_client(environ)
+        recorder = cls(
+            write_event=lambda body: kube.create_event(api, body),
+            write_status=lambda plural, ns, name, patch: kube.patch_status(
+                api, plural, ns, name, patch
+            ),
+            flush_seconds=float(environ.get("STATUS_FLUSH_SECONDS", "10")),
+        )
+        recorder._informers = tuple(
+            kube.Informer(
+                api,
+                group=types.GROUP,
+                version=types.VERSION,
+                plural=plural,
+                on_reset=recorder._callbacks(plural)[0],
+                on_upsert=recorder._callbacks(plural)[1],
+                on_delete=recorder._callbacks(plural)[2],
+            )
+            for plural in (types.POLICY_PLURAL, types.TEMPLATE_PLURAL)
+        )
+        return recorder
+
+    def start(self) -> None:
+        for informer in self._informers:
+            informer.start()
+        self._flusher.start()
+
+    def stop(self) -> None:
+        for informer in self._informers:
+            informer.stop()
+        self._stopping.set()
+        self.flush()  # counters in memory would be lost on scale-down
+
+    def ready(self) -> tuple[bool, str]:
+        for informer in self._informers:
+            if not informer.ready:
+                return False, f"not loaded yet: {informer.last_error or 'listing'}"
+        return True, f"{len(self.policies)} policies, {len(self.templates)} templates"
+
+    # Informer callbacks ---------------------------------------------------------------
+    def _callbacks(
+        self, plural: str
+    ) -> tuple[
+        Callable[[list[dict[str, Any]]], None],
+        Callable[[dict[str, Any]], None],
+        Callable[[dict[str, Any]], None],
+    ]:
+        return (
+            lambda objects: self.reset(plural, objects),
+            lambda obj: self.upsert(plural, obj),
+            lambda obj: self.delete(plural, obj),
+        )
+
+    def reset(self, plural: str, objects: list[dict[str, Any]]) -> None:
+        with self._lock:
+            cache = self._cache(plural)
+            cache.clear()
+            cache.update({_key(obj): obj for obj in objects})
+            self._dirty_policies |= set(self.policies)
+            self._dirty_templates |= set(self.templates)
+
+    def upsert(self, plural: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        with self._lock:
+            self._cache(plural)[key] = obj
+            self._mark(plural, key)
+
+    def delete(self, plural: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        with self._lock:
+            self._cache(plural).pop(key, None)
+            self._mark(plural, key)
+
+    def _cache(self, plural: str) -> dict[Key, dict[str, Any]]:
+        return self.policies if plural == types.POLICY_PLURAL else self.templates
+
+    def _mark(self, plural: str, key: Key) -> None:
+        if plural == types.POLICY_PLURAL:
+            self._dirty_policies.add(key)
+        else:
+            # A template's readiness decides the readiness of the policies that use it.
+            self._dirty_templates.add(key)
+            self._dirty_policies |= {k for k in self.policies if k[0] == key[0]}
+
+    # Events ---------------------------------------------------------------------------
+    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        event_type = attributes.get("type")
+        if event_type not in (notifications.LAUNCHED, notifications.FAILED):
+            return accepted(f"ignored: unsupported event type {event_type!r}")
+        try:
+            notification = notifications.parse_notification(data)
+        except EventError as error:
+            return rejected(f"{attributes.get('id')}: {error}")
+        payload = data if isinstance(data, Mapping) else {}
+        if event_type == notifications.LAUNCHED:
+            run = payload.get("launched") or {}
+            outcome, message = "sent", recording.sent_message(notification, run)
+        else:
+            outcome = "failed"
+            message = recording.failed_message(notification, payload.get("error") or {})
+        timestamp = recording.now()
+        bodies = recording.run_events(
+            notification, outcome=outcome, message=message, timestamp=timestamp
+        )
+        try:
+            written = [self._write_event(body) for body in bodies]
+            first_time = written[0]
+        except kube.CreateError as error:
+            if error.retryable:
+                return unavailable(f"recording events: {error}")
+            logger.warning("events not recorded for %s: %s", notification.key[:12], error)
+            first_time = True
+        if first_time:  # a redelivered outcome is not a new match
+            with self._lock:
+                key = (notification.policy_namespace, notification.policy_name)
+                self._counters.add(key, timestamp)
+                self._dirty_policies.add(key)
+        return accepted(f"recorded {outcome} for {notification.policy_name}")
+
+    # Status ---------------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        while not self._stopping.wait(self._flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # never let the flusher die; the next interval retries
+                logger.exception("status flush failed")
+
+    def flush(self) -> int:
+        """Write every status that changed; returns how many writes were made."""
+        with self._lock:
+            dirty_templates, self._dirty_templates = self._dirty_templates, set()
+            dirty_policies, self._dirty_policies = self._dirty_policies, set()
+            matches, last_matched = self._counters.drain()
+            templates = dict(self.templates)
+            policies = dict(self.policies)
+        timestamp = recording.now()
+        readiness = {key: recording.template_readiness(obj) for key, obj in templates.items()}
+        writes = 0
+        for key in sorted(dirty_templates & set(templates)):
+            writes += self._write(
+                types.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
+            )
+        for key in sorted((dirty_policies | set(matches)) & set(policies)):
+            in_namespace = {name: r for (ns, name), r in readiness.items() if ns == key[0]}
+            ok = self._write(
+                types.POLICY_PLURAL,
+                policies[key],
+                recording.policy_readiness(policies[key], in_namespace),
+                matches=matches.get(key, 0),
+                last_matched=last_matched.get(key),
+                timestamp=timestamp,
+            )
+            if not ok and key in matches:
+                with self._lock:  # keep the counts for the next flush
+                    self._counters.matches[key] = self._counters.matches.get(key, 0) + matches[key]
+                    self._counters.last_matched.setdefault(key, last_matched[key])
+                    self._dirty_policies.add(key)
+            writes += ok
+        return writes
+
+    def _write(
+        self,
+        plural: str,
+        obj: Mapping[str, Any],
+        readiness: Readiness,
+        *,
+        timestamp: str,
+        matches: int = 0,
+        last_matched: str | None = None,
+    ) -> bool:
+        metadata = obj.get("metadata") or {}
+        patch = recording.status_patch(
+            obj.get("status") or {},
+            generation=int(metadata.get("generation") or 0),
+            readiness=readiness,
+            matches=matches,
+            last_matched=last_matched,
+            timestamp=timestamp,
+        )
+        if patch is None:
+            return False
+        try:
+            self._write_status(
+                plural, str(metadata.get("namespace")), str(metadata.get("name")), patch
+            )
+        except kube.CreateError as error:
+            logger.warning(
+                "status of %s %s/%s not written: %s",
+                plural,
+                metadata.get("namespace"),
+                metadata.get("name"),
+                error,
+            )
+            return False
+        # Our own write comes back through the watch; meanwhile keep the cache current.
+        with self._lock:
+            cached = self._cache(plural).get(_key(obj))
+            if cached is not None:
+                cached["status"] = {**(cached.get("status") or {}), **patch["status"]}
+        return True
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace")), str(metadata.get("name")))
