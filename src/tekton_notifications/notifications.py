@@ -8,10 +8,10 @@ a dead-letter reader) can tell which run, policy and template it is about.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from tekton_notifications import events, types
+from tekton_notifications import events, tracing, types
 from tekton_notifications.events import EventError, RunEvent
 from tekton_notifications.models import TemplateRef
 
@@ -46,6 +46,12 @@ class Notification:
     #: Set from ``rendered`` on: the TaskRun/PipelineRun body to create.
     resource: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def next_hop(self) -> Notification:
+        """This notification as the next stage sends it on: same trace, a new span."""
+        traceparent = tracing.child_of(self.event.extensions.get("traceparent"))
+        extensions = {**self.event.extensions, "traceparent": traceparent}
+        return replace(self, event=replace(self.event, extensions=extensions))
 
     @property
     def policy_view(self) -> dict[str, str]:

@@ -9,7 +9,9 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
+from tekton_notifications import logs, metrics
 from tekton_notifications.sink import as_text
+from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ class Function:
         self._stage: Stage | None = None
 
     def start(self, cfg: Mapping[str, str]) -> None:
+        logs.configure(cfg)
+        metrics.serve(cfg)
         self._stage = self._factory(cfg)
         self._stage.start()
 
@@ -49,14 +53,8 @@ class Function:
             return
         event = scope["event"]
         attributes = as_text(event.get_attributes())
-        try:
-            # Stages block on locks and, for the launcher, on the API: keep the loop free.
-            response = await asyncio.to_thread(self._stage.respond, attributes, event.get_data())
-        except Exception:
-            logger.exception(
-                "unexpected failure on %s %s", attributes.get("type"), attributes.get("id")
-            )
-            response = Response(500, message="internal error; see the function's log")
+        # Stages block on locks and, for the launcher, on the API: keep the loop free.
+        response = await asyncio.to_thread(base.handle, self._stage, attributes, event.get_data())
         if response.event is None:
             await _plain(send, response)
             return

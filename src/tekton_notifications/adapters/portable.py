@@ -22,7 +22,9 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent, from_http, to_binary
 
+from tekton_notifications import logs, metrics
 from tekton_notifications.sink import as_text
+from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
 from tekton_notifications.stages.task_launcher import TaskLauncher
@@ -49,6 +51,8 @@ class LazyStage:
     def get(self) -> Stage:
         with self._lock:
             if self._stage is None or self._pid != os.getpid():
+                logs.configure()
+                metrics.serve()
                 self._stage = self._factory(dict(os.environ))
                 self._stage.start()
                 self._pid = os.getpid()
@@ -69,13 +73,7 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
     except Exception as error:  # the SDK raises several types for non-CloudEvents
         return _plain(Response(400, message=f"not a CloudEvent: {error}"))
     attributes = as_text(event.get_attributes())
-    try:
-        response = stage.respond(attributes, event.get_data())
-    except Exception:
-        logger.exception(
-            "unexpected failure on %s %s", attributes.get("type"), attributes.get("id")
-        )
-        response = Response(500, message="internal error; see the function's log")
+    response = base.handle(stage, attributes, event.get_data())
     if response.event is None:
         return _plain(response)
     reply = CloudEvent(dict(response.event.attributes), dict(response.event.data))

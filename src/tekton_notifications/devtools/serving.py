@@ -93,7 +93,8 @@ def serve_function(
     """
     port = port or free_port()
     log_path = log_dir / f"{name}-{server}.log"
-    environ = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    # Metrics ports would collide between local functions; a test that wants one sets it.
+    environ = {"METRICS_PORT": "0", **os.environ, **env, "PYTHONUNBUFFERED": "1"}
     if server == "func-python":
         command = [python, "-c", FUNC_PYTHON_MAIN]
         cwd = source or FUNCTIONS / name

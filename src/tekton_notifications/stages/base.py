@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from tekton_notifications import metrics
 from tekton_notifications.notifications import OutgoingEvent
 
 logger = logging.getLogger("tekton_notifications.stages")
@@ -67,6 +69,9 @@ def reply(event: OutgoingEvent) -> Response:
 class Stage(Protocol):
     """The surface an adapter needs: lifecycle, readiness and one call per event."""
 
+    #: The function's name, as in functions/<name>/func.yaml; labels metrics and logs.
+    name: str
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -74,3 +79,28 @@ class Stage(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response: ...
+
+
+def handle(stage: Stage, attributes: Mapping[str, str], data: object) -> Response:
+    """What both adapters call per event: the stage's answer, timed and counted.
+
+    An exception the stage did not map is a bug or an outage: 500, so the broker retries,
+    and the traceback is logged (never sent back: func-python would leak it in the body).
+    """
+    started = time.perf_counter()
+    try:
+        response = stage.respond(attributes, data)
+    except Exception:
+        logger.exception(
+            "unexpected failure",
+            extra={
+                "notification": {
+                    "event_id": attributes.get("id"),
+                    "event_type": attributes.get("type"),
+                }
+            },
+        )
+        response = Response(500, message="internal error; see the function's log")
+    metrics.LATENCY.labels(stage.name).observe(time.perf_counter() - started)
+    metrics.EVENTS.labels(stage.name, attributes.get("type", ""), str(response.status)).inc()
+    return response

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from tekton_notifications import kube, models, notifications, sink, taskruns, types
+from tekton_notifications import (
+    kube,
+    logs,
+    metrics,
+    models,
+    notifications,
+    sink,
+    taskruns,
+    tracing,
+    types,
+)
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
 from tekton_notifications.matching import Match, PolicyIndex
 from tekton_notifications.notifications import Notification, OutgoingEvent
@@ -24,6 +35,8 @@ class PolicyFilter:
     answer is 202. If publishing fails midway the answer is 503: the broker redelivers the
     Tekton event, and the launcher's deterministic names make the repeats harmless.
     """
+
+    name = "policy-filter"
 
     def __init__(
         self,
@@ -109,8 +122,22 @@ class PolicyFilter:
             return rejected(f"{attributes.get('type')} {attributes.get('id')}: {error}")
         if event.is_notification_run:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
-        matches, _ = self.index.match(event)
-        outgoing = [matched_event(match, event) for match in matches]
+        matches, errors = self.index.match(event)
+        for verdict in errors:
+            metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
+        # One trace per Tekton event: continue Tekton's, or start one here.
+        traced = replace(
+            event,
+            extensions={
+                **event.extensions,
+                "traceparent": tracing.child_of(event.extensions.get("traceparent")),
+            },
+        )
+        outgoing = [matched_event(match, traced) for match in matches]
+        for match in matches:
+            metrics.MATCHES.labels(
+                match.policy.namespace, match.policy.name, match.template_ref.name
+            ).inc()
         logger.info(
             "%s %s/%s %s: %d match(es)%s",
             event.kind,
@@ -119,6 +146,11 @@ class PolicyFilter:
             event.outcome,
             len(outgoing),
             "".join(f" {m.policy.name}->{m.template_ref.name}" for m in matches),
+            extra={
+                "notification": logs.fields(
+                    traced, policy=",".join(m.policy.name for m in matches) or None
+                )
+            },
         )
         if not outgoing:
             return accepted("no policy matched")

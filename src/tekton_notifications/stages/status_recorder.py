@@ -28,6 +28,8 @@ StatusWriter = Callable[[str, str, str, Mapping[str, Any]], None]
 
 
 class StatusRecorder:
+    name = "status-recorder"
+
     def __init__(
         self,
         *,

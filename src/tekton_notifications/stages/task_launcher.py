@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import kube, notifications, types
+from tekton_notifications import kube, logs, metrics, notifications, types
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
@@ -18,6 +18,8 @@ Creator = Callable[[Mapping[str, Any]], kube.Created]
 
 class TaskLauncher:
     """Creates the run. 409 means an earlier delivery already did: that is success."""
+
+    name = "task-launcher"
 
     def __init__(self, create: Creator) -> None:
         self._create = create
@@ -43,6 +45,7 @@ class TaskLauncher:
             notification = notifications.parse_notification(data)
         except EventError as error:
             return rejected(f"{attributes.get('id')}: {error}")
+        notification = notification.next_hop()
         problem = _unsafe(notification)
         if problem:
             return self._failed(notification, "Refused", problem)
@@ -51,8 +54,10 @@ class TaskLauncher:
             created = self._create(notification.resource)
         except kube.CreateError as error:
             if error.retryable:
+                metrics.LAUNCHES.labels("retry").inc()
                 return unavailable(f"creating {_describe(notification)}: {error}")
             return self._failed(notification, error.reason or str(error.status), error.message)
+        metrics.LAUNCHES.labels("created" if created.created else "existed").inc()
         logger.info(
             "%s %s/%s %s for %s",
             created.kind,
@@ -60,6 +65,7 @@ class TaskLauncher:
             created.name,
             "created" if created.created else "already existed",
             _describe(notification),
+            extra={"notification": _log_fields(notification, status=created.name)},
         )
         run = {
             "kind": created.kind,
@@ -71,8 +77,25 @@ class TaskLauncher:
         return reply(notification.to_event(notifications.LAUNCHED, launched=run))
 
     def _failed(self, notification: Notification, reason: str, message: str) -> Response:
-        logger.warning("launch failed for %s: %s: %s", _describe(notification), reason, message)
+        metrics.LAUNCHES.labels("failed").inc()
+        logger.warning(
+            "launch failed for %s: %s: %s",
+            _describe(notification),
+            reason,
+            message,
+            extra={"notification": _log_fields(notification, reason=reason)},
+        )
         return reply(failure(notification, stage="launch", reason=reason, message=message))
+
+
+def _log_fields(notification: Notification, **more: str) -> dict[str, object]:
+    return logs.fields(
+        notification.event,
+        policy=notification.policy_name,
+        template=notification.template_ref.name,
+        key=notification.key,
+        **more,
+    )
 
 
 def _unsafe(notification: Notification) -> str | None:

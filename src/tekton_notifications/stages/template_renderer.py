@@ -8,7 +8,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from tekton_notifications import kube, models, notifications, rendering, taskruns, types
+from tekton_notifications import (
+    kube,
+    logs,
+    metrics,
+    models,
+    notifications,
+    rendering,
+    taskruns,
+    types,
+)
 from tekton_notifications.events import ChildRun, EventError, RunEvent
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
@@ -62,6 +71,8 @@ def _compile(obj: Mapping[str, Any]) -> rendering.CompiledTemplate | str:
 
 
 class TemplateRenderer:
+    name = "template-renderer"
+
     def __init__(
         self,
         templates: TemplateCache,
@@ -121,6 +132,7 @@ class TemplateRenderer:
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
+        notification = notification.next_hop()
         ref = notification.template_ref
         # Templates are looked up in the policy's namespace only: no cross-tenant reads.
         entry = self.templates.get(notification.policy_namespace, ref.name)
@@ -161,12 +173,19 @@ class TemplateRenderer:
         return replace(event, children=self._children(event.namespace, event.children))
 
     def _failed(self, notification: Notification, reason: str, message: str) -> Response:
+        metrics.RENDER_FAILURES.labels(reason).inc()
         logger.warning(
-            "render failed for %s/%s template %s: %s: %s",
-            notification.policy_namespace,
-            notification.policy_name,
-            notification.template_ref.name,
+            "render failed: %s: %s",
             reason,
             message,
+            extra={
+                "notification": logs.fields(
+                    notification.event,
+                    policy=notification.policy_name,
+                    template=notification.template_ref.name,
+                    key=notification.key,
+                    reason=reason,
+                )
+            },
         )
         return reply(failure(notification, stage="render", reason=reason, message=message))
