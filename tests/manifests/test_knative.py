@@ -34,7 +34,7 @@ CRD_SCHEMAS = SHARED / "schemas" / "knative"
 NAMESPACE = "tekton-notifications"
 BROKER = "tekton-notifications"
 BROKER_INGRESS = f"http://broker-ingress.knative-eventing.svc.cluster.local/{NAMESPACE}/{BROKER}"
-FUNCTION_NAMES = {"policy-filter", "template-renderer", "task-launcher"}
+FUNCTION_NAMES = {"policy-filter", "template-renderer", "task-launcher", "status-recorder"}
 DISPLAYS = {"notification-failures", "notification-dead-letters"}
 EVENT_DISPLAY_IMAGE = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
 KSVC = "serving.knative.dev/v1"
@@ -361,6 +361,8 @@ MAIN_FILTERS = {
     "template-renderer": [{"exact": {"type": "dev.tekton.notification.matched.v1"}}],
     "task-launcher": [{"exact": {"type": "dev.tekton.notification.rendered.v1"}}],
     "notification-failures": [{"exact": {"type": "dev.tekton.notification.failed.v1"}}],
+    "status-recorder-launched": [{"exact": {"type": "dev.tekton.notification.launched.v1"}}],
+    "status-recorder-failed": [{"exact": {"type": "dev.tekton.notification.failed.v1"}}],
 }
 
 
@@ -450,7 +452,14 @@ LEAST_PRIVILEGE = {
     "task-launcher": {
         ("tekton.dev", "taskruns", "create"),
         ("tekton.dev", "pipelineruns", "create"),
+    },
+    "status-recorder": {
+        ("notifications.tekton.dev", plural, verb)
+        for plural in ("notificationpolicies", "notificationtemplates")
+        for verb in ("get", "list", "watch")
     }
+    | {("notifications.tekton.dev", f"{plural}/status", "patch")
+       for plural in ("notificationpolicies", "notificationtemplates")}
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")},
 }
 

@@ -25,7 +25,7 @@ from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_por
 from tekton_notifications.notifications import OutgoingEvent
 from tekton_notifications.sink import binary_message
 
-FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher")
+FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
 _RUN_RESOURCES = {
     "taskRun": ("taskruns", "TaskRun"),
     "pipelineRun": ("pipelineruns", "PipelineRun"),
@@ -104,7 +104,12 @@ class LocalChain:
         )
         self.broker = self.router.start()
         self._stack.callback(self.router.stop)
-        env = {"KUBECONFIG": str(self.kubeconfig), "K_SINK": self.broker, **self._env}
+        env = {
+            "KUBECONFIG": str(self.kubeconfig),
+            "K_SINK": self.broker,
+            "STATUS_FLUSH_SECONDS": "0.2",
+            **self._env,
+        }
         for name in FUNCTIONS:
             served = serve_function(name, env, self.workdir, server=self._server, port=ports[name])
             self._stack.callback(served.stop)
@@ -153,6 +158,19 @@ class LocalChain:
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         return self.router.wait_idle(timeout=timeout)
+
+    def policies(self) -> list[dict[str, Any]]:
+        """NotificationPolicies as the API has them now, status included."""
+        objects = client.CustomObjectsApi(self.api)
+        listing = cast(
+            dict[str, Any],
+            objects.list_cluster_custom_object(types.GROUP, types.VERSION, types.POLICY_PLURAL),
+        )
+        return list(listing.get("items") or [])
+
+    def kubernetes_events(self, namespace: str) -> list[dict[str, Any]]:
+        listing = client.CoreV1Api(self.api).list_namespaced_event(namespace)
+        return [self.api.sanitize_for_serialization(item) for item in listing.items]
 
     def notification_runs(self) -> list[dict[str, Any]]:
         """TaskRuns and PipelineRuns created by the chain, read through the API."""

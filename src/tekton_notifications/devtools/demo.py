@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -86,20 +87,47 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             say(f"Function {name:<17} {served.url}  ({args.server}; log {served.log_path})")
         say()
         for number, path in enumerate(files, 1):
+            cloudevent = json.loads(path.read_text())
             before = {run["metadata"]["name"] for run in chain.notification_runs()}
             seen = (len(chain.failures.events), len(chain.router.dead_letters))
-            status = chain.send_file(path)
+            namespace = _namespace(cloudevent)
+            events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
+            status = chain.send(cloudevent)
             chain.wait_idle()
             runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
+            recorded = [
+                e
+                for e in chain.kubernetes_events(namespace)
+                if e["metadata"]["name"] not in events_before
+                and e["involvedObject"]["kind"] != "NotificationPolicy"
+            ]
             report(
                 say,
                 f"{number}/{len(files)} {path.name}",
-                json.loads(path.read_text()),
+                cloudevent,
                 status,
                 runs,
                 chain.failures.events[seen[0] :],
                 chain.router.dead_letters[seen[1] :],
+                recorded,
             )
+        time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
+        say("NotificationPolicies, as `kubectl get notificationpolicies -A` shows them:")
+        say(
+            f"   {'NAMESPACE':<10} {'NAME':<28} {'READY':<6} {'REASON':<18} {'MATCHES':>7}  "
+            "LAST MATCHED"
+        )
+        for policy in chain.policies():
+            status = policy.get("status") or {}
+            ready = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+            )
+            say(
+                f"   {policy['metadata']['namespace']:<10} {policy['metadata']['name']:<28} "
+                f"{ready.get('status', '-'):<6} {ready.get('reason', '-'):<18} "
+                f"{status.get('matchCount', 0):>7}  {status.get('lastMatchedTime', '-')}"
+            )
+        say()
         total = len(chain.notification_runs())
         say(
             f"Done: {len(files)} events in, {total} notification runs created, "
@@ -117,6 +145,12 @@ def event_files(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def _namespace(cloudevent: dict[str, Any]) -> str:
+    data = cloudevent.get("data") or {}
+    run = next(iter(data.values()), {}) if isinstance(data, dict) else {}
+    return str((run.get("metadata") or {}).get("namespace") or "default")
+
+
 def report(
     say: Callable[..., None],
     title: str,
@@ -125,6 +159,7 @@ def report(
     runs: list[dict[str, Any]],
     failures: list[dict[str, Any]],
     dead_letters: list[dict[str, Any]],
+    recorded: list[dict[str, Any]],
 ) -> None:
     data = cloudevent.get("data") or {}
     key, run = next(iter(data.items())) if isinstance(data, dict) and data else ("run", {})
@@ -171,6 +206,12 @@ def report(
         say(
             f"   ☠ dead letter: {letter.get('type')} to {letter.get('knativeerrordest')} "
             f"(code {letter.get('knativeerrorcode')})"
+        )
+    for event in recorded:
+        involved = event["involvedObject"]
+        say(
+            f"     Event on {involved['kind']} {involved['name']}: {event['type']} "
+            f"{event['reason']}: {event['message']}"
         )
     if not (runs or failures or dead_letters):
         say("   · nothing to send: no policy matched, or the notification already exists")

@@ -17,6 +17,13 @@ logger = logging.getLogger("tekton_notifications.stages")
 #: Header carrying what a stage did with an event that gets no reply event.
 DETAIL_HEADER = "x-notifications-detail"
 
+#: The largest HTTP request body (a CloudEvent, binary or structured) a function accepts:
+#: 1 MiB. Larger ones get 413, which the broker never retries. Tekton events are a few KiB to
+#: some hundred KiB; Knative's channel-based broker sets no limit, Kafka's default is 1 MB.
+#: The events between the functions carry the Tekton event, so one within about a KiB of the
+#: limit passes the policy filter but is refused (413, dead-lettered) by the renderer.
+MAX_EVENT_BYTES = 1024 * 1024
+
 
 def _latin1(text: str) -> str:
     """Header values are latin-1 on the wire; keep it printable and bounded."""
@@ -54,6 +61,13 @@ def rejected(message: str) -> Response:
     """Can never succeed (4xx: the broker dead-letters it at once)."""
     logger.warning("rejected: %s", message)
     return Response(400, message=message)
+
+
+def too_large(size: int) -> Response:
+    """A request body over :data:`MAX_EVENT_BYTES` (413: never retried, dead-lettered)."""
+    message = f"request body of {size} bytes is over the limit of {MAX_EVENT_BYTES} bytes"
+    logger.warning("rejected: %s", message)
+    return Response(413, message=message)
 
 
 def unavailable(message: str) -> Response:
