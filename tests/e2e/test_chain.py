@@ -169,3 +169,34 @@ def test_a_wrong_trigger_in_knative_breaks_the_chain(tmp_path: Path) -> None:
             d for d in chain.router.deliveries if d.reply_type and "rendered" in d.reply_type
         ]
         assert rendered, "the renderer still ran: the break is in the launcher's Trigger"
+
+
+def test_one_trace_follows_a_notification_from_tekton_to_the_created_run(
+    chain: LocalChain,
+) -> None:
+    cloudevent = load_cloudevent("current/07-taskrun-failed.json")
+    cloudevent["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    cloudevent["data"]["taskRun"]["metadata"]["uid"] = "a-run-not-seen-before"
+    chain.send(cloudevent)
+    chain.wait_idle()
+    (run,) = runs_for(chain, cloudevent)
+    annotation = run["metadata"]["annotations"]["notifications.tekton.dev/traceparent"]
+    assert annotation.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert annotation != cloudevent["traceparent"]  # a child span, not a copy
+
+
+def test_policies_show_their_matches_and_readiness(chain: LocalChain) -> None:
+    import time
+
+    time.sleep(0.5)  # the recorder flushes every 0.2 s in the local chain
+    status = {p["metadata"]["name"]: p.get("status") or {} for p in chain.policies()}
+    assert status["pipelinerun-failed-slack"]["matchCount"] >= 1
+    assert all(next(c for c in s["conditions"] if c["type"] == "Ready")["status"] == "True"
+               for s in status.values())
+
+
+def test_kubectl_describe_of_the_source_run_shows_the_notification(chain: LocalChain) -> None:
+    events = [e for e in chain.kubernetes_events("ci")
+              if e["involvedObject"]["name"] == "build-and-test-run-8x2kq"]
+    assert any(e["reason"] == "NotificationSent" and "pipelinerun-failed-slack" in e["message"]
+               for e in events)

@@ -23,7 +23,7 @@ from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, serve_functio
 from tests.conftest import SHARED, load_cloudevent, needs_shared, policy_object
 from tests.functions.serving import post_cloudevent
 
-NAMES = ("policy-filter", "template-renderer", "task-launcher")
+NAMES = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
 FUNC_SCHEMA = SHARED / "schemas" / "func_yaml-schema.json"
 
 
@@ -42,7 +42,9 @@ def test_func_yaml_validates_against_knative_funcs_schema(name: str) -> None:
     jsonschema.validate(func_yaml, json.loads(FUNC_SCHEMA.read_text()))
     assert func_yaml["name"] == name
     assert (func_yaml["runtime"], func_yaml["invoke"]) == ("python", "cloudevent")
-    assert func_yaml["deploy"]["options"]["scale"]["min"] == 0
+    scale = func_yaml["deploy"]["options"]["scale"]
+    # The chain scales to zero; the status recorder is the one writer of status, kept up.
+    assert (scale["min"], scale.get("max")) == ((1, 1) if name == "status-recorder" else (0, 10))
     assert func_yaml["deploy"]["options"]["resources"]["requests"]
 
 

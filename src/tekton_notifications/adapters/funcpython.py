@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -52,6 +53,11 @@ class Function:
             await _plain(send, Response(503, message="function not started"))
             return
         event = scope["event"]
+        size = _body_size(scope, event.get_data())
+        if size > base.MAX_EVENT_BYTES:
+            # func-python has read the body already; this keeps it from going further.
+            await _plain(send, base.too_large(size))
+            return
         attributes = as_text(event.get_attributes())
         # Stages block on locks and, for the launcher, on the API: keep the loop free.
         response = await asyncio.to_thread(base.handle, self._stage, attributes, event.get_data())
@@ -62,6 +68,16 @@ class Function:
             attributes=dict(response.event.attributes), data=dict(response.event.data)
         )
         await send.binary(reply, response.status)
+
+
+def _body_size(scope: Mapping[str, Any], data: object) -> int:
+    """The request's Content-Length; for a chunked request, the size of its data."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    if isinstance(data, bytes | str):
+        return len(data)
+    return len(json.dumps(data)) if data is not None else 0
 
 
 async def _plain(send: Send, response: Response) -> None:

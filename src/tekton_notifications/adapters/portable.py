@@ -27,6 +27,7 @@ from tekton_notifications.sink import as_text
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
+from tekton_notifications.stages.status_recorder import StatusRecorder
 from tekton_notifications.stages.task_launcher import TaskLauncher
 from tekton_notifications.stages.template_renderer import TemplateRenderer
 
@@ -68,8 +69,13 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
         # The same probes func-python serves, for hosts that can use them.
         ready, message = stage.ready() if request.path.endswith("readiness") else (True, "alive")
         return flask.Response(message, status=200 if ready else 503, mimetype="text/plain")
+    if (request.content_length or 0) > base.MAX_EVENT_BYTES:  # before reading the body
+        return _plain(base.too_large(request.content_length or 0))
+    body = request.get_data()
+    if len(body) > base.MAX_EVENT_BYTES:  # chunked: no Content-Length to go by
+        return _plain(base.too_large(len(body)))
     try:
-        event = from_http(dict(request.headers), request.get_data())
+        event = from_http(dict(request.headers), body)
     except Exception as error:  # the SDK raises several types for non-CloudEvents
         return _plain(Response(400, message=f"not a CloudEvent: {error}"))
     attributes = as_text(event.get_attributes())
@@ -101,3 +107,4 @@ def http_function(name: str, factory: Callable[[Mapping[str, str]], Stage]) -> H
 policy_filter = http_function("policy_filter", PolicyFilter.from_environ)
 template_renderer = http_function("template_renderer", TemplateRenderer.from_environ)
 task_launcher = http_function("task_launcher", TaskLauncher.from_environ)
+status_recorder = http_function("status_recorder", StatusRecorder.from_environ)
