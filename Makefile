@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 FF_VENV ?= .venv-ff
 BIN := $(VENV)/bin
-FUNCTIONS := policy-filter template-renderer task-launcher
+FUNCTIONS := policy-filter template-renderer task-launcher status-recorder
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 WHEEL := tekton_notifications-$(VERSION)-py3-none-any.whl
 PYTEST_ARGS ?=
@@ -43,6 +43,10 @@ build: install
 
 test: install build install-ff
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@# Each function is its own project named `function`: its own tests run from its folder.
+	for fn in $(FUNCTIONS); do \
+		(cd functions/$$fn && ../../$(BIN)/python -m pytest tests -q -p no:cacheprovider) || exit 1; \
+	done
 
 lint: install
 	$(BIN)/ruff check src tests functions bench
