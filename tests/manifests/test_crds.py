@@ -39,6 +39,7 @@ VERSION = "v1alpha1"
 CRD_FILES = {
     "NotificationPolicy": CRD_DIR / "notificationpolicy.yaml",
     "NotificationTemplate": CRD_DIR / "notificationtemplate.yaml",
+    "ClusterNotificationPolicy": CRD_DIR / "clusternotificationpolicy.yaml",
 }
 EXPECT = re.compile(r"^#\s*expect:\s*(?P<text>.+?)\s*$", re.MULTILINE)
 Object = dict[str, Any]
@@ -659,8 +660,18 @@ HUB_REF = {
     ],
 }
 
+def a_cluster_policy(**spec: Any) -> Object:
+    policy = a_policy(templateNamespace="tekton-notifications", **spec)
+    policy["kind"] = "ClusterNotificationPolicy"
+    del policy["metadata"]["namespace"]
+    return policy
+
+
 ACCEPTED: dict[str, Object] = {
     "policy with only events and templateRefs": a_policy(),
+    "cluster policy for some namespaces": a_cluster_policy(
+        selector={"namespaces": ["team-*", "ci"]}
+    ),
     "policy with every selector field": a_policy(
         selector={
             "kinds": ["PipelineRun", "TaskRun", "CustomRun"],
@@ -740,6 +751,17 @@ ACCEPTED: dict[str, Object] = {
 }
 
 REJECTED: list[tuple[str, Object, str]] = [
+    (
+        "cluster policy namespace glob with capitals",
+        a_cluster_policy(selector={"namespaces": ["Team-*"]}),
+        "namespaces must be namespace names or shell globs over them",
+    ),
+    (
+        "cluster policy without a template namespace",
+        {**a_cluster_policy(), "spec": {"events": ["failed"],
+                                        "templateRefs": [{"name": "slack-webhook"}]}},
+        "spec.templateNamespace: Required value",
+    ),
     (
         "unknown kind",
         a_policy(selector={"kinds": ["Pod"]}),
