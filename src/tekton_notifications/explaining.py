@@ -114,9 +114,7 @@ def event_from_document(doc: object) -> RunEvent:
     if isinstance(doc.get("attributes"), Mapping):
         return events.from_wire(doc)
     if "type" not in doc:
-        raise EventError(
-            "not a CloudEvent (no 'type') nor a TaskRun/PipelineRun/CustomRun object"
-        )
+        raise EventError("not a CloudEvent (no 'type') nor a TaskRun/PipelineRun/CustomRun object")
     attributes = {k: v for k, v in doc.items() if k not in _STRUCTURED_DATA_KEYS}
     return events.parse_event(attributes, doc.get("data"))
 
@@ -254,9 +252,13 @@ def _outcome(
     entry = catalog.get((namespace, ref.name))
     if entry is None:
         message = f"NotificationTemplate {namespace}/{ref.name} does not exist"
-        return TemplateOutcome(ref.name, namespace, "missing", reason="TemplateNotFound", error=message)
+        return TemplateOutcome(
+            ref.name, namespace, "missing", reason="TemplateNotFound", error=message
+        )
     if isinstance(entry, str):
-        return TemplateOutcome(ref.name, namespace, "invalid", reason="InvalidTemplate", error=entry)
+        return TemplateOutcome(
+            ref.name, namespace, "invalid", reason="InvalidTemplate", error=entry
+        )
     try:
         params = entry.render(
             event=event, policy=policy.view(), overrides=ref.params, settings=settings

@@ -7,9 +7,9 @@ account, like kubectl. API failures become :class:`ClusterError` (exit 3).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,8 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from tekton_notifications import events, explaining, kube, types
-from tekton_notifications.events import RunEvent
 from tekton_notifications.cli._output import ClusterError, InputError
+from tekton_notifications.events import RunEvent
 
 YAML_SUFFIXES: Final = (".yaml", ".yml", ".json")
 _SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -104,15 +104,15 @@ def objects_of_kind(paths: tuple[Path, ...], *kinds: str) -> list[dict[str, Any]
 def load_event_file(path: str) -> RunEvent:
     """A Tekton event from a file (``-`` is stdin): a structured CloudEvent or a run object."""
     try:
-        if path == "-":
-            text = click.get_text_stream("stdin").read()
-        else:
-            text = Path(path).read_text(encoding="utf-8")
+        with click.open_file(path, encoding="utf-8") as stream:
+            text = stream.read()
         doc = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read: {error}") from None
     except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid JSON or YAML: {' '.join(str(error).split())}") from None
+        raise InputError(
+            f"{path}: not valid JSON or YAML: {' '.join(str(error).split())}"
+        ) from None
     try:
         return explaining.event_from_document(doc)
     except events.EventError as error:
@@ -141,11 +141,15 @@ def connect(kubeconfig: str | None) -> Cluster:
     default_file = Path(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION))
     try:
         if path or default_file.is_file():
-            config.load_kube_config(config_file=path, client_configuration=configuration)
-            _, current = config.list_kube_config_contexts(config_file=path)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, client_configuration=configuration
+            )
+            _, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
             namespace = str((current or {}).get("context", {}).get("namespace") or "default")
         else:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
             namespace = _in_cluster_namespace()
     except (config.ConfigException, OSError, yaml.YAMLError, TypeError, KeyError) as error:
         where = path or "~/.kube/config or the in-cluster service account"
@@ -165,10 +169,8 @@ def api_error(error: Exception, doing: str) -> ClusterError:
     """A ClusterError that says what was being done and what the API answered."""
     if isinstance(error, ApiException):
         message = str(error.reason or "")
-        try:
+        with contextlib.suppress(ValueError):
             message = str(json.loads(error.body or "{}").get("message") or message)
-        except ValueError:
-            pass
         return ClusterError(f"{doing}: the API answered {error.status}: {message}")
     return ClusterError(f"{doing}: cannot reach the Kubernetes API: {error}")
 
@@ -256,6 +258,25 @@ def get_run(cluster: Cluster, reference: str, namespace: str) -> dict[str, Any]:
     return found[0]
 
 
+def find_run(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A tekton.dev/v1 TaskRun or PipelineRun, or None when it does not exist."""
+    objects = client.CustomObjectsApi(cluster.api)
+    plural = f"{kind.lower()}s"
+    try:
+        return cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object(
+                "tekton.dev", "v1", namespace, plural, name, _request_timeout=kube.REQUEST_TIMEOUT
+            ),
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise api_error(error, f"reading {kind} {namespace}/{name}") from None
+    except (HTTPError, OSError) as error:
+        raise api_error(error, f"reading {kind} {namespace}/{name}") from None
+
+
 def _get_run(cluster: Cluster, key: str, name: str, namespace: str) -> dict[str, Any] | None:
     kind, plural, versions = RUN_KINDS[key]
     objects = client.CustomObjectsApi(cluster.api)
@@ -282,7 +303,3 @@ def _get_run(cluster: Cluster, key: str, name: str, namespace: str) -> dict[str,
         obj.setdefault("apiVersion", f"tekton.dev/{version}")
         return obj
     return None
-
-
-def stdin_is_terminal() -> bool:
-    return sys.stdin.isatty()

@@ -90,7 +90,7 @@ _Dumper.add_representer(str, _represent_str)
 
 def to_yaml(data: Any) -> str:
     return yaml.dump(
-        plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
+        plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 16
     )
 
 
@@ -115,6 +115,8 @@ def table(rows: list[list[str]]) -> str:
     if not rows:
         return ""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in rows]
+    lines = [
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
     return "\n".join(line.rstrip() for line in lines) + "\n"

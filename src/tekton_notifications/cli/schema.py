@@ -22,12 +22,27 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import celpy
 import yaml
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from tekton_notifications import types
 
-#: ``<repo>/crds`` when running from a source checkout (src/tekton_notifications/cli/schema.py).
-SOURCE_CRDS: Final = Path(__file__).resolve().parents[3] / "crds"
+#: ``<repo>/crds`` when running from a source checkout (src/tekton_notifications/cli/schema.py),
+#: else the copy the wheel ships in ``tekton_notifications/crds``.
+SOURCE_CRDS: Final = next(
+    (
+        path
+        for path in (
+            Path(__file__).resolve().parents[3] / "crds",
+            Path(__file__).resolve().parents[1] / "crds",
+        )
+        if path.is_dir()
+    ),
+    Path(__file__).resolve().parents[3] / "crds",
+)
 
 Object = dict[str, Any]
 
@@ -216,21 +231,16 @@ def _list_type(validator: Any, list_type: str, instance: Any, schema: Object) ->
 
 @functools.cache
 def _rule_program(rule: str) -> Any:
-    import celpy
-
     environment = celpy.Environment()
     return environment.program(environment.compile(rule))
 
 
 def _cel_rules(validator: Any, rules: list[Object], instance: Any, schema: Object) -> Iterator[Any]:
-    import celpy
-    from celpy import celtypes
-
     for rule in rules:
         invalid = f"Invalid value: {json.dumps(_json_type(instance))}"
         try:
-            result = _rule_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(instance)})
-        except celpy.CELEvalError as error:
+            result = _rule_program(rule["rule"]).evaluate({"self": json_to_cel(instance)})
+        except CELEvalError as error:
             yield _error(f"{invalid}: evaluating rule {rule['rule']!r}: {error}")
             continue
         if not isinstance(result, celtypes.BoolType):

@@ -118,14 +118,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             "LAST MATCHED"
         )
         for policy in chain.policies():
-            status = policy.get("status") or {}
-            ready = next(
-                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+            policy_status: dict[str, Any] = policy.get("status") or {}
+            ready: dict[str, Any] = next(
+                (c for c in policy_status.get("conditions") or [] if c.get("type") == "Ready"),
+                {},
             )
             say(
                 f"   {policy['metadata']['namespace']:<10} {policy['metadata']['name']:<28} "
                 f"{ready.get('status', '-'):<6} {ready.get('reason', '-'):<18} "
-                f"{status.get('matchCount', 0):>7}  {status.get('lastMatchedTime', '-')}"
+                f"{policy_status.get('matchCount', 0):>7}  "
+                f"{policy_status.get('lastMatchedTime', '-')}"
             )
         say()
         total = len(chain.notification_runs())
@@ -147,7 +149,7 @@ def event_files(paths: Sequence[Path]) -> list[Path]:
 
 def _namespace(cloudevent: dict[str, Any]) -> str:
     data = cloudevent.get("data") or {}
-    run = next(iter(data.values()), {}) if isinstance(data, dict) else {}
+    run: dict[str, Any] = next(iter(data.values()), {}) if isinstance(data, dict) else {}
     return str((run.get("metadata") or {}).get("namespace") or "default")
 
 
