@@ -27,8 +27,14 @@ def test_a_child_keeps_the_trace_and_flags_and_gets_a_new_parent_id() -> None:
 
 @pytest.mark.parametrize(
     "parent",
-    [None, "", "garbage", "00-00000000000000000000000000000000-b7ad6b7169203331-01",
-     "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", "01-0af7-b7ad-01"],
+    [
+        None,
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "01-0af7-b7ad-01",
+    ],
     ids=["absent", "empty", "garbage", "zero trace", "zero span", "wrong shape"],
 )
 def test_an_absent_or_invalid_parent_starts_a_new_trace(parent: str | None) -> None:
@@ -40,10 +46,13 @@ def test_an_absent_or_invalid_parent_starts_a_new_trace(parent: str | None) -> N
 @needs_shared
 def test_each_hop_of_a_notification_continues_the_trace() -> None:
     event = load_event("current/08-pipelinerun-failed.json")
-    traced = Notification(key="k" * 64, policy_name="p", policy_namespace="ci",
-                          template_ref=TemplateRef("t"),
-                          event=event.__class__(**{**event.__dict__,
-                                                   "extensions": {"traceparent": TRACEPARENT}}))
+    traced = Notification(
+        key="k" * 64,
+        policy_name="p",
+        policy_namespace="ci",
+        template_ref=TemplateRef("t"),
+        event=event.__class__(**{**event.__dict__, "extensions": {"traceparent": TRACEPARENT}}),
+    )
     hop = traced.next_hop()
     outgoing = hop.to_event(MATCHED)
     assert tracing.trace_id(outgoing.attributes["traceparent"]) == tracing.trace_id(TRACEPARENT)
@@ -53,16 +62,33 @@ def test_each_hop_of_a_notification_continues_the_trace() -> None:
 @needs_shared
 def test_json_logs_carry_the_notifications_identity_at_the_top_level() -> None:
     event = load_event("current/08-pipelinerun-failed.json")
-    record = logging.LogRecord("tekton_notifications.stages", logging.INFO, __file__, 1,
-                               "launched %s", ("x",), None)
+    record = logging.LogRecord(
+        "tekton_notifications.stages", logging.INFO, __file__, 1, "launched %s", ("x",), None
+    )
     record.notification = logs.fields(event, policy="p", template="t", key="abc")
     line = json.loads(logs.JsonFormatter().format(record))
     assert line["message"] == "launched x"
     assert line["level"] == "info"
-    assert {k: line[k] for k in ("event_id", "run_kind", "run", "namespace", "policy",
-                                 "template", "notification_key")} == {
-        "event_id": event.id, "run_kind": "PipelineRun", "run": "build-and-test-run-8x2kq",
-        "namespace": "ci", "policy": "p", "template": "t", "notification_key": "abc"}
+    assert {
+        k: line[k]
+        for k in (
+            "event_id",
+            "run_kind",
+            "run",
+            "namespace",
+            "policy",
+            "template",
+            "notification_key",
+        )
+    } == {
+        "event_id": event.id,
+        "run_kind": "PipelineRun",
+        "run": "build-and-test-run-8x2kq",
+        "namespace": "ci",
+        "policy": "p",
+        "template": "t",
+        "notification_key": "abc",
+    }
 
 
 class Exploding:
@@ -89,6 +115,7 @@ def test_every_event_is_timed_and_counted_and_a_bug_is_a_500_not_a_crash(
     assert "a bug" not in response.message  # the traceback goes to the log, not the wire
     assert "a bug" in caplog.text
     text = generate_latest(metrics.REGISTRY).decode()
-    assert ('tekton_notifications_events_received_total{code="500",stage="exploding",'
-            'type="t.x"} 1.0') in text
+    assert (
+        'tekton_notifications_events_received_total{code="500",stage="exploding",type="t.x"} 1.0'
+    ) in text
     assert 'tekton_notifications_handle_seconds_count{stage="exploding"} 1.0' in text

@@ -191,12 +191,19 @@ def test_policies_show_their_matches_and_readiness(chain: LocalChain) -> None:
     time.sleep(0.5)  # the recorder flushes every 0.2 s in the local chain
     status = {p["metadata"]["name"]: p.get("status") or {} for p in chain.policies()}
     assert status["pipelinerun-failed-slack"]["matchCount"] >= 1
-    assert all(next(c for c in s["conditions"] if c["type"] == "Ready")["status"] == "True"
-               for s in status.values())
+    assert all(
+        next(c for c in s["conditions"] if c["type"] == "Ready")["status"] == "True"
+        for s in status.values()
+    )
 
 
 def test_kubectl_describe_of_the_source_run_shows_the_notification(chain: LocalChain) -> None:
-    events = [e for e in chain.kubernetes_events("ci")
-              if e["involvedObject"]["name"] == "build-and-test-run-8x2kq"]
-    assert any(e["reason"] == "NotificationSent" and "pipelinerun-failed-slack" in e["message"]
-               for e in events)
+    events = [
+        e
+        for e in chain.kubernetes_events("ci")
+        if e["involvedObject"]["name"] == "build-and-test-run-8x2kq"
+    ]
+    assert any(
+        e["reason"] == "NotificationSent" and "pipelinerun-failed-slack" in e["message"]
+        for e in events
+    )

@@ -25,40 +25,59 @@ GROUP, VERSION = "notifications.tekton.dev", "v1alpha1"
 
 def notification(policy: str = "failed-pipelines", template: str = "slack-webhook") -> Notification:
     event = load_event("current/08-pipelinerun-failed.json")
-    key = taskruns.notification_key(event, policy_namespace="ci", policy=policy,
-                                    template=template)
-    return Notification(key=key, event=event, policy_name=policy, policy_namespace="ci",
-                        template_ref=TemplateRef(template))
+    key = taskruns.notification_key(event, policy_namespace="ci", policy=policy, template=template)
+    return Notification(
+        key=key,
+        event=event,
+        policy_name=policy,
+        policy_namespace="ci",
+        template_ref=TemplateRef(template),
+    )
 
 
 def launched(n: Notification) -> tuple[dict[str, str], dict[str, Any]]:
-    event = n.to_event(notifications.LAUNCHED, launched={
-        "kind": "TaskRun", "name": "build-and-test-run-8x2kq-failed-0123456789",
-        "namespace": "ci", "uid": "u", "created": True})
+    event = n.to_event(
+        notifications.LAUNCHED,
+        launched={
+            "kind": "TaskRun",
+            "name": "build-and-test-run-8x2kq-failed-0123456789",
+            "namespace": "ci",
+            "uid": "u",
+            "created": True,
+        },
+    )
     return dict(event.attributes), dict(event.data)
 
 
 def failed(n: Notification) -> tuple[dict[str, str], dict[str, Any]]:
-    event = failure(n, stage="render", reason="UndefinedVariable",
-                    message="event.nmae is undefined")
+    event = failure(
+        n, stage="render", reason="UndefinedVariable", message="event.nmae is undefined"
+    )
     return dict(event.attributes), dict(event.data)
 
 
 @pytest.fixture
 def recorder(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
     kubeapi.load_manifests(EXAMPLES / "templates")
-    kubeapi.store.create(GROUP, VERSION, "notificationpolicies", "ci",
-                         policy_object("failed-pipelines", templates=["slack-webhook"]))
+    kubeapi.store.create(
+        GROUP,
+        VERSION,
+        "notificationpolicies",
+        "ci",
+        policy_object("failed-pipelines", templates=["slack-webhook"]),
+    )
     return served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="0.1")
 
 
 def events_about(kubeapi: KubeAPIServer, name: str) -> list[dict[str, Any]]:
-    return [e for e in kubeapi.store.list("", "events", "ci")
-            if e["involvedObject"]["name"] == name]
+    return [
+        e for e in kubeapi.store.list("", "events", "ci") if e["involvedObject"]["name"] == name
+    ]
 
 
-def status_of(kubeapi: KubeAPIServer, plural: str, name: str,
-              until: Callable[[dict[str, Any]], bool] = bool) -> dict[str, Any]:
+def status_of(
+    kubeapi: KubeAPIServer, plural: str, name: str, until: Callable[[dict[str, Any]], bool] = bool
+) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while True:
         status: dict[str, Any] = kubeapi.store.get(GROUP, plural, "ci", name).get("status") or {}
@@ -81,8 +100,10 @@ def test_a_sent_notification_is_an_event_on_the_source_run_and_on_the_policy(
     assert on_run["involvedObject"]["kind"] == "PipelineRun"
     assert on_run["involvedObject"]["uid"] == "5f1c2d3e-7a4b-4c8d-9e0f-1a2b3c4d5e6f"
     assert (on_run["type"], on_run["reason"]) == ("Normal", "NotificationSent")
-    assert on_run["message"] == ("Notification sent: policy failed-pipelines, template "
-                                 "slack-webhook, TaskRun build-and-test-run-8x2kq-failed-0123456789")
+    assert on_run["message"] == (
+        "Notification sent: policy failed-pipelines, template "
+        "slack-webhook, TaskRun build-and-test-run-8x2kq-failed-0123456789"
+    )
     (on_policy,) = events_about(kubeapi, "failed-pipelines")
     assert on_policy["involvedObject"]["kind"] == "NotificationPolicy"
 
@@ -104,8 +125,12 @@ def test_matches_are_counted_in_the_policy_status_once_per_notification(
         post_event(recorder.url, *launched(first))
     post_event(recorder.url, *launched(second))
 
-    status = status_of(kubeapi, "notificationpolicies", "failed-pipelines",
-                       until=lambda s: s.get("matchCount") == 2)
+    status = status_of(
+        kubeapi,
+        "notificationpolicies",
+        "failed-pipelines",
+        until=lambda s: s.get("matchCount") == 2,
+    )
     assert status["matchCount"] == 2
     assert status["lastMatchedTime"].endswith("Z")
     assert len(events_about(kubeapi, "build-and-test-run-8x2kq")) == 2
@@ -120,24 +145,39 @@ def test_a_ready_policy_says_so(kubeapi: KubeAPIServer, recorder: ServedFunction
 @pytest.mark.parametrize(
     ("policy", "reason", "message"),
     [
-        (policy_object("bad-cel", when="event.reason =="), "CELCompileError",
-         "spec.when: syntax error"),
-        (policy_object("no-template", templates=["nope"]), "TemplateNotFound",
-         "NotificationTemplate ci/nope does not exist"),
-        (policy_object("broken-template", templates=["broken"]), "TemplateNotReady",
-         "broken"),
+        (
+            policy_object("bad-cel", when="event.reason =="),
+            "CELCompileError",
+            "spec.when: syntax error",
+        ),
+        (
+            policy_object("no-template", templates=["nope"]),
+            "TemplateNotFound",
+            "NotificationTemplate ci/nope does not exist",
+        ),
+        (policy_object("broken-template", templates=["broken"]), "TemplateNotReady", "broken"),
     ],
     ids=["CEL compile error", "missing template", "template with a syntax error"],
 )
 def test_a_policy_that_cannot_work_is_not_ready_with_the_reason(
-    kubeapi: KubeAPIServer, recorder: ServedFunction, policy: dict[str, Any], reason: str,
+    kubeapi: KubeAPIServer,
+    recorder: ServedFunction,
+    policy: dict[str, Any],
+    reason: str,
     message: str,
 ) -> None:
-    kubeapi.store.create(GROUP, VERSION, "notificationtemplates", "ci", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationTemplate",
-        "metadata": {"name": "broken", "namespace": "ci"},
-        "spec": {"taskRef": {"name": "x"}, "params": {"message": "{{ event.name "}},
-    })
+    kubeapi.store.create(
+        GROUP,
+        VERSION,
+        "notificationtemplates",
+        "ci",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "NotificationTemplate",
+            "metadata": {"name": "broken", "namespace": "ci"},
+            "spec": {"taskRef": {"name": "x"}, "params": {"message": "{{ event.name "}},
+        },
+    )
     kubeapi.store.create(GROUP, VERSION, "notificationpolicies", "ci", policy)
     name = policy["metadata"]["name"]
     condition = ready(status_of(kubeapi, "notificationpolicies", name, until=ready))
@@ -150,16 +190,28 @@ def test_a_policy_that_cannot_work_is_not_ready_with_the_reason(
 def test_status_is_written_in_batches_not_per_event(
     kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve
 ) -> None:
-    kubeapi.store.create(GROUP, VERSION, "notificationpolicies", "ci",
-                         policy_object("failed-pipelines", templates=["slack-webhook"]))
+    kubeapi.store.create(
+        GROUP,
+        VERSION,
+        "notificationpolicies",
+        "ci",
+        policy_object("failed-pipelines", templates=["slack-webhook"]),
+    )
     function = served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="1")
     for index in range(20):
         post_event(function.url, *launched(notification(template=f"t{index}")))
-    status = status_of(kubeapi, "notificationpolicies", "failed-pipelines",
-                       until=lambda s: s.get("matchCount") == 20)
+    status = status_of(
+        kubeapi,
+        "notificationpolicies",
+        "failed-pipelines",
+        until=lambda s: s.get("matchCount") == 20,
+    )
     assert status["matchCount"] == 20
-    writes = [r for r in kubeapi.requests
-              if r.method == "PATCH" and r.path.endswith("/failed-pipelines/status")]
+    writes = [
+        r
+        for r in kubeapi.requests
+        if r.method == "PATCH" and r.path.endswith("/failed-pipelines/status")
+    ]
     assert 1 <= len(writes) <= 3
 
 

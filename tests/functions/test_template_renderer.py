@@ -210,12 +210,27 @@ def test_failed_children_of_a_current_pipelinerun_are_looked_up_for_the_message(
         ("fetch-source", "True", "Succeeded", "All Steps have completed executing"),
         ("unit-tests", "False", "StepFailed", '"step-unit-test" exited with code 1: Error'),
     ]:
-        kubeapi.store.create("tekton.dev", "v1", "taskruns", "ci", {
-            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-            "metadata": {"name": f"build-and-test-run-8x2kq-{task}", "namespace": "ci"},
-            "status": {"conditions": [{"type": "Succeeded", "status": status,
-                                       "reason": reason, "message": message}]},
-        })
+        kubeapi.store.create(
+            "tekton.dev",
+            "v1",
+            "taskruns",
+            "ci",
+            {
+                "apiVersion": "tekton.dev/v1",
+                "kind": "TaskRun",
+                "metadata": {"name": f"build-and-test-run-8x2kq-{task}", "namespace": "ci"},
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Succeeded",
+                            "status": status,
+                            "reason": reason,
+                            "message": message,
+                        }
+                    ]
+                },
+            },
+        )
     reply = post_event(renderer.url, *matched())
     params = {p["name"]: p["value"] for p in reply.data["resource"]["spec"]["params"]}
     assert "unit-tests" in params["message"]

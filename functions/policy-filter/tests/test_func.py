@@ -10,26 +10,36 @@ from pathlib import Path
 
 import httpx
 from func_python.cloudevent import ASGIApplication
-
 from function import new
+
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 
 EVENT = {
-    "ce-specversion": "1.0", "ce-id": "1", "ce-type": "dev.tekton.event.pipelinerun.failed.v1",
-    "ce-source": "/apis///namespaces/ci//build-1", "content-type": "application/json",
+    "ce-specversion": "1.0",
+    "ce-id": "1",
+    "ce-type": "dev.tekton.event.pipelinerun.failed.v1",
+    "ce-source": "/apis///namespaces/ci//build-1",
+    "content-type": "application/json",
 }
-RUN = {"pipelineRun": {"metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
-                       "status": {"conditions": [{"type": "Succeeded", "status": "False",
-                                                  "reason": "Failed"}]}}}
-POLICY = {"apiVersion": "notifications.tekton.dev/v1alpha1", "kind": "NotificationPolicy",
-          "metadata": {"name": "failures", "namespace": "ci"},
-          "spec": {"events": ["failed"], "templateRefs": [{"name": "slack"}]}}
+RUN = {
+    "pipelineRun": {
+        "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
+        "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]},
+    }
+}
+POLICY = {
+    "apiVersion": "notifications.tekton.dev/v1alpha1",
+    "kind": "NotificationPolicy",
+    "metadata": {"name": "failures", "namespace": "ci"},
+    "spec": {"events": ["failed"], "templateRefs": [{"name": "slack"}]},
+}
 
 
 def test_a_failed_pipelinerun_is_answered_with_a_matched_event(tmp_path: Path) -> None:
     with KubeAPIServer() as kubeapi:
-        kubeapi.store.create("notifications.tekton.dev", "v1alpha1", "notificationpolicies",
-                             "ci", POLICY)
+        kubeapi.store.create(
+            "notifications.tekton.dev", "v1alpha1", "notificationpolicies", "ci", POLICY
+        )
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
         function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})

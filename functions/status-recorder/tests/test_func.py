@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 from func_python.cloudevent import ASGIApplication
-
 from function import new
+
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 
 
@@ -30,8 +30,13 @@ def test_an_event_that_is_not_for_it_is_acknowledged_without_a_reply(tmp_path: P
 
 
 async def _post(app: ASGIApplication) -> httpx.Response:
-    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/x",
-               "ce-type": "com.example.other", "content-type": "application/json"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "1",
+        "ce-source": "/x",
+        "ce-type": "com.example.other",
+        "content-type": "application/json",
+    }
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://function") as client:
         return await client.post("/", headers=headers, content=json.dumps({}))
