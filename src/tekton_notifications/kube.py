@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT: Final = 10.0
 #: Watches are restarted this often, as client-go does, to survive silent connection loss.
 WATCH_SECONDS: Final = 300
+#: How often an optional resource that is not installed is looked for again.
+ABSENT_RECHECK_SECONDS: Final = 60.0
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -61,11 +63,14 @@ class Informer:
         on_upsert: Callable[[dict[str, Any]], None],
         on_delete: Callable[[dict[str, Any]], None],
         retry_delay: float = 1.0,
+        optional: bool = False,
     ) -> None:
         self._api = client.CustomObjectsApi(api)
         self._resource = (group, version, plural)
         self._on_reset, self._on_upsert, self._on_delete = on_reset, on_upsert, on_delete
         self._retry_delay = retry_delay
+        #: A resource whose CRD may not be installed: 404 means "none", checked again later.
+        self._optional = optional
         self._stopping = threading.Event()
         self._synced = threading.Event()
         self._watch: watch.Watch | None = None
@@ -95,13 +100,22 @@ class Informer:
                 delay = self._retry_delay
                 while not self._stopping.is_set():
                     version = self._watch_from(version)
-            except (ApiException, HTTPError, OSError, ValueError) as error:
-                self.last_error = _describe(error)
-                logger.warning(
-                    "%s: %s; re-listing in %.1fs", self._resource[2], self.last_error, delay
-                )
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+            except ApiException as error:
+                if self._optional and error.status == 404:
+                    self._on_reset([])
+                    self.last_error = None
+                    self._synced.set()
+                    self._stopping.wait(ABSENT_RECHECK_SECONDS)
+                    continue
+                delay = self._backoff(error, delay)
+            except (HTTPError, OSError, ValueError) as error:
+                delay = self._backoff(error, delay)
+
+    def _backoff(self, error: BaseException, delay: float) -> float:
+        self.last_error = _describe(error)
+        logger.warning("%s: %s; re-listing in %.1fs", self._resource[2], self.last_error, delay)
+        self._stopping.wait(delay)
+        return min(delay * 2, 30.0)
 
     def _list(self) -> str:
         group, version, plural = self._resource
@@ -296,15 +310,26 @@ def patch_status(
     from tekton_notifications import types
 
     try:
-        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            types.GROUP,
-            types.VERSION,
-            namespace,
-            plural,
-            name,
-            dict(patch),
-            _request_timeout=REQUEST_TIMEOUT,
-        )
+        objects = client.CustomObjectsApi(api)
+        if namespace:
+            objects.patch_namespaced_custom_object_status(
+                types.GROUP,
+                types.VERSION,
+                namespace,
+                plural,
+                name,
+                dict(patch),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        else:  # cluster-scoped (ClusterNotificationPolicy)
+            objects.patch_cluster_custom_object_status(
+                types.GROUP,
+                types.VERSION,
+                plural,
+                name,
+                dict(patch),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
     except ApiException as error:
         raise _create_error(error) from None
     except (HTTPError, OSError) as error:

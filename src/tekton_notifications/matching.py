@@ -12,6 +12,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from tekton_notifications import cel, types
@@ -20,6 +21,9 @@ from tekton_notifications.models import Policy, TemplateRef
 from tekton_notifications.selectors import Check, check_selector
 
 logger = logging.getLogger(__name__)
+
+#: The namespace key of cluster policies in the index (a namespaced policy never has "").
+CLUSTER = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def evaluate(
             "not a notification run",
             "notification run" if event.is_notification_run else "user run",
         ),
-        Check("namespace", event.namespace == policy.namespace, policy.namespace, event.namespace),
+        _namespace_check(policy, event.namespace),
     ]
     if all(check.ok for check in checks):
         checks.extend(
@@ -111,6 +115,16 @@ def evaluate(
             return Verdict(policy, False, tuple(checks), error=f"spec.when: {error}")
         checks.append(Check("when", result, "true", str(result).lower()))
     return Verdict(policy, all(check.ok for check in checks), tuple(checks))
+
+
+def _namespace_check(policy: Policy, namespace: str) -> Check:
+    """A namespaced policy sees its own namespace; a cluster policy its ``namespaces``."""
+    if not policy.cluster:
+        return Check("namespace", namespace == policy.namespace, policy.namespace, namespace)
+    if not policy.namespaces:
+        return Check("namespace", True, "any namespace", namespace)
+    ok = any(fnmatchcase(namespace, pattern) for pattern in policy.namespaces)
+    return Check("namespace", ok, " or ".join(policy.namespaces), namespace)
 
 
 def event_activation(event: RunEvent) -> dict[str, Any]:
@@ -151,10 +165,17 @@ class PolicyIndex:
         with self._lock:
             self._drop((namespace, name))
 
-    def replace_all(self, policies: Iterable[Policy]) -> None:
-        """Swap in a fresh list (after a re-list), keeping compiled CEL where unchanged."""
+    def replace_all(self, policies: Iterable[Policy], *, cluster: bool = False) -> None:
+        """Swap in a fresh list of one kind (after a re-list), keeping compiled CEL where
+        unchanged; policies of the other kind are untouched."""
         incoming = {policy.key: policy for policy in policies}
-        for key in set(self._policies) - set(incoming):
+        with self._lock:
+            stale = [
+                key
+                for key, compiled in self._policies.items()
+                if compiled.policy.cluster == cluster and key not in incoming
+            ]
+        for key in stale:
             self.remove(*key)
         for policy in incoming.values():
             self.upsert(policy)
@@ -170,10 +191,11 @@ class PolicyIndex:
         """Policies whose namespace, kind and events could match: the only ones evaluated."""
         found: dict[tuple[str, str], CompiledPolicy] = {}
         with self._lock:
-            for policy_event in event.policy_events:
-                bucket = self._buckets.get((event.namespace, event.kind, policy_event))
-                if bucket:
-                    found.update(bucket)
+            for namespace in (event.namespace, CLUSTER):
+                for policy_event in event.policy_events:
+                    bucket = self._buckets.get((namespace, event.kind, policy_event))
+                    if bucket:
+                        found.update(bucket)
         return sorted(found.values(), key=lambda compiled: compiled.policy.key)
 
     def match(self, event: RunEvent) -> tuple[list[Match], list[Verdict]]:
@@ -204,10 +226,14 @@ class PolicyIndex:
         return matches, errors
 
     def explain(self, event: RunEvent) -> list[Verdict]:
-        """A verdict for every policy in the event's namespace, matched or not."""
+        """A verdict for every policy in the event's namespace and every cluster policy."""
         activation = event_activation(event)
         with self._lock:
-            in_scope = [c for c in self._policies.values() if c.policy.namespace == event.namespace]
+            in_scope = [
+                c
+                for c in self._policies.values()
+                if c.policy.namespace in (event.namespace, CLUSTER)
+            ]
         in_scope.sort(key=lambda compiled: compiled.policy.key)
         return [evaluate(compiled, event, activation) for compiled in in_scope]
 
@@ -221,4 +247,6 @@ class PolicyIndex:
     @staticmethod
     def _bucket_keys(policy: Policy) -> list[tuple[str, str, str]]:
         kinds = policy.selector.kinds or frozenset(types.RUN_KINDS)
+        # Cluster policies share one bucket per (kind, event); their namespace globs are
+        # checked per candidate, so a cluster policy costs every namespace one check.
         return [(policy.namespace, kind, event) for kind in kinds for event in policy.events]

@@ -16,6 +16,9 @@ from tekton_notifications import types
 _DNS_1123_SUBDOMAIN: Final = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
+_DNS_1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+POLICY_KIND: Final = "NotificationPolicy"
+CLUSTER_POLICY_KIND: Final = "ClusterNotificationPolicy"
 _DURATION: Final = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
 _OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 
@@ -56,6 +59,8 @@ class TemplateRef:
 
 @dataclass(frozen=True)
 class Policy:
+    """A NotificationPolicy, or a ClusterNotificationPolicy (``cluster``, ``namespace`` "")."""
+
     name: str
     namespace: str
     events: frozenset[str]
@@ -65,14 +70,33 @@ class Policy:
     suspend: bool = False
     uid: str = ""
     generation: int = 0
+    cluster: bool = False
+    #: Cluster policies: the namespaces (exact or glob) whose runs they see; empty = all.
+    namespaces: tuple[str, ...] = ()
+    #: Cluster policies: where their templates live and their runs are created.
+    template_namespace: str = ""
+
+    @property
+    def kind(self) -> str:
+        return CLUSTER_POLICY_KIND if self.cluster else POLICY_KIND
 
     @property
     def key(self) -> tuple[str, str]:
+        """Unique across both kinds: a namespaced policy always has a namespace."""
         return (self.namespace, self.name)
+
+    @property
+    def home_namespace(self) -> str:
+        """Where this policy's templates are read and its notification runs created.
+
+        A namespaced policy's own namespace; for a cluster policy, ``templateNamespace``:
+        never the tenant's namespace, which a platform policy must not write to.
+        """
+        return self.template_namespace if self.cluster else self.namespace
 
     def view(self) -> dict[str, Any]:
         """The ``policy`` variable that CEL expressions and templates see."""
-        return {"name": self.name, "namespace": self.namespace}
+        return {"name": self.name, "namespace": self.home_namespace, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -101,9 +125,23 @@ class Template:
 
 
 def parse_policy(obj: Mapping[str, Any]) -> Policy:
-    """Build a :class:`Policy` from a NotificationPolicy object, or raise :class:`SpecError`."""
+    """Build a :class:`Policy` from a NotificationPolicy or ClusterNotificationPolicy object,
+    or raise :class:`SpecError`."""
     name, namespace, uid, generation = _metadata(obj)
     spec = _object(obj.get("spec"), "spec", required=True)
+    cluster = obj.get("kind") == CLUSTER_POLICY_KIND
+    namespaces: list[str] = []
+    template_namespace = ""
+    if cluster:
+        namespace = ""
+        selector_spec = _object(spec.get("selector"), "spec.selector")
+        namespaces = _string_list(selector_spec.get("namespaces"), "spec.selector.namespaces")
+        template_namespace = spec.get("templateNamespace") or ""
+        if not isinstance(template_namespace, str) or not _DNS_1123_LABEL.match(template_namespace):
+            raise SpecError(
+                "spec.templateNamespace",
+                f"must name the namespace of the templates, not {template_namespace!r}",
+            )
     events = _string_list(spec.get("events"), "spec.events", required=True)
     for index, event in enumerate(events):
         if event not in types.POLICY_EVENTS:
@@ -127,6 +165,9 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         suspend=suspend,
         uid=uid,
         generation=generation,
+        cluster=cluster,
+        namespaces=tuple(namespaces),
+        template_namespace=template_namespace,
     )
 
 

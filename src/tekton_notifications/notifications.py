@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from tekton_notifications import events, tracing, types
 from tekton_notifications.events import EventError, RunEvent
-from tekton_notifications.models import TemplateRef
+from tekton_notifications.models import CLUSTER_POLICY_KIND, POLICY_KIND, TemplateRef
 
 MATCHED: Final = "dev.tekton.notification.matched.v1"
 RENDERED: Final = "dev.tekton.notification.rendered.v1"
@@ -41,11 +41,18 @@ class Notification:
     key: str
     event: RunEvent
     policy_name: str
+    #: Where the policy's templates are read and its runs created: a NotificationPolicy's
+    #: namespace, or a ClusterNotificationPolicy's templateNamespace.
     policy_namespace: str
     template_ref: TemplateRef
     #: Set from ``rendered`` on: the TaskRun/PipelineRun body to create.
     resource: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    policy_kind: str = POLICY_KIND
+
+    @property
+    def cluster_policy(self) -> bool:
+        return self.policy_kind == CLUSTER_POLICY_KIND
 
     def next_hop(self) -> Notification:
         """This notification as the next stage sends it on: same trace, a new span."""
@@ -55,7 +62,11 @@ class Notification:
 
     @property
     def policy_view(self) -> dict[str, str]:
-        return {"name": self.policy_name, "namespace": self.policy_namespace}
+        return {
+            "name": self.policy_name,
+            "namespace": self.policy_namespace,
+            "kind": self.policy_kind,
+        }
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,6 +82,14 @@ class Notification:
             data["resource"] = dict(self.resource)
         return data
 
+    @property
+    def policy_source(self) -> str:
+        """The policy's API path: the ``source`` of every event about this notification."""
+        base = f"/apis/{types.GROUP}/{types.VERSION}"
+        if self.cluster_policy:
+            return f"{base}/clusternotificationpolicies/{self.policy_name}"
+        return f"{base}/namespaces/{self.policy_namespace}/notificationpolicies/{self.policy_name}"
+
     def to_event(self, event_type: str, **extra: Any) -> OutgoingEvent:
         """This notification as an event of ``event_type``; ``extra`` adds top-level fields."""
         suffix = event_type.removeprefix("dev.tekton.notification.").removesuffix(".v1")
@@ -78,10 +97,7 @@ class Notification:
             "specversion": "1.0",
             "id": f"{self.key[:32]}-{suffix}",
             "type": event_type,
-            "source": (
-                f"/apis/{types.GROUP}/{types.VERSION}/namespaces/{self.policy_namespace}"
-                f"/notificationpolicies/{self.policy_name}"
-            ),
+            "source": self.policy_source,
             "subject": f"{self.event.kind.lower()}s/{self.event.namespace}/{self.event.name}",
             "datacontenttype": "application/json",
             **self.event.extensions,
@@ -111,13 +127,25 @@ def parse_notification(data: object) -> Notification:
     resource = data.get("resource")
     if resource is not None and not isinstance(resource, Mapping):
         raise EventError("notification data: 'resource' must be an object")
+    event = events.from_wire(wire)
+    kind = str(policy.get("kind") or POLICY_KIND)
+    if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
+        raise EventError(f"notification data: unknown policy kind {kind!r}")
+    if kind == POLICY_KIND and event.namespace != str(policy["namespace"]):
+        # A namespaced policy only ever matches runs of its own namespace; anything else is
+        # forged, and would make the next stages read or write across tenants.
+        raise EventError(
+            f"notification data: the run is in namespace {event.namespace!r}, "
+            f"not in its policy's namespace {str(policy['namespace'])!r}"
+        )
     return Notification(
         key=key,
-        event=events.from_wire(wire),
+        event=event,
         policy_name=str(policy["name"]),
         policy_namespace=str(policy["namespace"]),
         template_ref=TemplateRef(name=str(ref["name"]), params=dict(params)),
         resource=resource,
+        policy_kind=kind,
     )
 
 

@@ -38,6 +38,20 @@ def run_events(
     event = notification.event
     warning = outcome != "sent"
     reason = "NotificationFailed" if warning else "NotificationSent"
+    if notification.cluster_policy:  # cluster-scoped: its Events live in "default"
+        policy_target = {
+            "apiVersion": f"{types.GROUP}/{types.VERSION}",
+            "kind": notification.policy_kind,
+            "name": notification.policy_name,
+            "namespace": "default",
+        }
+    else:
+        policy_target = {
+            "apiVersion": f"{types.GROUP}/{types.VERSION}",
+            "kind": notification.policy_kind,
+            "name": notification.policy_name,
+            "namespace": notification.policy_namespace,
+        }
     targets = [
         {
             "apiVersion": "tekton.dev/v1",
@@ -46,16 +60,13 @@ def run_events(
             "namespace": event.namespace,
             "uid": event.uid,
         },
-        {
-            "apiVersion": f"{types.GROUP}/{types.VERSION}",
-            "kind": "NotificationPolicy",
-            "name": notification.policy_name,
-            "namespace": notification.policy_namespace,
-        },
+        policy_target,
     ]
     bodies = []
     for target in targets:
         involved = {k: v for k, v in target.items() if v}
+        if target["kind"] == models.CLUSTER_POLICY_KIND:
+            involved.pop("namespace")
         bodies.append(
             {
                 "apiVersion": "v1",

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from tekton_notifications import types
 from tekton_notifications.events import RunEvent
-from tekton_notifications.models import Template
+from tekton_notifications.models import POLICY_KIND, Template
 
 MAX_NAME: Final = 63
 _HASH_CHARS: Final = 10
@@ -26,13 +26,22 @@ SOURCE_KIND_LABEL: Final = f"{types.GROUP}/source-kind"
 SOURCE_NAME_LABEL: Final = f"{types.GROUP}/source-name"
 SOURCE_UID_LABEL: Final = f"{types.GROUP}/source-uid"
 EVENT_LABEL: Final = f"{types.GROUP}/event"
+POLICY_KIND_LABEL: Final = f"{types.GROUP}/policy-kind"
+SOURCE_NAMESPACE_ANNOTATION: Final = f"{types.GROUP}/source-namespace"
 SOURCE_EVENT_ID_ANNOTATION: Final = f"{types.GROUP}/source-event-id"
 SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{types.GROUP}/source-event-type"
 POLICY_NAMESPACE_ANNOTATION: Final = f"{types.GROUP}/policy-namespace"
 TRACEPARENT_ANNOTATION: Final = f"{types.GROUP}/traceparent"
 
 
-def notification_key(event: RunEvent, *, policy_namespace: str, policy: str, template: str) -> str:
+def notification_key(
+    event: RunEvent,
+    *,
+    policy_namespace: str,
+    policy: str,
+    template: str,
+    policy_kind: str = POLICY_KIND,
+) -> str:
     """What is notified at most once: one run, one Tekton event name, one policy, one template.
 
     Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
@@ -40,6 +49,8 @@ def notification_key(event: RunEvent, *, policy_namespace: str, policy: str, tem
     the same event carry new ids.
     """
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
+    if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
+        policy = f"{policy_kind}/{policy}"
     material = "\x00".join((run_identity, event.event, policy_namespace, policy, template))
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -65,10 +76,19 @@ def build_run(
     params: Mapping[str, str],
     policy_namespace: str,
     policy: str,
+    policy_kind: str = POLICY_KIND,
 ) -> dict[str, Any]:
-    """The TaskRun or PipelineRun (tekton.dev/v1) that sends one notification."""
+    """The TaskRun or PipelineRun (tekton.dev/v1) that sends one notification.
+
+    ``policy_namespace`` is where it is created: a ClusterNotificationPolicy's
+    templateNamespace, never the source run's namespace unless that is the policy's own.
+    """
     key = notification_key(
-        event, policy_namespace=policy_namespace, policy=policy, template=template.name
+        event,
+        policy_namespace=policy_namespace,
+        policy=policy,
+        template=template.name,
+        policy_kind=policy_kind,
     )
     labels = {
         types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE,
@@ -79,7 +99,10 @@ def build_run(
         SOURCE_UID_LABEL: label_value(event.uid),
         EVENT_LABEL: event.outcome,
     }
+    if policy_kind != POLICY_KIND:
+        labels[POLICY_KIND_LABEL] = policy_kind
     annotations = {
+        SOURCE_NAMESPACE_ANNOTATION: event.namespace,
         SOURCE_EVENT_ID_ANNOTATION: event.id,
         SOURCE_EVENT_TYPE_ANNOTATION: event.type,
         POLICY_NAMESPACE_ANNOTATION: policy_namespace,

@@ -36,6 +36,7 @@ TemplateName = NewType("TemplateName", str)
 GROUP: Final = "notifications.tekton.dev"
 VERSION: Final = "v1alpha1"
 POLICY_PLURAL: Final = "notificationpolicies"
+CLUSTER_POLICY_PLURAL: Final = "clusternotificationpolicies"
 TEMPLATE_PLURAL: Final = "notificationtemplates"
 
 #: Labels put on every run this project creates; the policy filter ignores runs carrying them.

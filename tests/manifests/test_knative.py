@@ -441,7 +441,8 @@ def test_sinkbinding_points_the_policy_filter_at_the_broker() -> None:
 
 LEAST_PRIVILEGE = {
     "policy-filter": {
-        ("notifications.tekton.dev", "notificationpolicies", verb)
+        ("notifications.tekton.dev", plural, verb)
+        for plural in ("notificationpolicies", "clusternotificationpolicies")
         for verb in ("get", "list", "watch")
     },
     "template-renderer": {
@@ -455,11 +456,13 @@ LEAST_PRIVILEGE = {
     },
     "status-recorder": {
         ("notifications.tekton.dev", plural, verb)
-        for plural in ("notificationpolicies", "notificationtemplates")
+        for plural in ("notificationpolicies", "clusternotificationpolicies",
+                       "notificationtemplates")
         for verb in ("get", "list", "watch")
     }
     | {("notifications.tekton.dev", f"{plural}/status", "patch")
-       for plural in ("notificationpolicies", "notificationtemplates")}
+       for plural in ("notificationpolicies", "clusternotificationpolicies",
+                      "notificationtemplates")}
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")},
 }
 

@@ -160,13 +160,16 @@ class LocalChain:
         return self.router.wait_idle(timeout=timeout)
 
     def policies(self) -> list[dict[str, Any]]:
-        """NotificationPolicies as the API has them now, status included."""
+        """Namespaced and cluster policies as the API has them now, status included."""
         objects = client.CustomObjectsApi(self.api)
-        listing = cast(
-            dict[str, Any],
-            objects.list_cluster_custom_object(types.GROUP, types.VERSION, types.POLICY_PLURAL),
-        )
-        return list(listing.get("items") or [])
+        found: list[dict[str, Any]] = []
+        for plural in (types.POLICY_PLURAL, types.CLUSTER_POLICY_PLURAL):
+            listing = cast(
+                dict[str, Any],
+                objects.list_cluster_custom_object(types.GROUP, types.VERSION, plural),
+            )
+            found.extend(listing.get("items") or [])
+        return found
 
     def kubernetes_events(self, namespace: str) -> list[dict[str, Any]]:
         listing = client.CoreV1Api(self.api).list_namespaced_event(namespace)

@@ -71,7 +71,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         knative=args.knative,
         kubeconfig=args.kubeconfig,
         server=args.server,
-        manifests=(args.examples / "policies", args.examples / "templates"),
+        manifests=(
+            args.examples / "policies",
+            args.examples / "templates",
+            args.examples / "cluster",
+        ),
         env={"TEKTON_DASHBOARD_URL": args.dashboard_url},
     )
     with chain:
@@ -112,7 +116,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 recorded,
             )
         time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
-        say("NotificationPolicies, as `kubectl get notificationpolicies -A` shows them:")
+        say(
+            "Policies, as `kubectl get notificationpolicies,clusternotificationpolicies -A`"
+            " shows them:"
+        )
         say(
             f"   {'NAMESPACE':<10} {'NAME':<28} {'READY':<6} {'REASON':<18} {'MATCHES':>7}  "
             "LAST MATCHED"
@@ -124,7 +131,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 {},
             )
             say(
-                f"   {policy['metadata']['namespace']:<10} {policy['metadata']['name']:<28} "
+                f"   {policy['metadata'].get('namespace') or '(cluster)':<10} "
+                f"{policy['metadata']['name']:<28} "
                 f"{ready.get('status', '-'):<6} {ready.get('reason', '-'):<18} "
                 f"{policy_status.get('matchCount', 0):>7}  "
                 f"{policy_status.get('lastMatchedTime', '-')}"

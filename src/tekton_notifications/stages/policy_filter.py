@@ -48,6 +48,7 @@ class PolicyFilter:
         self.index = index
         self._publish = publish
         self._informer = informer
+        self._cluster_informer: kube.Informer | None = None
         #: Policies that failed to parse, by (namespace, name): shown by ready() and logs.
         self.invalid: dict[tuple[str, str], str] = {}
 
@@ -57,8 +58,9 @@ class PolicyFilter:
         target = environ.get("K_SINK")
         publish = (lambda events: sink.publish(target, events)) if target else None
         stage = cls(index, publish=publish)
+        api = kube.api_client(environ)
         stage._informer = kube.Informer(
-            kube.api_client(environ),
+            api,
             group=types.GROUP,
             version=types.VERSION,
             plural=types.POLICY_PLURAL,
@@ -66,45 +68,76 @@ class PolicyFilter:
             on_upsert=stage.upsert,
             on_delete=stage.delete,
         )
+        # Optional: a cluster without the ClusterNotificationPolicy CRD just has none.
+        stage._cluster_informer = kube.Informer(
+            api,
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.CLUSTER_POLICY_PLURAL,
+            on_reset=stage.reset_cluster,
+            on_upsert=stage.upsert_cluster,
+            on_delete=stage.delete_cluster,
+            optional=True,
+        )
         return stage
 
+    def _all_informers(self) -> list[kube.Informer]:
+        return [i for i in (self._informer, self._cluster_informer) if i is not None]
+
     def start(self) -> None:
-        if self._informer is not None:
-            self._informer.start()
+        for informer in self._all_informers():
+            informer.start()
 
     def stop(self) -> None:
-        if self._informer is not None:
-            self._informer.stop()
+        for informer in self._all_informers():
+            informer.stop()
 
     def ready(self) -> tuple[bool, str]:
-        if self._informer is not None and not self._informer.ready:
-            return False, f"policies not loaded yet: {self._informer.last_error or 'listing'}"
+        for informer in self._all_informers():
+            if not informer.ready:
+                return False, f"policies not loaded yet: {informer.last_error or 'listing'}"
         return True, f"{len(self.index)} policies"
 
     # Informer callbacks: parse once per object change, never per event.
-    def reset(self, objects: list[dict[str, Any]]) -> None:
-        self.invalid.clear()
-        self.index.replace_all(p for p in map(self._parse, objects) if p is not None)
+    def reset(self, objects: list[dict[str, Any]], *, cluster: bool = False) -> None:
+        for key in [k for k in self.invalid if (k[0] == "") == cluster]:
+            del self.invalid[key]
+        parsed = (self._parse(obj, cluster) for obj in objects)
+        self.index.replace_all((p for p in parsed if p is not None), cluster=cluster)
 
-    def upsert(self, obj: dict[str, Any]) -> None:
-        policy = self._parse(obj)
+    def upsert(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
+        policy = self._parse(obj, cluster)
         if policy is not None:
             self.index.upsert(policy)
         else:
-            self.delete(obj)
+            self.delete(obj, cluster=cluster)
 
-    def delete(self, obj: dict[str, Any]) -> None:
-        metadata = obj.get("metadata", {})
-        self.index.remove(str(metadata.get("namespace")), str(metadata.get("name")))
+    def delete(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
+        self.index.remove(*_key(obj, cluster))
 
-    def _parse(self, obj: Mapping[str, Any]) -> models.Policy | None:
-        metadata = obj.get("metadata", {})
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+    def reset_cluster(self, objects: list[dict[str, Any]]) -> None:
+        self.reset(objects, cluster=True)
+
+    def upsert_cluster(self, obj: dict[str, Any]) -> None:
+        self.upsert(obj, cluster=True)
+
+    def delete_cluster(self, obj: dict[str, Any]) -> None:
+        self.delete(obj, cluster=True)
+
+    def _parse(self, obj: Mapping[str, Any], cluster: bool = False) -> models.Policy | None:
+        key = _key(obj, cluster)
+        if cluster:  # list items may omit kind; the informer knows what it lists
+            obj = {**obj, "kind": models.CLUSTER_POLICY_KIND}
         try:
             policy = models.parse_policy(obj)
         except models.SpecError as error:
             self.invalid[key] = str(error)
-            logger.warning("NotificationPolicy %s/%s is invalid: %s", *key, error)
+            logger.warning(
+                "%s %s is invalid: %s",
+                obj.get("kind") or "NotificationPolicy",
+                "/".join(filter(None, key)),
+                error,
+            )
             return None
         self.invalid.pop(key, None)
         return policy
@@ -169,15 +202,22 @@ def matched_event(match: Match, event: RunEvent) -> OutgoingEvent:
     policy = match.policy
     key = taskruns.notification_key(
         event,
-        policy_namespace=policy.namespace,
+        policy_namespace=policy.home_namespace,
         policy=policy.name,
         template=match.template_ref.name,
+        policy_kind=policy.kind,
     )
     notification = Notification(
         key=key,
         event=event,
         policy_name=policy.name,
-        policy_namespace=policy.namespace,
+        policy_namespace=policy.home_namespace,
         template_ref=match.template_ref,
+        policy_kind=policy.kind,
     )
     return notification.to_event(notifications.MATCHED)
+
+
+def _key(obj: Mapping[str, Any], cluster: bool) -> tuple[str, str]:
+    metadata = obj.get("metadata") or {}
+    return ("" if cluster else str(metadata.get("namespace")), str(metadata.get("name")))

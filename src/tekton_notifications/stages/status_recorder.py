@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import kube, notifications, recording, types
+from tekton_notifications import kube, models, notifications, recording, types
 from tekton_notifications.events import EventError
 from tekton_notifications.recording import Counters, Readiness
 from tekton_notifications.stages.base import Response, accepted, rejected, unavailable
@@ -69,8 +69,10 @@ class StatusRecorder:
                 on_reset=recorder._callbacks(plural)[0],
                 on_upsert=recorder._callbacks(plural)[1],
                 on_delete=recorder._callbacks(plural)[2],
+                # A cluster without the ClusterNotificationPolicy CRD just has none.
+                optional=plural == types.CLUSTER_POLICY_PLURAL,
             )
-            for plural in (types.POLICY_PLURAL, types.TEMPLATE_PLURAL)
+            for plural in (types.POLICY_PLURAL, types.TEMPLATE_PLURAL, types.CLUSTER_POLICY_PLURAL)
         )
         return recorder
 
@@ -106,35 +108,39 @@ class StatusRecorder:
         )
 
     def reset(self, plural: str, objects: list[dict[str, Any]]) -> None:
+        cluster = plural == types.CLUSTER_POLICY_PLURAL
         with self._lock:
             cache = self._cache(plural)
-            cache.clear()
-            cache.update({_key(obj): obj for obj in objects})
+            for key in [
+                k for k in cache if (k[0] == "") == cluster or plural == types.TEMPLATE_PLURAL
+            ]:
+                del cache[key]
+            cache.update({_key(obj, plural): _with_kind(obj, plural) for obj in objects})
             self._dirty_policies |= set(self.policies)
             self._dirty_templates |= set(self.templates)
 
     def upsert(self, plural: str, obj: dict[str, Any]) -> None:
-        key = _key(obj)
+        key = _key(obj, plural)
         with self._lock:
-            self._cache(plural)[key] = obj
+            self._cache(plural)[key] = _with_kind(obj, plural)
             self._mark(plural, key)
 
     def delete(self, plural: str, obj: dict[str, Any]) -> None:
-        key = _key(obj)
+        key = _key(obj, plural)
         with self._lock:
             self._cache(plural).pop(key, None)
             self._mark(plural, key)
 
     def _cache(self, plural: str) -> dict[Key, dict[str, Any]]:
-        return self.policies if plural == types.POLICY_PLURAL else self.templates
+        return self.templates if plural == types.TEMPLATE_PLURAL else self.policies
 
     def _mark(self, plural: str, key: Key) -> None:
-        if plural == types.POLICY_PLURAL:
+        if plural != types.TEMPLATE_PLURAL:
             self._dirty_policies.add(key)
         else:
             # A template's readiness decides the readiness of the policies that use it.
             self._dirty_templates.add(key)
-            self._dirty_policies |= {k for k in self.policies if k[0] == key[0]}
+            self._dirty_policies |= {k for k, obj in self.policies.items() if _home(obj) == key[0]}
 
     # Events ---------------------------------------------------------------------------
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
@@ -166,7 +172,10 @@ class StatusRecorder:
             first_time = True
         if first_time:  # a redelivered outcome is not a new match
             with self._lock:
-                key = (notification.policy_namespace, notification.policy_name)
+                key = (
+                    "" if notification.cluster_policy else notification.policy_namespace,
+                    notification.policy_name,
+                )
                 self._counters.add(key, timestamp)
                 self._dirty_policies.add(key)
         return accepted(f"recorded {outcome} for {notification.policy_name}")
@@ -195,9 +204,11 @@ class StatusRecorder:
                 types.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
             )
         for key in sorted((dirty_policies | set(matches)) & set(policies)):
-            in_namespace = {name: r for (ns, name), r in readiness.items() if ns == key[0]}
+            home = _home(policies[key])
+            in_namespace = {name: r for (ns, name), r in readiness.items() if ns == home}
+            plural = types.CLUSTER_POLICY_PLURAL if key[0] == "" else types.POLICY_PLURAL
             ok = self._write(
-                types.POLICY_PLURAL,
+                plural,
                 policies[key],
                 recording.policy_readiness(policies[key], in_namespace),
                 matches=matches.get(key, 0),
@@ -235,7 +246,7 @@ class StatusRecorder:
             return False
         try:
             self._write_status(
-                plural, str(metadata.get("namespace")), str(metadata.get("name")), patch
+                plural, str(metadata.get("namespace") or ""), str(metadata.get("name")), patch
             )
         except kube.CreateError as error:
             logger.warning(
@@ -248,12 +259,27 @@ class StatusRecorder:
             return False
         # Our own write comes back through the watch; meanwhile keep the cache current.
         with self._lock:
-            cached = self._cache(plural).get(_key(obj))
+            cached = self._cache(plural).get(_key(obj, plural))
             if cached is not None:
                 cached["status"] = {**(cached.get("status") or {}), **patch["status"]}
         return True
 
 
-def _key(obj: Mapping[str, Any]) -> Key:
+def _key(obj: Mapping[str, Any], plural: str) -> Key:
     metadata = obj.get("metadata") or {}
-    return (str(metadata.get("namespace")), str(metadata.get("name")))
+    namespace = "" if plural == types.CLUSTER_POLICY_PLURAL else str(metadata.get("namespace"))
+    return (namespace, str(metadata.get("name")))
+
+
+def _with_kind(obj: dict[str, Any], plural: str) -> dict[str, Any]:
+    """List items may omit kind; the informer knows what it lists."""
+    if plural == types.CLUSTER_POLICY_PLURAL:
+        return {**obj, "kind": models.CLUSTER_POLICY_KIND}
+    return obj
+
+
+def _home(policy: Mapping[str, Any]) -> str:
+    """Where a policy's templates live: its namespace, or a cluster policy's templateNamespace."""
+    if policy.get("kind") == models.CLUSTER_POLICY_KIND:
+        return str((policy.get("spec") or {}).get("templateNamespace") or "")
+    return str((policy.get("metadata") or {}).get("namespace"))

@@ -160,6 +160,7 @@ class TemplateRenderer:
             params=params,
             policy_namespace=notification.policy_namespace,
             policy=notification.policy_name,
+            policy_kind=notification.policy_kind,
         )
         rendered = replace(notification, resource=resource)
         return reply(rendered.to_event(notifications.RENDERED))
