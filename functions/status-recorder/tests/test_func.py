@@ -5,7 +5,6 @@ on both servers); this is the function's own smoke test, run by `make test` from
 """
 
 import asyncio
-import json
 from pathlib import Path
 
 import httpx
@@ -13,30 +12,53 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.events import parse_event
+from tekton_notifications.models import TemplateRef
+from tekton_notifications.notifications import LAUNCHED, Notification
+from tekton_notifications.sink import binary_message
+
+RUN = {
+    "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
+    "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]},
+}
 
 
-def test_an_event_that_is_not_for_it_is_acknowledged_without_a_reply(tmp_path: Path) -> None:
+def test_a_launched_notification_becomes_an_event_on_the_run(tmp_path: Path) -> None:
+    event = parse_event(
+        {
+            "id": "1",
+            "type": "dev.tekton.event.pipelinerun.failed.v1",
+            "source": "/apis///namespaces/ci//build-1",
+        },
+        {"pipelineRun": RUN},
+    )
+    launched = Notification(
+        key="k" * 64,
+        event=event,
+        policy_name="failures",
+        policy_namespace="ci",
+        template_ref=TemplateRef("slack"),
+    )
+    headers, body = binary_message(
+        launched.to_event(
+            LAUNCHED, launched={"kind": "TaskRun", "name": "build-1-failed-abc", "created": True}
+        )
+    )
     with KubeAPIServer() as kubeapi:
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
         function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
         try:
-            response = asyncio.run(_post(ASGIApplication(function)))
+            response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()
+        events = kubeapi.store.list("", "events", "ci")
     assert response.status_code == 202
-    assert response.content == b""
-    assert "unsupported event type" in response.headers["x-notifications-detail"]
+    assert {e["involvedObject"]["kind"] for e in events} == {"PipelineRun", "NotificationPolicy"}
+    assert all(e["reason"] == "NotificationSent" for e in events)
 
 
-async def _post(app: ASGIApplication) -> httpx.Response:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "1",
-        "ce-source": "/x",
-        "ce-type": "com.example.other",
-        "content-type": "application/json",
-    }
+async def _post(app: ASGIApplication, headers: dict[str, str], body: bytes) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://function") as client:
-        return await client.post("/", headers=headers, content=json.dumps({}))
+        return await client.post("/", headers=headers, content=body)

@@ -13,30 +13,61 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.events import parse_event
+from tekton_notifications.models import TemplateRef
+from tekton_notifications.notifications import MATCHED, Notification
+from tekton_notifications.sink import binary_message
+
+TEMPLATE = {
+    "apiVersion": "notifications.tekton.dev/v1alpha1",
+    "kind": "NotificationTemplate",
+    "metadata": {"name": "slack", "namespace": "ci"},
+    "spec": {
+        "taskRef": {"name": "send-to-webhook-slack"},
+        "params": {"message": "{{ event.name }} {{ event.outcome }}"},
+    },
+}
+RUN = {
+    "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
+    "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]},
+}
 
 
-def test_an_event_that_is_not_for_it_is_acknowledged_without_a_reply(tmp_path: Path) -> None:
+def test_a_matched_event_is_rendered_into_a_taskrun(tmp_path: Path) -> None:
+    event = parse_event(
+        {
+            "id": "1",
+            "type": "dev.tekton.event.pipelinerun.failed.v1",
+            "source": "/apis///namespaces/ci//build-1",
+        },
+        {"pipelineRun": RUN},
+    )
+    matched = Notification(
+        key="k" * 64,
+        event=event,
+        policy_name="failures",
+        policy_namespace="ci",
+        template_ref=TemplateRef("slack"),
+    )
+    headers, body = binary_message(matched.to_event(MATCHED))
     with KubeAPIServer() as kubeapi:
+        kubeapi.store.create(
+            "notifications.tekton.dev", "v1alpha1", "notificationtemplates", "ci", TEMPLATE
+        )
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
         function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
         try:
-            response = asyncio.run(_post(ASGIApplication(function)))
+            assert function._stage._informer.wait_synced(10)
+            response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()
-    assert response.status_code == 202
-    assert response.content == b""
-    assert "unsupported event type" in response.headers["x-notifications-detail"]
+    assert response.headers["ce-type"] == "dev.tekton.notification.rendered.v1"
+    resource = json.loads(response.content)["resource"]
+    assert resource["spec"]["params"] == [{"name": "message", "value": "build-1 failed"}]
 
 
-async def _post(app: ASGIApplication) -> httpx.Response:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "1",
-        "ce-source": "/x",
-        "ce-type": "com.example.other",
-        "content-type": "application/json",
-    }
+async def _post(app: ASGIApplication, headers: dict[str, str], body: bytes) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://function") as client:
-        return await client.post("/", headers=headers, content=json.dumps({}))
+        return await client.post("/", headers=headers, content=body)
