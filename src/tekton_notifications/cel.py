@@ -30,7 +30,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,23 +48,29 @@ class CelError(ValueError):
     """A CEL expression that does not compile, fails at run time, or is not boolean."""
 
 
+#: Field paths under a variable that an expression may read; ``()`` means all of it.
+Paths = frozenset[tuple[str, ...]]
+WHOLE: Final[Paths] = frozenset({()})
+
+
 class Activation(dict[str, Any]):
     """The variables' plain values, plus each engine's conversion of them, made on demand.
 
     :func:`activation` builds one per event; :func:`with_policy` derives a child that shares
-    its parent's conversions of ``run`` and ``event`` and adds its own ``policy``.
+    its parent's conversions of ``run`` and ``event`` and adds its own ``policy``. What is
+    converted is only the part of a variable that the expressions evaluated so far read.
     """
 
     def __init__(self, values: Mapping[str, Any], parent: Activation | None = None) -> None:
         super().__init__(values)
         self._parent = parent
         self._own = frozenset(values) if parent is None else frozenset({"policy"})
-        self._converted: dict[tuple[str, str], Any] = {}
+        self._converted: dict[tuple[str, str], tuple[Paths, Any]] = {}
         #: The Rust engine's per-event context (mutated under the lock: policy swaps in).
         self.lock = threading.Lock()
         self.context: Any = None
-        #: Which activation's value of each variable the context holds.
-        self.context_sources: dict[str, Activation] = {}
+        #: Which activation's value of each variable the context holds, and how much of it.
+        self.context_sources: dict[str, tuple[Activation, Paths]] = {}
 
     @property
     def root(self) -> Activation:
@@ -74,15 +80,18 @@ class Activation(dict[str, Any]):
         """The activation whose value of ``name`` this one uses (itself, or its parent)."""
         return self if self._parent is None or name in self._own else self._parent
 
-    def converted(self, engine: str, name: str, convert: Callable[[Any], Any]) -> Any:
-        """``convert`` applied to the plain form of variable ``name``, cached where it lives."""
+    def converted(self, engine: str, name: str, paths: Paths, convert: Callable[[Any], Any]) -> Any:
+        """``convert`` applied to the plain form of what ``paths`` reach in variable ``name``,
+        cached where the variable lives; widened when an expression reads more of it."""
         holder = self.holder(name)
         key = (engine, name)
-        try:
-            return holder._converted[key]
-        except KeyError:
-            value = holder._converted[key] = convert(_plain(holder[name]))
-            return value
+        cached = holder._converted.get(key)
+        if cached is not None and covers(cached[0], paths):
+            return cached[1]
+        wanted = paths if cached is None else union(cached[0], paths)
+        value = convert(_plain(prune(holder[name], wanted)))
+        holder._converted[key] = (wanted, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,12 @@ class Expression:
     _program: Any
     #: The engine that compiled it: evaluation uses the same one.
     engine: str = DEFAULT_ENGINE
-    #: The variables the expression may refer to: only those are converted.
-    variables: frozenset[str] = frozenset(VARIABLES)
+    #: The variables the expression refers to, with the field paths it reads in each.
+    paths: Mapping[str, Paths] = field(default_factory=lambda: dict.fromkeys(VARIABLES, WHOLE))
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(self.paths)
 
     def evaluate(self, activation: Mapping[str, Any]) -> bool:
         """Evaluate against an activation from :func:`activation`; non-bool is an error."""
@@ -119,12 +132,69 @@ def with_policy(base: Mapping[str, Any], policy: Mapping[str, Any]) -> Activatio
     return Activation({**parent, "policy": policy}, parent=parent.root)
 
 
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_CHAIN = re.compile(rf"(?:\s*\.\s*{_IDENT})*")
+
+
+def read_paths(source: str, variable: str) -> Paths:
+    """The field paths ``source`` reads under ``variable``: a conservative superset.
+
+    Each mention ``run.a.b`` reads ``(a, b)`` and whatever is below it; a method call ends the
+    path (``run.a.b.size()`` reads ``(a, b)``); anything else (``run[...]``, ``run`` alone,
+    ``x.run``, a mention in a string) counts as reading all of ``run``. Dropping only map
+    keys that no path names cannot change a result: those keys are never looked at.
+    """
+    found: set[tuple[str, ...]] = set()
+    for mention in re.finditer(rf"\b{variable}\b", source):
+        if source[: mention.start()].rstrip().endswith("."):
+            return WHOLE
+        chain = _CHAIN.match(source, mention.end())
+        assert chain is not None  # the pattern matches the empty string
+        segments = tuple(re.findall(_IDENT, chain.group(0)))
+        if segments and source[chain.end() :].lstrip().startswith("("):
+            segments = segments[:-1]
+        found.add(segments)
+    return union(frozenset(found), frozenset()) if found else WHOLE
+
+
+def covers(loaded: Paths, wanted: Paths) -> bool:
+    """Whether what ``loaded`` reaches includes everything ``wanted`` reaches."""
+    return all(any(path[: len(have)] == have for have in loaded) for path in wanted)
+
+
+def union(first: Paths, second: Paths) -> Paths:
+    both = first | second
+    return frozenset(
+        path
+        for path in both
+        if not any(other != path and path[: len(other)] == other for other in both)
+    )
+
+
+def prune(value: Any, paths: Paths) -> Any:
+    """``value`` with only the map keys on ``paths`` (lists and scalars are kept whole)."""
+    if () in paths or not isinstance(value, Mapping):
+        return value
+    heads: dict[str, set[tuple[str, ...]]] = {}
+    for path in paths:
+        heads.setdefault(path[0], set()).add(path[1:])
+    return {key: prune(value[key], frozenset(rest)) for key, rest in heads.items() if key in value}
+
+
 def selected_engine() -> str:
     """The engine ``NOTIFICATIONS_CEL_ENGINE`` asks for, if it can be used here."""
     global _selected
     if _selected is None:
         _selected = _choose(os.environ.get(ENGINE_VARIABLE, ""))
     return _selected
+
+
+def set_engine(name: str | None) -> str:
+    """Use engine ``name`` from now on (None: what the environment says); for benchmarks and
+    tests. Expressions keep the engine that compiled them."""
+    global _selected
+    _selected = None if name is None else _choose(name)
+    return selected_engine()
 
 
 def available_engines() -> tuple[str, ...]:
@@ -192,14 +262,15 @@ class _PythonEngine:
             raise CelError(f"syntax error: {' '.join(str(error).split())}") from None
         except Exception as error:
             raise CelError(f"{type(error).__name__}: {error}") from None
-        variables = frozenset(v for v in VARIABLES if re.search(rf"\b{v}\b", source))
-        return Expression(source, program, self.name, variables)
+        variables = [v for v in VARIABLES if re.search(rf"\b{v}\b", source)]
+        paths = {name: read_paths(source, name) for name in variables}
+        return Expression(source, program, self.name, paths)
 
     def evaluate(self, expression: Expression, activation: Activation) -> bool:
         try:
             values = {
-                name: activation.converted(self.name, name, self._json_to_cel)
-                for name in expression.variables
+                name: activation.converted(self.name, name, paths, self._json_to_cel)
+                for name, paths in expression.paths.items()
                 if name in activation
             }
             result = expression._program.evaluate(values)
@@ -263,8 +334,9 @@ class _RustEngine:
             raise CelError(_rust_syntax_error(str(error))) from None
         except Exception as error:
             raise CelError(f"{type(error).__name__}: {error}") from None
-        variables = frozenset(program.variables()) & frozenset(VARIABLES)
-        return Expression(source, program, self.name, variables)
+        variables = [v for v in VARIABLES if v in program.variables()]
+        paths = {name: read_paths(source, name) for name in variables}
+        return Expression(source, program, self.name, paths)
 
     def evaluate(self, expression: Expression, activation: Activation) -> bool:
         root = activation.root
@@ -272,14 +344,17 @@ class _RustEngine:
             with root.lock:
                 if root.context is None:
                     root.context = self._cel.Context()
-                for name in expression.variables:
+                for name, paths in expression.paths.items():
                     if name not in activation:
                         continue
                     holder = activation.holder(name)
-                    # run and event are loaded once per event; policy when the policy changes.
-                    if root.context_sources.get(name) is not holder:
-                        root.context.add_variable(name, _plain(holder[name]))
-                        root.context_sources[name] = holder
+                    # run and event are loaded once per event (widened if an expression reads
+                    # more of them); policy whenever the policy changes.
+                    source, loaded = root.context_sources.get(name, (None, frozenset()))
+                    if source is not holder or not covers(loaded, paths):
+                        wanted = paths if source is not holder else union(loaded, paths)
+                        root.context.add_variable(name, _plain(prune(holder[name], wanted)))
+                        root.context_sources[name] = (holder, wanted)
                 result = expression._program.execute(root.context)
         except Exception as error:
             raise CelError(_rust_error(error)) from None
@@ -374,7 +449,7 @@ def _not_bool(type_name: str, value: object) -> str:
 
 def _short(value: object) -> str:
     try:
-        text = json.dumps(value, default=str, ensure_ascii=False)
+        text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError):
         text = str(value)
     return text if len(text) <= 200 else text[:197] + "..."

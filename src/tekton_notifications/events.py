@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, cast
@@ -118,7 +119,7 @@ class RunEvent:
             return None
         return (self.completion_time - self.start_time).total_seconds()
 
-    @property
+    @cached_property  # asked once per candidate policy: scan the labels once
     def is_notification_run(self) -> bool:
         """True for runs this project created: they must never notify (loop guard)."""
         if self.labels.get(types.MANAGED_BY_LABEL) == types.MANAGED_BY_VALUE:
@@ -252,8 +253,10 @@ def _decode_data(data: object) -> Mapping[str, Any]:
             raise EventError("event has no data; Tekton events carry the run as JSON")
         try:
             data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except ValueError as error:  # also integers over Python's 4300-digit limit
             raise EventError(f"event data is not valid JSON: {error}") from None
+        except RecursionError:
+            raise EventError("event data is not valid JSON: nested too deeply") from None
     if data is None:
         raise EventError("event has no data; Tekton events carry the run as JSON")
     if not isinstance(data, Mapping):

@@ -7,6 +7,7 @@ down below, so a change in either library is noticed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -267,6 +268,80 @@ def test_only_the_variables_an_expression_uses_are_converted(engine: str) -> Non
     assert cel.compile_expression('event.reason == "Failed"', engine).evaluate(values) is True
     with pytest.raises(cel.CelError):
         cel.compile_expression("has(run.metadata)", engine).evaluate(values)
+
+
+@pytest.mark.parametrize(
+    ("source", "variable", "paths"),
+    [
+        ('run.metadata.labels["team"] == "web"', "run", {("metadata", "labels")}),
+        ("has(run.metadata.labels.env)", "run", {("metadata", "labels", "env")}),
+        ("run . metadata\n  .name == 'x'", "run", {("metadata", "name")}),
+        ("run.metadata.labels.size() > 0", "run", {("metadata", "labels")}),
+        (
+            'run.metadata.name.startsWith("a") && run.metadata.name != ""',
+            "run",
+            {("metadata", "name")},
+        ),
+        ("run.metadata.labels.a == '' || run.metadata == {}", "run", {("metadata",)}),
+        ("run.spec.params.exists(p, p.name == 'x')", "run", {("spec", "params")}),
+        ("run.status.conditions[0].reason == 'x'", "run", {("status", "conditions")}),
+        ('run["metadata"].name == "x"', "run", {()}),
+        ("size(run) > 0", "run", {()}),
+        ("event.run == 1 && run.metadata.name == ''", "run", {()}),
+        ('event.reason == "Failed"', "event", {("reason",)}),
+        ('event.children.exists(event, event.name == "x")', "event", {()}),
+        (
+            "event.labels.team == 'a' && event.reason == 'b'",
+            "event",
+            {("labels", "team"), ("reason",)},
+        ),
+    ],
+)
+def test_the_paths_an_expression_reads(
+    source: str, variable: str, paths: set[tuple[str, ...]]
+) -> None:
+    assert cel.read_paths(source, variable) == frozenset(paths)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("source", "expected"), SAME, ids=[row[0] or "empty" for row in SAME])
+def test_converting_only_the_paths_read_changes_no_result(
+    engine: str, source: str, expected: bool | Err
+) -> None:
+    event = pipelinerun_failed()
+    try:
+        pruned = cel.compile_expression(source, engine)
+    except cel.CelError:
+        return
+    whole = dataclasses.replace(pruned, paths=dict.fromkeys(pruned.paths, cel.WHOLE))
+
+    def result(expression: cel.Expression) -> bool | str:
+        values = cel.activation(run=event.run, event=event.view(), policy=POLICY)
+        try:
+            return expression.evaluate(values)
+        except cel.CelError as error:
+            return str(error)
+
+    assert result(pruned) == result(whole)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_activation_widens_as_expressions_read_more(engine: str) -> None:
+    event = pipelinerun_failed()
+    values = cel.activation(run=event.run, event=event.view(), policy=POLICY)
+    sequence = [
+        ('run.metadata.name == "web-build-7hk2p"', True),
+        ('has(run.metadata.labels) && run.metadata.labels["team"] == "web"', True),
+        ("size(run.metadata) > 3", True),
+        ('run.metadata.name == "web-build-7hk2p"', True),
+        ("run.status.conditions.size() == 1", True),
+        ('event.reason == "Failed" && event.children.size() == 2', True),
+        ("has(run.spec.nosuch)", False),
+    ]
+    for source, expected in sequence:
+        expression = cel.compile_expression(source, engine)
+        derived = cel.with_policy(values, POLICY)
+        assert expression.evaluate(derived) is expected, source
 
 
 def test_a_plain_dict_still_works_as_an_activation() -> None:

@@ -1,0 +1,132 @@
+"""``python -m bench``: run the benchmarks, print one table (``make bench``).
+
+``--quick`` is a ~1-2 minute smoke run: shorter loads, fewer configurations, one start each.
+``--only cel,e2e`` runs some sections. Logs of every started process go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import breakdown, cel_cost, coldstart, e2e, throughput
+from bench.loadgen import CLIENTS
+from bench.table import Row, format_table
+from tekton_notifications import cel
+
+SECTIONS = ("cel", "breakdown", "throughput", "servers", "e2e", "coldstart")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="auto", help="load generator (auto: wrk if found)"
+    )
+    parser.add_argument("--connections", type=int, default=16, help="for throughput runs")
+    parser.add_argument("--out", type=Path, help="keep process logs here (default: temporary)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+
+    log_dir = args.out or Path(tempfile.mkdtemp(prefix="bench-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    client = "wrk" if args.client == "auto" and shutil.which("wrk") else args.client
+    client = "python" if client == "auto" else client
+    settings = throughput.Settings(
+        slice_seconds=1 if args.quick else 3,
+        baseline_seconds=1 if args.quick else 2,
+        slices=1 if args.quick else 2,
+        warmup=1.0,
+        connections=args.connections,
+        client=client,
+        log_dir=log_dir,
+        quick=args.quick,
+    )
+    runs: dict[str, Callable[[], tuple[list[Row], list[str]]]] = {
+        "cel": lambda: _joined(
+            cel_cost.cel_rows(quick=args.quick), cel_cost.index_rows(quick=args.quick)
+        ),
+        "breakdown": lambda: breakdown.run(quick=args.quick, log_dir=log_dir),
+        "throughput": lambda: throughput.run(settings),
+        "servers": lambda: throughput.run_servers(settings),
+        "e2e": lambda: e2e.run(quick=args.quick, log_dir=log_dir),
+        "coldstart": lambda: coldstart.run(quick=args.quick, log_dir=log_dir),
+    }
+    started = time.monotonic()
+    now = datetime.datetime.now(datetime.UTC)
+    header = [
+        f"tekton-notifications benchmarks, {now:%Y-%m-%d %H:%M} UTC",
+        f"machine: {machine()}",
+        f"load generator: {client} ({settings.connections} connections; per configuration "
+        f"{settings.warmup:g} s warm-up, then {settings.slices} x ({settings.baseline_seconds} s "
+        f"no-op + {settings.slice_seconds} s function)); "
+        f"CEL engines: {', '.join(cel.available_engines())} (default {cel.selected_engine()})",
+        f"command: python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
+    ]
+    print("\n".join(header), flush=True)
+    rows: list[Row] = []
+    notes: list[str] = []
+    for section in sections:
+        section_started = time.monotonic()
+        print(f"... {section}", file=sys.stderr, flush=True)
+        section_rows, section_notes = runs[section]()
+        rows += section_rows
+        notes += section_notes
+        print(f"... {section}: {time.monotonic() - section_started:.0f} s", file=sys.stderr)
+    print()
+    print(format_table(rows, markdown=args.markdown))
+    print()
+    for note in notes:
+        print(f"- {note}")
+    print(f"- total {time.monotonic() - started:.0f} s; process logs in {log_dir}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"header": header, "rows": [asdict(r) for r in rows], "notes": notes})
+        )
+    return 0
+
+
+def _joined(*parts: tuple[list[Row], list[str]]) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    notes: list[str] = []
+    for part_rows, part_notes in parts:
+        rows += part_rows
+        notes += part_notes
+    return rows, notes
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
