@@ -51,14 +51,20 @@ MATCHED = "dev.tekton.notification.matched.v1"
 RENDERED = "dev.tekton.notification.rendered.v1"
 FAILED = "dev.tekton.notification.failed.v1"
 LAUNCHED = "dev.tekton.notification.launched.v1"
-ROUTES: dict[str, str | None] = {
-    **dict.fromkeys(TEKTON_TYPES, "policy-filter"),
-    MATCHED: "template-renderer",
-    RENDERED: "task-launcher",
-    FAILED: "notification-failures",
-    LAUNCHED: None,  # the end of the chain: nobody subscribes
+ROUTES: dict[str, list[str]] = {
+    **dict.fromkeys(TEKTON_TYPES, ["policy-filter"]),
+    MATCHED: ["template-renderer"],
+    RENDERED: ["task-launcher"],
+    FAILED: ["notification-failures", "status-recorder"],
+    LAUNCHED: ["status-recorder"],  # the end of the chain: only recorded
 }
-SUBSCRIBERS = ("policy-filter", "template-renderer", "task-launcher", "notification-failures")
+SUBSCRIBERS = (
+    "policy-filter",
+    "template-renderer",
+    "task-launcher",
+    "notification-failures",
+    "status-recorder",
+)
 
 
 # --- scripted subscribers ------------------------------------------------------------------
@@ -399,7 +405,8 @@ def test_real_manifests_load() -> None:
         backoff_delay=0.5,
         dead_letter_sink="notification-dead-letters",
     )
-    assert sorted(t.subscriber for t in triggers) == sorted(SUBSCRIBERS)
+    # The status recorder has one Trigger per type it hears (launched, failed).
+    assert sorted({t.subscriber for t in triggers}) == sorted(SUBSCRIBERS)
 
 
 @pytest.fixture(scope="module", params=["knative", "knative/older"])
@@ -423,8 +430,7 @@ def test_every_type_reaches_its_subscriber(
     assert response.status_code == 202
     assert router.wait_idle(5)
     receivers = sorted(name for name, sink in made.items() if sink.got(event_id))
-    expected = ROUTES[event_type]
-    assert receivers == ([expected] if expected else [])
+    assert receivers == sorted(ROUTES[event_type])
     for name in receivers:
         assert len(made[name].got(event_id)) == 1
 
@@ -498,6 +504,7 @@ def test_replies_chain_through_the_three_stages(
         ("policy-filter", "dev.tekton.event.taskrun.failed.v1", MATCHED, 200),
         ("template-renderer", MATCHED, RENDERED, 200),
         ("task-launcher", RENDERED, LAUNCHED, 200),
+        ("status-recorder-launched", LAUNCHED, None, 202),
     ]
     assert router.deliveries[0].event_id == event_id
     (rendered,) = sinks["task-launcher"].received
