@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 
 import flask
 import functions_framework
-from cloudevents.http import CloudEvent, from_http, to_binary
+from cloudevents.http import from_http
 
 from tekton_notifications import logs, metrics
-from tekton_notifications.sink import as_text
+from tekton_notifications.sink import as_text, binary_message
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
@@ -82,8 +82,9 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
     response = base.handle(stage, attributes, event.get_data())
     if response.event is None:
         return _plain(response)
-    reply = CloudEvent(dict(response.event.attributes), dict(response.event.data))
-    headers, body = to_binary(reply)
+    # The project's own binary encoding (as for K_SINK): cloudevents 1.x's to_binary leaves
+    # non-ASCII attribute values unencoded, and the server then fails on the header (500).
+    headers, body = binary_message(response.event)
     return flask.Response(body, status=response.status, headers=headers)
 
 

@@ -114,6 +114,14 @@ def _unsafe(notification: Notification) -> str | None:
             f"run namespace {metadata.get('namespace')!r} differs from the policy's "
             f"{notification.policy_namespace!r}"
         )
+    spec = resource.get("spec") or {}
+    if (
+        "taskSpec" in spec
+        or "pipelineSpec" in spec
+        or not ("taskRef" in spec or "pipelineRef" in spec)
+    ):
+        # Templates only ever render a reference: inline steps can only come from a forgery.
+        return "only runs of a referenced Task or Pipeline are launched, never inline steps"
     labels = metadata.get("labels") or {}
     if labels.get(types.MANAGED_BY_LABEL) != types.MANAGED_BY_VALUE:
         return "run lacks the managed-by label that keeps it from notifying again"
