@@ -52,7 +52,7 @@ RENDERED = "dev.tekton.notification.rendered.v1"
 FAILED = "dev.tekton.notification.failed.v1"
 LAUNCHED = "dev.tekton.notification.launched.v1"
 ROUTES: dict[str, list[str]] = {
-    **dict.fromkeys(TEKTON_TYPES, ["policy-filter"]),
+    **{event_type: ["policy-filter"] for event_type in TEKTON_TYPES},
     MATCHED: ["template-renderer"],
     RENDERED: ["task-launcher"],
     FAILED: ["notification-failures", "status-recorder"],

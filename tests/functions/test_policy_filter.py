@@ -58,8 +58,11 @@ def test_a_matching_tekton_event_is_answered_with_one_matched_event(
     )
     assert reply.headers["ce-subject"] == "pipelineruns/ci/build-and-test-run-8x2kq"
     data = reply.data
-    assert data["policy"] == {"name": "failed-pipelines", "namespace": "ci",
-                              "kind": "NotificationPolicy"}
+    assert data["policy"] == {
+        "name": "failed-pipelines",
+        "namespace": "ci",
+        "kind": "NotificationPolicy",
+    }
     assert data["templateRef"] == {"name": "slack", "params": {}}
     assert data["runEvent"]["attributes"]["id"] == cloudevent["id"]
     assert data["runEvent"]["data"] == cloudevent["data"]

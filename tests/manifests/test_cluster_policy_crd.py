@@ -16,14 +16,16 @@ def schema(name: str) -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
 
 
-def test_the_cluster_policy_spec_is_the_namespaced_one_plus_namespaces_and_template_namespace(
-) -> None:
+def test_the_cluster_policy_spec_is_the_namespaced_one_plus_namespaces_and_template_namespace() -> (
+    None
+):
     namespaced = schema("notificationpolicy.yaml")["properties"]["spec"]
     cluster = copy.deepcopy(schema("clusternotificationpolicy.yaml")["properties"]["spec"])
     assert cluster["properties"].pop("templateNamespace")["type"] == "string"
     assert cluster["properties"]["selector"]["properties"].pop("namespaces")["type"] == "array"
-    assert sorted(cluster.pop("required")) == sorted([*namespaced.pop("required"),
-                                                      "templateNamespace"])
+    assert sorted(cluster.pop("required")) == sorted(
+        [*namespaced.pop("required"), "templateNamespace"]
+    )
     assert cluster == namespaced
 
 

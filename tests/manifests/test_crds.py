@@ -660,6 +660,7 @@ HUB_REF = {
     ],
 }
 
+
 def a_cluster_policy(**spec: Any) -> Object:
     policy = a_policy(templateNamespace="tekton-notifications", **spec)
     policy["kind"] = "ClusterNotificationPolicy"
@@ -758,8 +759,10 @@ REJECTED: list[tuple[str, Object, str]] = [
     ),
     (
         "cluster policy without a template namespace",
-        {**a_cluster_policy(), "spec": {"events": ["failed"],
-                                        "templateRefs": [{"name": "slack-webhook"}]}},
+        {
+            **a_cluster_policy(),
+            "spec": {"events": ["failed"], "templateRefs": [{"name": "slack-webhook"}]},
+        },
         "spec.templateNamespace: Required value",
     ),
     (

@@ -456,13 +456,21 @@ LEAST_PRIVILEGE = {
     },
     "status-recorder": {
         ("notifications.tekton.dev", plural, verb)
-        for plural in ("notificationpolicies", "clusternotificationpolicies",
-                       "notificationtemplates")
+        for plural in (
+            "notificationpolicies",
+            "clusternotificationpolicies",
+            "notificationtemplates",
+        )
         for verb in ("get", "list", "watch")
     }
-    | {("notifications.tekton.dev", f"{plural}/status", "patch")
-       for plural in ("notificationpolicies", "clusternotificationpolicies",
-                      "notificationtemplates")}
+    | {
+        ("notifications.tekton.dev", f"{plural}/status", "patch")
+        for plural in (
+            "notificationpolicies",
+            "clusternotificationpolicies",
+            "notificationtemplates",
+        )
+    }
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")},
 }
 
