@@ -216,6 +216,16 @@ def notification_objects(cluster: Cluster, namespace: str, plural: str) -> list[
     return list_custom(cluster, types.GROUP, types.VERSION, plural, namespace)
 
 
+def cluster_policies(cluster: Cluster) -> list[dict[str, Any]]:
+    """ClusterNotificationPolicies; none where their CRD is not installed."""
+    try:
+        return list_custom(cluster, types.GROUP, types.VERSION, types.CLUSTER_POLICY_PLURAL, None)
+    except ClusterError as error:
+        if "the API answered 404" in str(error):
+            return []
+        raise
+
+
 #: Run kinds as users type them, to (kind, plural, versions to try in order). The v1beta1
 #: form is what Tekton puts in its events; v1 is the fallback where v1beta1 is not served.
 RUN_KINDS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {

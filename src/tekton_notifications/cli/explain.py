@@ -96,10 +96,16 @@ def explain(
 
     file_paths = policy_paths + template_paths
     if policy_paths:
-        policies = _inputs.objects_of_kind(file_paths, "NotificationPolicy")
+        policies = _inputs.objects_of_kind(
+            file_paths, "NotificationPolicy", "ClusterNotificationPolicy"
+        )
         policy_source = "files"
     elif cluster is not None:
         policies = _inputs.notification_objects(cluster, event.namespace, types.POLICY_PLURAL)
+        policies += [
+            {**obj, "kind": "ClusterNotificationPolicy"}
+            for obj in _inputs.cluster_policies(cluster)
+        ]
         policy_source = f"cluster, namespace {event.namespace}"
     else:
         raise click.UsageError(
