@@ -28,6 +28,8 @@ import yaml
 from celpy import celtypes
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from tekton_notifications.cli.schema import to_json_schema, with_defaults
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
@@ -220,42 +222,6 @@ KubernetesValidator = validators.extend(
         "x-kubernetes-validations": _cel_rules,
     },
 )
-
-
-def to_json_schema(node: Object) -> Object:
-    """A Kubernetes structural schema as JSON Schema, with kubectl's strict field validation."""
-    out = {key: value for key, value in node.items() if key not in ("properties", "items")}
-    if node.get("nullable") and "type" in node:
-        out["type"] = [node["type"], "null"]
-    if node.get("x-kubernetes-int-or-string"):
-        out["type"] = ["integer", "string"]
-    if "properties" in node:
-        out["properties"] = {k: to_json_schema(v) for k, v in node["properties"].items()}
-        if not node.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-    if isinstance(node.get("items"), dict):
-        out["items"] = to_json_schema(node["items"])
-    if isinstance(node.get("additionalProperties"), dict):
-        out["additionalProperties"] = to_json_schema(node["additionalProperties"])
-    return out
-
-
-def with_defaults(node: Object, value: Any) -> Any:
-    """Apply the schema's defaults the way the API server does before validating."""
-    if isinstance(value, dict):
-        properties = node.get("properties", {})
-        extra = node.get("additionalProperties")
-        result = {
-            key: with_defaults(properties.get(key, extra if isinstance(extra, dict) else {}), item)
-            for key, item in value.items()
-        }
-        for key, child in properties.items():
-            if key not in result and "default" in child:
-                result[key] = copy.deepcopy(child["default"])
-        return result
-    if isinstance(value, list) and isinstance(node.get("items"), dict):
-        return [with_defaults(node["items"], item) for item in value]
-    return value
 
 
 @functools.cache
