@@ -53,6 +53,7 @@ def policy_object(
     when: str | None = None,
     templates: list[str] | None = None,
     suspend: bool | None = None,
+    rate_limit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A NotificationPolicy object as the API would return it."""
     spec: dict[str, Any] = {
@@ -65,6 +66,8 @@ def policy_object(
         spec["when"] = when
     if suspend is not None:
         spec["suspend"] = suspend
+    if rate_limit is not None:
+        spec["rateLimit"] = rate_limit
     return {
         "apiVersion": "notifications.tekton.dev/v1alpha1",
         "kind": "NotificationPolicy",

@@ -113,6 +113,45 @@ class RunEvent:
         return "succeeded" if self.event == "successful" else self.event
 
     @property
+    def final_outcome(self) -> str | None:
+        """``succeeded`` or ``failed`` (timeouts included) for a finished run, else None.
+
+        Cancelled runs have none: a user stopping a run neither breaks nor fixes a pipeline.
+        """
+        if self.event == "successful":
+            return "succeeded"
+        if self.event == "failed" and "cancelled" not in self.policy_events:
+            return "failed"
+        return None
+
+    @property
+    def pipeline(self) -> str:
+        """The series of runs this one belongs to: "the same pipeline", run after run.
+
+        A PipelineRun's Pipeline; a pipeline's TaskRun or CustomRun is ``<pipeline>/<task>``; a
+        standalone TaskRun its Task. Runs of embedded specs get Tekton's label with their own
+        name, so their ``generateName`` stands in; failing that, the run's own name.
+        """
+        labels = self.labels
+        pipeline = labels.get("tekton.dev/pipeline", "")
+        if pipeline == self.name:
+            pipeline = self._generated_from() or pipeline
+        if self.kind == "PipelineRun":
+            return pipeline or self._generated_from() or self.name
+        task = labels.get("tekton.dev/pipelineTask", "")
+        if pipeline and task:
+            return f"{pipeline}/{task}"
+        for key in ("tekton.dev/task", "tekton.dev/clusterTask"):
+            if labels.get(key) and labels[key] != self.name:
+                return labels[key]
+        return self._generated_from() or self.name
+
+    def _generated_from(self) -> str:
+        metadata = self.run.get("metadata")
+        generate_name = metadata.get("generateName") if isinstance(metadata, Mapping) else None
+        return str(generate_name).rstrip("-") if isinstance(generate_name, str) else ""
+
+    @property
     def duration(self) -> float | None:
         """Seconds from start to completion, when both are known."""
         if self.start_time is None or self.completion_time is None:
@@ -152,6 +191,7 @@ class RunEvent:
             "duration": self.duration,
             "results": dict(self.results),
             "children": [child.as_dict() for child in self.children],
+            "pipeline": self.pipeline,
         }
 
     def to_wire(self) -> dict[str, Any]:
@@ -317,6 +357,18 @@ def _parse_time(value: object, where: str) -> datetime | None:
     except ValueError:
         raise EventError(f"{where} is not an RFC 3339 time: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time, or None when ``text`` is not one (for times read back from status)."""
+    try:
+        return _parse_time(text, "time")
+    except EventError:
+        return None
+
+
+def format_time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def _format_time(value: datetime | None) -> str | None:

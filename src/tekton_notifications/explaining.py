@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from tekton_notifications import events, matching, models, rendering, taskruns, types
+from tekton_notifications import events, matching, models, rendering, storm, taskruns, types
 from tekton_notifications.events import EventError, RunEvent
 
 #: The CloudEvents ``data`` key Tekton puts each kind of run under.
@@ -158,6 +158,9 @@ class PolicyExplanation:
     #: A ``when`` that does not compile: the policy can never match, whatever the event.
     compile_error: str = ""
     templates: tuple[TemplateOutcome, ...] = ()
+    #: For policies with a rate limit, a transition or ``suspend``: what storm control decides
+    #: from the state in the policy's status (as given: live objects carry it, files rarely).
+    storm: storm.Decision | None = None
 
     @property
     def matched(self) -> bool:
@@ -170,8 +173,9 @@ class PolicyExplanation:
 
     @property
     def notifies(self) -> bool:
-        """Matched, and no template ref is missing, invalid or failed to render."""
-        return self.matched and all(outcome.ok for outcome in self.templates)
+        """Matched, not held back by storm control, and every template ref renders."""
+        held = self.storm is not None and not self.storm.notify
+        return self.matched and not held and all(outcome.ok for outcome in self.templates)
 
 
 def explain_event(
@@ -180,13 +184,15 @@ def explain_event(
     templates: Iterable[Mapping[str, Any]] | None = None,
     *,
     settings: rendering.RenderSettings = rendering.DEFAULT_SETTINGS,
+    now: float = 0.0,
 ) -> list[PolicyExplanation]:
     """Every policy object's verdict on ``event``, with rendered params for matching ones.
 
     ``templates`` are NotificationTemplate objects; None means they are not available (the
     outcomes are then ``unchecked``). Templates are looked up in the policy's namespace, as
     the template renderer does. Policies are returned in (namespace, name) order; a policy
-    object that does not parse is returned with ``invalid`` set.
+    object that does not parse is returned with ``invalid`` set. ``now`` (seconds since the
+    epoch) is the clock for rate limits.
     """
     catalog = None if templates is None else _template_catalog(templates)
     activation = matching.event_activation(event)
@@ -201,6 +207,16 @@ def explain_event(
         compiled = matching.compile_policy(policy)
         verdict = matching.evaluate(compiled, event, activation)
         outcomes: tuple[TemplateOutcome, ...] = ()
+        decision = None
+        if verdict.suspended or (verdict.matched and policy.keeps_state):
+            decision = storm.decide(
+                policy,
+                event,
+                direct=verdict.direct,
+                suspended=verdict.suspended,
+                state=storm.PolicyState.from_status(obj.get("status")),
+                now=now,
+            )
         if verdict.matched:
             outcomes = tuple(
                 _outcome(event, policy, ref, catalog, settings) for ref in policy.template_refs
@@ -212,6 +228,7 @@ def explain_event(
                 verdict,
                 compile_error=compiled.error or "",
                 templates=outcomes,
+                storm=decision,
             )
         )
     explanations.sort(key=lambda item: (item.namespace, item.name))

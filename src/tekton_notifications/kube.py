@@ -304,15 +304,27 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
 
 
 def patch_status(
-    api: client.ApiClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
-) -> None:
-    """Merge-patch the ``status`` subresource of one of our custom resources."""
+    api: client.ApiClient,
+    plural: str,
+    namespace: str,
+    name: str,
+    patch: Mapping[str, Any],
+    *,
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """Merge-patch the ``status`` subresource of one of our custom resources; the object after.
+
+    With ``resource_version`` the write only succeeds on that version of the object: the API
+    answers 409 (``CreateError.status``) when someone wrote in between.
+    """
     from tekton_notifications import types
 
+    if resource_version is not None:
+        patch = {**patch, "metadata": {"resourceVersion": resource_version}}
     try:
         objects = client.CustomObjectsApi(api)
         if namespace:
-            objects.patch_namespaced_custom_object_status(
+            result = objects.patch_namespaced_custom_object_status(
                 types.GROUP,
                 types.VERSION,
                 namespace,
@@ -322,7 +334,7 @@ def patch_status(
                 _request_timeout=REQUEST_TIMEOUT,
             )
         else:  # cluster-scoped (ClusterNotificationPolicy)
-            objects.patch_cluster_custom_object_status(
+            result = objects.patch_cluster_custom_object_status(
                 types.GROUP,
                 types.VERSION,
                 plural,
@@ -336,3 +348,32 @@ def patch_status(
         raise CreateError(
             status=503, reason="Unavailable", message=_describe(error), retryable=True
         ) from None
+    return cast(dict[str, Any], result)
+
+
+def get_object(api: client.ApiClient, plural: str, namespace: str, name: str) -> dict[str, Any]:
+    """GET one of our custom resources (``namespace`` "" for cluster-scoped ones)."""
+    from tekton_notifications import types
+
+    objects = client.CustomObjectsApi(api)
+    try:
+        if namespace:
+            result = objects.get_namespaced_custom_object(
+                types.GROUP,
+                types.VERSION,
+                namespace,
+                plural,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        else:
+            result = objects.get_cluster_custom_object(
+                types.GROUP, types.VERSION, plural, name, _request_timeout=REQUEST_TIMEOUT
+            )
+    except ApiException as error:
+        raise _create_error(error) from None
+    except (HTTPError, OSError) as error:
+        raise CreateError(
+            status=503, reason="Unavailable", message=_describe(error), retryable=True
+        ) from None
+    return cast(dict[str, Any], result)

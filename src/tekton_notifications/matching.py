@@ -46,6 +46,14 @@ class Verdict:
     checks: tuple[Check, ...]
     #: Set when the CEL expression failed to compile or to evaluate for this event.
     error: str | None = None
+    #: The event is one the policy lists; False when it matched only because a transition
+    #: (``fixed``) depends on it, so whether it notifies is decided by :mod:`storm`.
+    direct: bool = True
+
+    @property
+    def suspended(self) -> bool:
+        """It would have matched but for ``spec.suspend``: counted as suppressed."""
+        return not self.matched and self.reason == "suspend"
 
     @property
     def reason(self) -> str:
@@ -62,6 +70,15 @@ class Verdict:
 class Match:
     policy: Policy
     template_ref: TemplateRef
+    #: See :attr:`Verdict.direct`.
+    direct: bool = True
+    #: The policy is suspended: nothing is sent, the match is counted as suppressed.
+    suspended: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Notifies as it is, with no state to consult (no transition, no rate limit)."""
+        return self.direct and not self.suspended and not self.policy.keeps_state
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
@@ -97,12 +114,9 @@ def evaluate(
                 annotations=event.annotations,
             )
         )
+    direct = bool(policy.events & event.policy_events)
     if all(check.ok for check in checks):
-        wanted = " or ".join(sorted(policy.events))
-        got = " / ".join(sorted(event.policy_events))
-        checks.append(Check("event", bool(policy.events & event.policy_events), wanted, got))
-    if all(check.ok for check in checks):
-        checks.append(Check("suspend", not policy.suspend, "false", str(policy.suspend).lower()))
+        checks.append(_event_check(policy, event, direct))
     if not all(check.ok for check in checks):
         return Verdict(policy, False, tuple(checks))
     if compiled.error:
@@ -114,7 +128,20 @@ def evaluate(
         except cel.CelError as error:
             return Verdict(policy, False, tuple(checks), error=f"spec.when: {error}")
         checks.append(Check("when", result, "true", str(result).lower()))
-    return Verdict(policy, all(check.ok for check in checks), tuple(checks))
+    # Last, so a suspended policy's verdict says it would have matched: that is a suppression.
+    if all(check.ok for check in checks):
+        checks.append(Check("suspend", not policy.suspend, "false", str(policy.suspend).lower()))
+    return Verdict(policy, all(check.ok for check in checks), tuple(checks), direct=direct)
+
+
+def _event_check(policy: Policy, event: RunEvent, direct: bool) -> Check:
+    """The event is listed, or it is a finished run a transition (``fixed``) depends on."""
+    wanted = " or ".join(sorted(policy.events))
+    got = " / ".join(sorted(event.policy_events))
+    if direct or not policy.tracks_outcomes or event.final_outcome is None:
+        return Check("event", direct, wanted, got)
+    # Not notified for itself; still needed to know each pipeline's last outcome.
+    return Check("event", True, wanted, f"{got} (a transition depends on it)")
 
 
 def _namespace_check(policy: Policy, namespace: str) -> Check:
@@ -199,7 +226,11 @@ class PolicyIndex:
         return sorted(found.values(), key=lambda compiled: compiled.policy.key)
 
     def match(self, event: RunEvent) -> tuple[list[Match], list[Verdict]]:
-        """The matches (one per policy and template ref) and the verdicts that had CEL errors."""
+        """The matches (one per policy and template ref) and the verdicts that had CEL errors.
+
+        Matches that are not :attr:`Match.final` (suspended, rate-limited or transition
+        policies) still need :func:`tekton_notifications.storm.decide` to say if they notify.
+        """
         if event.is_notification_run:
             return [], []
         candidates = self.candidates(event)
@@ -221,8 +252,11 @@ class PolicyIndex:
                     event.name,
                     verdict.error,
                 )
-            elif verdict.matched:
-                matches.extend(Match(compiled.policy, ref) for ref in compiled.policy.template_refs)
+            elif verdict.matched or verdict.suspended:
+                matches.extend(
+                    Match(compiled.policy, ref, verdict.direct, verdict.suspended)
+                    for ref in compiled.policy.template_refs
+                )
         return matches, errors
 
     def explain(self, event: RunEvent) -> list[Verdict]:
@@ -249,4 +283,7 @@ class PolicyIndex:
         kinds = policy.selector.kinds or frozenset(types.RUN_KINDS)
         # Cluster policies share one bucket per (kind, event); their namespace globs are
         # checked per candidate, so a cluster policy costs every namespace one check.
-        return [(policy.namespace, kind, event) for kind in kinds for event in policy.events]
+        events = set(policy.events)
+        if policy.tracks_outcomes:  # every finished run may change a pipeline's outcome
+            events = (events - types.TRANSITION_EVENTS) | {"succeeded", "failed"}
+        return [(policy.namespace, kind, event) for kind in kinds for event in events]

@@ -37,6 +37,23 @@ CEL_ERRORS: Final = Counter(
     ["namespace", "policy"],
     registry=REGISTRY,
 )
+SUPPRESSED: Final = Counter(
+    "tekton_notifications_suppressed_total",
+    "Matches that sent nothing, by policy and reason (ratelimit, suspended).",
+    ["namespace", "policy", "reason"],
+    registry=REGISTRY,
+)
+TRANSITIONS: Final = Counter(
+    "tekton_notifications_transitions_total",
+    "Pipelines whose outcome changed, as seen by a policy, by transition (fixed).",
+    ["namespace", "policy", "transition"],
+    registry=REGISTRY,
+)
+STATE_CONFLICTS: Final = Counter(
+    "tekton_notifications_state_conflicts_total",
+    "Writes of a policy's storm state that met a newer version (409) and were decided again.",
+    registry=REGISTRY,
+)
 RENDER_FAILURES: Final = Counter(
     "tekton_notifications_render_failures_total",
     "Notifications that could not be rendered, by reason.",

@@ -57,6 +57,27 @@ class TemplateRef:
     params: Mapping[str, str] = field(default_factory=dict)
 
 
+#: Budgets are kept in the policy's status (one entry per notification sent in the window), so
+#: the count is bounded to keep that object small.
+MAX_RATE_LIMIT: Final = 100
+RATE_LIMIT_SCOPES: Final = ("policy", "pipeline")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` notifications per sliding ``window``, per policy or per pipeline."""
+
+    limit: int
+    window: float  # seconds
+    #: As written (``10m``), for messages.
+    window_text: str
+    per: str = "policy"
+
+    def describe(self) -> str:
+        scope = " per pipeline" if self.per == "pipeline" else ""
+        return f"{self.limit} per {self.window_text}{scope}"
+
+
 @dataclass(frozen=True)
 class Policy:
     """A NotificationPolicy, or a ClusterNotificationPolicy (``cluster``, ``namespace`` "")."""
@@ -75,6 +96,17 @@ class Policy:
     namespaces: tuple[str, ...] = ()
     #: Cluster policies: where their templates live and their runs are created.
     template_namespace: str = ""
+    rate_limit: RateLimit | None = None
+
+    @property
+    def tracks_outcomes(self) -> bool:
+        """Whether this policy needs the previous outcome of each pipeline it selects."""
+        return bool(self.events & types.TRANSITION_EVENTS)
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether matching needs this policy's state (rate limit budget, last outcomes)."""
+        return self.rate_limit is not None or self.tracks_outcomes
 
     @property
     def kind(self) -> str:
@@ -168,7 +200,44 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         cluster=cluster,
         namespaces=tuple(namespaces),
         template_namespace=template_namespace,
+        rate_limit=_rate_limit(spec.get("rateLimit")),
     )
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration such as ``1h30m`` or ``90s``; ValueError when it is not one."""
+    if not _DURATION.match(text):
+        raise ValueError(f"not a duration: {text!r}")
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(
+        float(number) * units[unit]
+        for number, _, unit in re.findall(r"([0-9]+(\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", text)
+    )
+
+
+def _rate_limit(value: object) -> RateLimit | None:
+    if value is None:
+        return None
+    spec = _object(value, "spec.rateLimit")
+    limit = spec.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RATE_LIMIT:
+        raise SpecError(
+            "spec.rateLimit.limit", f"must be a whole number from 1 to {MAX_RATE_LIMIT}"
+        )
+    window = spec.get("window")
+    try:
+        seconds = parse_duration(window) if isinstance(window, str) else 0.0
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 7 * 24 * 3600:
+        raise SpecError(
+            "spec.rateLimit.window",
+            f"must be a duration from 1s to 168h such as 10m or 1h, not {window!r}",
+        )
+    per = spec.get("per", "policy")
+    if per not in RATE_LIMIT_SCOPES:
+        raise SpecError("spec.rateLimit.per", f"must be policy or pipeline, not {per!r}")
+    return RateLimit(limit=limit, window=seconds, window_text=str(window), per=str(per))
 
 
 def parse_template(obj: Mapping[str, Any]) -> Template:

@@ -19,7 +19,9 @@ MATCHED: Final = "dev.tekton.notification.matched.v1"
 RENDERED: Final = "dev.tekton.notification.rendered.v1"
 LAUNCHED: Final = "dev.tekton.notification.launched.v1"
 FAILED: Final = "dev.tekton.notification.failed.v1"
-TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED)
+#: A match that sent nothing: the policy's rate limit was spent, or it is suspended.
+SUPPRESSED: Final = "dev.tekton.notification.suppressed.v1"
+TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Notification:
     resource: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     policy_kind: str = POLICY_KIND
+    #: Set when a transition made this notification: ``{"name": "fixed", "previous": {...}}``.
+    transition: Mapping[str, Any] | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -80,6 +84,8 @@ class Notification:
         }
         if self.resource is not None:
             data["resource"] = dict(self.resource)
+        if self.transition is not None:
+            data["transition"] = dict(self.transition)
         return data
 
     @property
@@ -127,6 +133,11 @@ def parse_notification(data: object) -> Notification:
     resource = data.get("resource")
     if resource is not None and not isinstance(resource, Mapping):
         raise EventError("notification data: 'resource' must be an object")
+    transition = data.get("transition")
+    if transition is not None and (
+        not isinstance(transition, Mapping) or not isinstance(transition.get("name"), str)
+    ):
+        raise EventError("notification data: 'transition' must be an object with a name")
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -146,6 +157,7 @@ def parse_notification(data: object) -> Notification:
         template_ref=TemplateRef(name=str(ref["name"]), params=dict(params)),
         resource=resource,
         policy_kind=kind,
+        transition=transition,
     )
 
 

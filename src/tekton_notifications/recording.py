@@ -28,16 +28,25 @@ def _event_name(owner: str, key: str, outcome: str) -> str:
     return owner[: 253 - len(suffix)] + suffix
 
 
+_REASONS: Final = {
+    "sent": "NotificationSent",
+    "failed": "NotificationFailed",
+    "suppressed": "NotificationSuppressed",
+}
+
+
 def run_events(
     notification: Notification, *, outcome: str, message: str, timestamp: str
 ) -> list[dict[str, Any]]:
     """Kubernetes Events on the source run and on the policy, for one notification outcome.
 
-    ``outcome`` is ``sent`` or ``failed``; ``kubectl describe pipelinerun X`` shows them.
+    ``outcome`` is ``sent``, ``failed`` or ``suppressed``; ``kubectl describe pipelinerun X``
+    shows them. A suppression is recorded on the run only: in a storm, one Event per run on
+    the policy would be a storm of its own (its status counts them instead).
     """
     event = notification.event
-    warning = outcome != "sent"
-    reason = "NotificationFailed" if warning else "NotificationSent"
+    warning = outcome == "failed"
+    reason = _REASONS[outcome]
     if notification.cluster_policy:  # cluster-scoped: its Events live in "default"
         policy_target = {
             "apiVersion": f"{types.GROUP}/{types.VERSION}",
@@ -62,6 +71,8 @@ def run_events(
         },
         policy_target,
     ]
+    if outcome == "suppressed":
+        del targets[1]
     bodies = []
     for target in targets:
         involved = {k: v for k, v in target.items() if v}
@@ -95,6 +106,13 @@ def sent_message(notification: Notification, run: Mapping[str, Any]) -> str:
     return (
         f"Notification sent: policy {notification.policy_name}, template "
         f"{notification.template_ref.name}, {run.get('kind', 'TaskRun')} {run.get('name')}"
+    )
+
+
+def suppressed_message(notification: Notification, suppressed: Mapping[str, Any]) -> str:
+    return (
+        f"Notification suppressed: policy {notification.policy_name}: "
+        f"{suppressed.get('message') or suppressed.get('reason')}"
     )
 
 
@@ -171,19 +189,44 @@ def template_readiness(obj: Mapping[str, Any]) -> Readiness:
 
 @dataclass
 class Counters:
-    """Matches seen since the last flush, per policy (namespace, name)."""
+    """Matches and suppressions seen since the last flush, per policy (namespace, name)."""
 
     matches: dict[tuple[str, str], int] = field(default_factory=dict)
     last_matched: dict[tuple[str, str], str] = field(default_factory=dict)
+    suppressed: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_suppressed: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add(self, key: tuple[str, str], timestamp: str) -> None:
         self.matches[key] = self.matches.get(key, 0) + 1
         self.last_matched[key] = timestamp
 
-    def drain(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
-        drained = (self.matches, self.last_matched)
-        self.matches, self.last_matched = {}, {}
+    def add_suppressed(self, key: tuple[str, str], timestamp: str) -> None:
+        self.suppressed[key] = self.suppressed.get(key, 0) + 1
+        self.last_suppressed[key] = timestamp
+
+    def keys(self) -> set[tuple[str, str]]:
+        return set(self.matches) | set(self.suppressed)
+
+    def drain(self) -> Counters:
+        """These counts, leaving this object empty."""
+        drained = Counters(self.matches, self.last_matched, self.suppressed, self.last_suppressed)
+        self.matches, self.last_matched, self.suppressed, self.last_suppressed = {}, {}, {}, {}
         return drained
+
+    def restore(self, key: tuple[str, str], drained: Counters) -> None:
+        """Put back one policy's drained counts, after its status write failed."""
+        for mine, theirs in (
+            (self.matches, drained.matches),
+            (self.suppressed, drained.suppressed),
+        ):
+            if key in theirs:
+                mine[key] = mine.get(key, 0) + theirs[key]
+        for latest, old in (
+            (self.last_matched, drained.last_matched),
+            (self.last_suppressed, drained.last_suppressed),
+        ):
+            if key in old:
+                latest.setdefault(key, old[key])
 
 
 def status_patch(
@@ -193,6 +236,8 @@ def status_patch(
     readiness: Readiness,
     matches: int = 0,
     last_matched: str | None = None,
+    suppressed: int = 0,
+    last_suppressed: str | None = None,
     timestamp: str,
 ) -> dict[str, Any] | None:
     """The merge patch for ``status``, or None when nothing would change."""
@@ -214,4 +259,8 @@ def status_patch(
         patch["matchCount"] = int(status.get("matchCount") or 0) + matches
     if last_matched:
         patch["lastMatchedTime"] = last_matched
+    if suppressed:
+        patch["suppressedCount"] = int(status.get("suppressedCount") or 0) + suppressed
+    if last_suppressed:
+        patch["lastSuppressedTime"] = last_suppressed
     return {"status": patch} if patch else None

@@ -964,11 +964,19 @@ def render_context(
     policy: Mapping[str, Any],
     template: Mapping[str, Any],
     settings: RenderSettings = DEFAULT_SETTINGS,
+    transition: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``."""
+    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
+
+    ``event.transition`` is ``"fixed"`` when the run fixed its pipeline (else ""), with the
+    pipeline's outcome before it in ``event.previous`` (else None).
+    """
     view = event.view()
     view["url"] = dashboard_url(event, settings)
     view["failed"] = [child.as_dict() for child in event.failed_children]
+    view["transition"] = str(transition.get("name") or "") if transition else ""
+    previous = transition.get("previous") if transition else None
+    view["previous"] = dict(previous) if isinstance(previous, Mapping) else None
     return {"run": event.run, "event": view, "policy": dict(policy), "template": dict(template)}
 
 
@@ -1030,6 +1038,7 @@ class CompiledTemplate:
         policy: Mapping[str, Any],
         overrides: Mapping[str, str] = _NO_OVERRIDES,
         settings: RenderSettings = DEFAULT_SETTINGS,
+        transition: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """Render every param: the template's in its order, then overrides that add params.
 
@@ -1037,7 +1046,11 @@ class CompiledTemplate:
         template's params of the same name. Raises :class:`RenderError`.
         """
         context = render_context(
-            event, policy=policy, template=self.template.view(), settings=settings
+            event,
+            policy=policy,
+            template=self.template.view(),
+            settings=settings,
+            transition=transition,
         )
         policy_name = f"{policy.get('namespace', '')}/{policy.get('name', '')}".strip("/")
         origin = f"override from NotificationPolicy {policy_name}" if policy_name else "override"

@@ -15,8 +15,18 @@ TektonEventName = Literal["queued", "started", "running", "unknown", "successful
 
 #: What a NotificationPolicy selects in ``spec.events``. ``cancelled`` and ``timedOut`` are
 #: refinements of ``failed``: Tekton reports both as ``failed`` with a condition reason.
+#: ``fixed`` is a transition, not a Tekton event: a success after the previous run of the same
+#: pipeline failed (see :mod:`tekton_notifications.transitions`).
 PolicyEvent = Literal[
-    "queued", "started", "running", "unknown", "succeeded", "failed", "cancelled", "timedOut"
+    "queued",
+    "started",
+    "running",
+    "unknown",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timedOut",
+    "fixed",
 ]
 POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
     "queued",
@@ -27,7 +37,10 @@ POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
     "failed",
     "cancelled",
     "timedOut",
+    "fixed",
 )
+#: Policy events that depend on the previous outcome of the same pipeline, not only this event.
+TRANSITION_EVENTS: Final[frozenset[str]] = frozenset({"fixed"})
 
 Namespace = NewType("Namespace", str)
 PolicyName = NewType("PolicyName", str)

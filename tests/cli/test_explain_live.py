@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +310,70 @@ def test_a_rendered_run_missing_from_the_cluster_points_at_the_launch(
     result = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig)
 
     assert "      not in the cluster: the launch failed or is still to come" in result.stdout
+
+
+def test_a_spent_rate_limit_in_the_policys_status_is_why_a_run_did_not_notify(
+    invoke: Invoke, kubeapi: KubeAPIServer, kubeconfig: Path
+) -> None:
+    failed_pipelinerun_in(kubeapi)
+    create_notification_object(kubeapi, template_object())
+    policy = policy_object("storm", rate_limit={"limit": 2, "window": "168h"})
+    create_notification_object(kubeapi, policy)
+    now = time.time()
+    sent = [{"occurrence": f"other-{n}", "time": _rfc3339(now - 60 * n)} for n in (1, 2)]
+    kubeapi.store.patch(
+        NOTIFY,
+        "notificationpolicies",
+        "ci",
+        "storm",
+        {"status": {"rateLimit": {"sent": sent}}},
+        subresource="status",
+    )
+
+    result = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig)
+
+    assert result.exit_code != 0, result.output
+    assert "✓ ci/storm: matched" in result.stdout
+    assert "✗ suppressed: rate limit reached: 2 sent, at most 2 per 168h" in result.stdout
+    report = json.loads(
+        invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig, "-o", "json").stdout
+    )
+    (storm,) = report["policies"]
+    assert storm["stormControl"]["notifies"] is False
+
+
+def test_a_success_after_a_recorded_failure_is_explained_as_fixed(
+    invoke: Invoke, kubeapi: KubeAPIServer, kubeconfig: Path
+) -> None:
+    run = with_condition(
+        run_object(load_cloudevent(FAILED_PIPELINERUN)), {"status": "True", "reason": "Succeeded"}
+    )
+    create_run(kubeapi, run)
+    create_notification_object(kubeapi, template_object())
+    create_notification_object(kubeapi, policy_object("fixes", events=["fixed"]))
+    failure = {
+        "kind": "PipelineRun",
+        "pipeline": "build-and-test",
+        "outcome": "failed",
+        "run": "build-and-test-run-earlier",
+        "uid": "earlier",
+        "completionTime": "2020-01-01T00:00:00Z",
+    }
+    kubeapi.store.patch(
+        NOTIFY,
+        "notificationpolicies",
+        "ci",
+        "fixes",
+        {"status": {"outcomes": [failure]}},
+        subresource="status",
+    )
+
+    result = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig)
+
+    assert result.exit_code == 0, result.output
+    assert "storm control: previous outcome: build-and-test: failed -> succeeded" in result.stdout
+    assert "✓ notifies as fixed" in result.stdout
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -175,8 +175,8 @@ def test_checks_are_listed_in_the_order_the_policy_filter_makes_them(
         "label tekton.dev/pipeline",
         "annotation example.com/git-repo",
         "event",
-        "suspend",
         "when",
+        "suspend",
     ]
     assert explained["matched"] is True
 

@@ -56,7 +56,7 @@ def run_event(
 
 def matches(policy: dict[str, Any], event: RunEvent) -> bool:
     found, _ = PolicyIndex([parse_policy(policy)]).match(event)
-    return bool(found)
+    return any(not match.suspended for match in found)
 
 
 SELECTOR_TABLE = [
@@ -251,6 +251,16 @@ def test_cel_is_compiled_once_per_expression_not_per_event_or_reload() -> None:
 def test_a_suspended_policy_never_matches() -> None:
     assert not matches(policy_object(suspend=True), run_event())
     assert matches(policy_object(suspend=False), run_event())
+
+
+def test_a_suspended_policy_that_would_match_is_reported_for_counting_as_suppressed() -> None:
+    found, _ = PolicyIndex([parse_policy(policy_object(suspend=True))]).match(run_event())
+    assert [match.suspended for match in found] == [True]
+    assert not found[0].final
+    other_namespace, _ = PolicyIndex([parse_policy(policy_object(suspend=True))]).match(
+        run_event(namespace="elsewhere")
+    )
+    assert other_namespace == []
 
 
 def test_a_namespaced_policy_only_sees_runs_in_its_own_namespace() -> None:

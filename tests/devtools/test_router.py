@@ -51,12 +51,14 @@ MATCHED = "dev.tekton.notification.matched.v1"
 RENDERED = "dev.tekton.notification.rendered.v1"
 FAILED = "dev.tekton.notification.failed.v1"
 LAUNCHED = "dev.tekton.notification.launched.v1"
+SUPPRESSED = "dev.tekton.notification.suppressed.v1"
 ROUTES: dict[str, list[str]] = {
     **{event_type: ["policy-filter"] for event_type in TEKTON_TYPES},
     MATCHED: ["template-renderer"],
     RENDERED: ["task-launcher"],
     FAILED: ["notification-failures", "status-recorder"],
     LAUNCHED: ["status-recorder"],  # the end of the chain: only recorded
+    SUPPRESSED: ["status-recorder"],  # held back by storm control: only recorded
 }
 SUBSCRIBERS = (
     "policy-filter",
@@ -405,7 +407,7 @@ def test_real_manifests_load() -> None:
         backoff_delay=0.5,
         dead_letter_sink="notification-dead-letters",
     )
-    # The status recorder has one Trigger per type it hears (launched, failed).
+    # The status recorder has one Trigger per type it hears (launched, failed, suppressed).
     assert sorted({t.subscriber for t in triggers}) == sorted(SUBSCRIBERS)
 
 

@@ -363,6 +363,7 @@ MAIN_FILTERS = {
     "notification-failures": [{"exact": {"type": "dev.tekton.notification.failed.v1"}}],
     "status-recorder-launched": [{"exact": {"type": "dev.tekton.notification.launched.v1"}}],
     "status-recorder-failed": [{"exact": {"type": "dev.tekton.notification.failed.v1"}}],
+    "status-recorder-suppressed": [{"exact": {"type": "dev.tekton.notification.suppressed.v1"}}],
 }
 
 
@@ -444,6 +445,11 @@ LEAST_PRIVILEGE = {
         ("notifications.tekton.dev", plural, verb)
         for plural in ("notificationpolicies", "clusternotificationpolicies")
         for verb in ("get", "list", "watch")
+    }
+    | {  # storm state: status.outcomes and status.rateLimit
+        ("notifications.tekton.dev", f"{plural}/status", verb)
+        for plural in ("notificationpolicies", "clusternotificationpolicies")
+        for verb in ("get", "patch")
     },
     "template-renderer": {
         ("notifications.tekton.dev", "notificationtemplates", verb)

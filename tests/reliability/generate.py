@@ -331,7 +331,7 @@ def policies_and_templates(namespaces: Sequence[str] = TEAM_NAMESPACES) -> list[
         _policy(
             namespaces[0],
             "firehose",
-            events=list(types.POLICY_EVENTS),
+            events=[e for e in types.POLICY_EVENTS if e not in types.TRANSITION_EVENTS],
             templateRefs=[{"name": "audit"}],
         )
     )

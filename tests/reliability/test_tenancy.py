@@ -65,7 +65,7 @@ OBJECTS: list[dict[str, Any]] = [
     policy(
         "team-a",
         "a-everything",
-        events=list(types.POLICY_EVENTS),
+        events=[e for e in types.POLICY_EVENTS if e not in types.TRANSITION_EVENTS],
         templateRefs=[{"name": "a-notify"}],
     ),
     policy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,9 @@ def explain(
             )
 
     settings = rendering.RenderSettings(dashboard_url=dashboard_url or None)
-    explanations = explaining.explain_event(event, policies, templates, settings=settings)
+    explanations = explaining.explain_event(
+        event, policies, templates, settings=settings, now=time.time()
+    )
     created = _created(cluster, explanations) if cluster is not None else None
     report = explain_report.report(
         event, explanations, policy_source, live, templates is not None, created

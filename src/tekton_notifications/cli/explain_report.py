@@ -56,6 +56,13 @@ def _policy_dict(item: PolicyExplanation, created: Created) -> dict[str, Any]:
             data["celError"] = _cel_message(item.verdict.error)
     if item.compile_error:
         data["whenCompileError"] = _cel_message(item.compile_error)
+    if item.storm is not None:
+        data["stormControl"] = {
+            "notifies": item.storm.notify,
+            "transition": item.storm.transition,
+            "suppressed": item.storm.suppressed,
+            "notes": list(item.storm.notes),
+        }
     if item.matched:
         data["templates"] = [_outcome_dict(outcome, created) for outcome in item.templates]
     return data
@@ -150,6 +157,16 @@ def _policy_lines(item: PolicyExplanation, created: Created) -> list[str]:
             lines.append(f"    {check.field} {OK}")
         else:
             lines.append(f"    {check.field} {NO} wanted {check.wanted} got {check.got}")
+    if item.storm is not None:
+        decision = item.storm
+        for note in decision.notes:
+            lines.append(f"    storm control: {note}")
+        if decision.suppressed:
+            lines.append(f"    {NO} suppressed: {decision.suppressed}")
+        elif not decision.notify:
+            lines.append(f"    {NO} not notified: it only tells the policy the pipeline's outcome")
+        elif decision.transition:
+            lines.append(f"    {OK} notifies as {decision.transition}")
     if verdict.error:
         lines.append(f"    CEL error: {_cel_message(verdict.error)}")
     elif item.compile_error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,7 @@ from tekton_notifications import (
     models,
     notifications,
     sink,
+    storm,
     taskruns,
     tracing,
     types,
@@ -21,6 +23,7 @@ from tekton_notifications import (
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
 from tekton_notifications.matching import Match, PolicyIndex
 from tekton_notifications.notifications import Notification, OutgoingEvent
+from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ class PolicyFilter:
     One match is the reply; several are each published to the broker (``K_SINK``) and the
     answer is 202. If publishing fails midway the answer is 503: the broker redelivers the
     Tekton event, and the launcher's deterministic names make the repeats harmless.
+
+    Policies with a rate limit or a transition (``fixed``) consult their state in ``states``
+    (:mod:`tekton_notifications.storm`); a match held back becomes a ``suppressed`` event.
     """
 
     name = "policy-filter"
@@ -44,10 +50,15 @@ class PolicyFilter:
         *,
         publish: Publisher | None = None,
         informer: kube.Informer | None = None,
+        states: PolicyStates | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
         self._publish = publish
         self._informer = informer
+        #: Without an API (tools, unit tests) state is kept in memory, per process.
+        self.states = states if states is not None else MemoryStatus().states()
+        self._clock = clock
         self._cluster_informer: kube.Informer | None = None
         #: Policies that failed to parse, by (namespace, name): shown by ready() and logs.
         self.invalid: dict[tuple[str, str], str] = {}
@@ -57,8 +68,8 @@ class PolicyFilter:
         index = PolicyIndex()
         target = environ.get("K_SINK")
         publish = (lambda events: sink.publish(target, events)) if target else None
-        stage = cls(index, publish=publish)
         api = kube.api_client(environ)
+        stage = cls(index, publish=publish, states=PolicyStates.on_api(api))
         stage._informer = kube.Informer(
             api,
             group=types.GROUP,
@@ -104,8 +115,11 @@ class PolicyFilter:
             del self.invalid[key]
         parsed = (self._parse(obj, cluster) for obj in objects)
         self.index.replace_all((p for p in parsed if p is not None), cluster=cluster)
+        for obj in objects:
+            self.states.observe(obj, cluster=cluster)
 
     def upsert(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
+        self.states.observe(obj, cluster=cluster)
         policy = self._parse(obj, cluster)
         if policy is not None:
             self.index.upsert(policy)
@@ -114,6 +128,7 @@ class PolicyFilter:
 
     def delete(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
         self.index.remove(*_key(obj, cluster))
+        self.states.forget(_key(obj, cluster))
 
     def reset_cluster(self, objects: list[dict[str, Any]]) -> None:
         self.reset(objects, cluster=True)
@@ -166,8 +181,11 @@ class PolicyFilter:
                 "traceparent": tracing.child_of(event.extensions.get("traceparent")),
             },
         )
-        outgoing = [matched_event(match, traced) for match in matches]
-        for match in matches:
+        try:
+            outgoing, notifying = self._decide(matches, traced)
+        except kube.CreateError as error:
+            return unavailable(f"recording policy state: {error}")
+        for match in notifying:
             metrics.MATCHES.labels(
                 match.policy.namespace, match.policy.name, match.template_ref.name
             ).inc()
@@ -177,11 +195,11 @@ class PolicyFilter:
             event.namespace,
             event.name,
             event.outcome,
-            len(outgoing),
-            "".join(f" {m.policy.name}->{m.template_ref.name}" for m in matches),
+            len(notifying),
+            "".join(f" {m.policy.name}->{m.template_ref.name}" for m in notifying),
             extra={
                 "notification": logs.fields(
-                    traced, policy=",".join(m.policy.name for m in matches) or None
+                    traced, policy=",".join(m.policy.name for m in notifying) or None
                 )
             },
         )
@@ -195,10 +213,79 @@ class PolicyFilter:
             self._publish(outgoing)
         except sink.PublishError as error:
             return unavailable(str(error))
-        return accepted(f"published {len(outgoing)} matches")
+        return accepted(f"published {len(outgoing)} events")
+
+    def _decider(
+        self, match: Match, event: RunEvent
+    ) -> Callable[[storm.PolicyState], storm.Decision]:
+        def decide(state: storm.PolicyState) -> storm.Decision:
+            return storm.decide(
+                match.policy,
+                event,
+                direct=match.direct,
+                suspended=match.suspended,
+                state=state,
+                now=self._clock(),
+            )
+
+        return decide
+
+    def _decide(
+        self, matches: Sequence[Match], event: RunEvent
+    ) -> tuple[list[OutgoingEvent], list[Match]]:
+        """The events to send (matched and suppressed) and the matches that notify.
+
+        Matches come one per template ref; storm control decides per policy, once.
+        """
+        by_policy: dict[tuple[str, str], list[Match]] = {}
+        for match in matches:
+            by_policy.setdefault(match.policy.key, []).append(match)
+        outgoing: list[OutgoingEvent] = []
+        notifying: list[Match] = []
+        for group in by_policy.values():
+            first, policy = group[0], group[0].policy
+            if first.final:
+                outgoing.extend(matched_event(match, event) for match in group)
+                notifying.extend(group)
+                continue
+            try:
+                decision = self.states.decide(policy, self._decider(first, event))
+            except PolicyGone as gone:
+                logger.info("skipped: %s", gone)
+                continue
+            fields = logs.fields(event, policy=policy.name, notes="; ".join(decision.notes))
+            if decision.transition is not None:
+                metrics.TRANSITIONS.labels(policy.namespace, policy.name, decision.transition).inc()
+            if decision.notify:
+                transition = _transition(decision)
+                outgoing.extend(matched_event(m, event, transition=transition) for m in group)
+                notifying.extend(group)
+            elif decision.suppressed is not None:
+                reason = "suspended" if first.suspended else "ratelimit"
+                metrics.SUPPRESSED.labels(policy.namespace, policy.name, reason).inc()
+                logger.info(
+                    "suppressed: %s %s: %s",
+                    policy.kind,
+                    policy.name,
+                    decision.suppressed,
+                    extra={"notification": fields},
+                )
+                outgoing.append(suppressed_event(first, event, reason, decision.suppressed))
+            else:
+                logger.debug("policy %s: %s", policy.name, "; ".join(decision.notes))
+        return outgoing, notifying
 
 
-def matched_event(match: Match, event: RunEvent) -> OutgoingEvent:
+def _transition(decision: storm.Decision) -> dict[str, Any] | None:
+    if decision.transition is None:
+        return None
+    previous = decision.previous.view() if decision.previous is not None else None
+    return {"name": decision.transition, "previous": previous}
+
+
+def _notification(
+    match: Match, event: RunEvent, transition: Mapping[str, Any] | None = None
+) -> Notification:
     policy = match.policy
     key = taskruns.notification_key(
         event,
@@ -207,15 +294,28 @@ def matched_event(match: Match, event: RunEvent) -> OutgoingEvent:
         template=match.template_ref.name,
         policy_kind=policy.kind,
     )
-    notification = Notification(
+    return Notification(
         key=key,
         event=event,
         policy_name=policy.name,
         policy_namespace=policy.home_namespace,
         template_ref=match.template_ref,
         policy_kind=policy.kind,
+        transition=transition,
     )
-    return notification.to_event(notifications.MATCHED)
+
+
+def matched_event(
+    match: Match, event: RunEvent, *, transition: Mapping[str, Any] | None = None
+) -> OutgoingEvent:
+    return _notification(match, event, transition).to_event(notifications.MATCHED)
+
+
+def suppressed_event(match: Match, event: RunEvent, reason: str, message: str) -> OutgoingEvent:
+    """For the status recorder: counted in the policy's status, an Event on the run."""
+    return _notification(match, event).to_event(
+        notifications.SUPPRESSED, suppressed={"reason": reason, "message": message}
+    )
 
 
 def _key(obj: Mapping[str, Any], cluster: bool) -> tuple[str, str]:

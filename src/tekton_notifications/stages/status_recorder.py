@@ -1,9 +1,10 @@
-"""Status recorder: ``launched``/``failed`` in; Kubernetes Events and policy status out.
+"""Status recorder: ``launched``/``failed``/``suppressed`` in; Events and policy status out.
 
-A small fourth stage so the others stay read-only on our resources. It records one Event on
-the source run and one on the policy per notification outcome (deterministic names: a
-redelivery records nothing new), and keeps policy and template ``status`` current: a Ready
-condition (CEL compile error, template syntax error, missing template) and match counters.
+A small fourth stage so the others stay read-only on our resources (the policy filter writes
+only its storm state). It records one Event on the source run and one on the policy per
+notification outcome (deterministic names: a redelivery records nothing new; a suppression
+goes on the run only), and keeps policy and template ``status`` current: a Ready condition
+(CEL compile error, template syntax error, missing template), match and suppression counters.
 Counters are batched and flushed every ``STATUS_FLUSH_SECONDS``: one status write per busy
 policy per interval, never one per event.
 """
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 EventWriter = Callable[[Mapping[str, Any]], bool]
-StatusWriter = Callable[[str, str, str, Mapping[str, Any]], None]
+StatusWriter = Callable[[str, str, str, Mapping[str, Any]], object]
 
 
 class StatusRecorder:
@@ -145,7 +146,11 @@ class StatusRecorder:
     # Events ---------------------------------------------------------------------------
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
         event_type = attributes.get("type")
-        if event_type not in (notifications.LAUNCHED, notifications.FAILED):
+        if event_type not in (
+            notifications.LAUNCHED,
+            notifications.FAILED,
+            notifications.SUPPRESSED,
+        ):
             return accepted(f"ignored: unsupported event type {event_type!r}")
         try:
             notification = notifications.parse_notification(data)
@@ -155,6 +160,10 @@ class StatusRecorder:
         if event_type == notifications.LAUNCHED:
             run = payload.get("launched") or {}
             outcome, message = "sent", recording.sent_message(notification, run)
+        elif event_type == notifications.SUPPRESSED:
+            details = payload.get("suppressed")
+            details = details if isinstance(details, Mapping) else {}
+            outcome, message = "suppressed", recording.suppressed_message(notification, details)
         else:
             outcome = "failed"
             message = recording.failed_message(notification, payload.get("error") or {})
@@ -176,7 +185,10 @@ class StatusRecorder:
                     "" if notification.cluster_policy else notification.policy_namespace,
                     notification.policy_name,
                 )
-                self._counters.add(key, timestamp)
+                if outcome == "suppressed":
+                    self._counters.add_suppressed(key, timestamp)
+                else:
+                    self._counters.add(key, timestamp)
                 self._dirty_policies.add(key)
         return accepted(f"recorded {outcome} for {notification.policy_name}")
 
@@ -193,7 +205,7 @@ class StatusRecorder:
         with self._lock:
             dirty_templates, self._dirty_templates = self._dirty_templates, set()
             dirty_policies, self._dirty_policies = self._dirty_policies, set()
-            matches, last_matched = self._counters.drain()
+            counts = self._counters.drain()
             templates = dict(self.templates)
             policies = dict(self.policies)
         timestamp = recording.now()
@@ -203,7 +215,7 @@ class StatusRecorder:
             writes += self._write(
                 types.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
             )
-        for key in sorted((dirty_policies | set(matches)) & set(policies)):
+        for key in sorted((dirty_policies | counts.keys()) & set(policies)):
             home = _home(policies[key])
             in_namespace = {name: r for (ns, name), r in readiness.items() if ns == home}
             plural = types.CLUSTER_POLICY_PLURAL if key[0] == "" else types.POLICY_PLURAL
@@ -211,14 +223,15 @@ class StatusRecorder:
                 plural,
                 policies[key],
                 recording.policy_readiness(policies[key], in_namespace),
-                matches=matches.get(key, 0),
-                last_matched=last_matched.get(key),
+                matches=counts.matches.get(key, 0),
+                last_matched=counts.last_matched.get(key),
+                suppressed=counts.suppressed.get(key, 0),
+                last_suppressed=counts.last_suppressed.get(key),
                 timestamp=timestamp,
             )
-            if not ok and key in matches:
+            if not ok and key in counts.keys():  # noqa: SIM118  (Counters is not a dict)
                 with self._lock:  # keep the counts for the next flush
-                    self._counters.matches[key] = self._counters.matches.get(key, 0) + matches[key]
-                    self._counters.last_matched.setdefault(key, last_matched[key])
+                    self._counters.restore(key, counts)
                     self._dirty_policies.add(key)
             writes += ok
         return writes
@@ -232,6 +245,8 @@ class StatusRecorder:
         timestamp: str,
         matches: int = 0,
         last_matched: str | None = None,
+        suppressed: int = 0,
+        last_suppressed: str | None = None,
     ) -> bool:
         metadata = obj.get("metadata") or {}
         patch = recording.status_patch(
@@ -240,6 +255,8 @@ class StatusRecorder:
             readiness=readiness,
             matches=matches,
             last_matched=last_matched,
+            suppressed=suppressed,
+            last_suppressed=last_suppressed,
             timestamp=timestamp,
         )
         if patch is None:

@@ -151,6 +151,7 @@ class TemplateRenderer:
                 policy=notification.policy_view,
                 overrides=ref.params,
                 settings=self.settings,
+                transition=notification.transition,
             )
         except rendering.RenderError as error:
             return self._failed(notification, error.reason, str(error))

@@ -1,0 +1,133 @@
+"""Storm control: whether a match notifies, given the policy's state.
+
+A match notifies unless its policy is suspended, its rate limit is spent, or it matched only
+because a transition depends on it (``fixed``) and there was none. A ``fixed`` notification is
+never rate-limited: it comes at most once per failure streak. Rate limits and transitions
+need memory across events, replicas and restarts; it lives in the policy's own ``status``:
+
+- ``status.outcomes``: the last outcome of each pipeline the policy selects
+  (:mod:`tekton_notifications.transitions`);
+- ``status.rateLimit.sent``: the notifications sent in the current window
+  (:mod:`tekton_notifications.ratelimits`).
+
+Why there and not in a ConfigMap or in the notification runs: it is deleted with the policy,
+stays in the policy's namespace (a tenant's state never sits in another tenant's namespace),
+is read for free by the filter's policy informer, needs no RBAC beyond ``<policies>/status``,
+and ``kubectl get -o yaml`` shows it. Writes carry the ``resourceVersion`` they were computed
+from, so replicas deciding at once serialize on the API server (409, re-read, decide again).
+Notification runs can't hold it: they are pruned, and a suppressed notification has none.
+
+This module decides; the policy filter reads and writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tekton_notifications import ratelimits, transitions
+from tekton_notifications.events import RunEvent
+from tekton_notifications.models import Policy
+from tekton_notifications.ratelimits import Sent
+from tekton_notifications.transitions import Outcome
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    outcomes: tuple[Outcome, ...] = ()
+    sent: tuple[Sent, ...] = ()
+
+    @classmethod
+    def from_status(cls, status: object) -> PolicyState:
+        """The state in a policy's status; a missing or mangled status is an empty state."""
+        if not isinstance(status, Mapping):
+            return cls()
+        return cls(transitions.parse_records(status), ratelimits.parse_log(status))
+
+    def status(self) -> dict[str, Any]:
+        """The ``status`` fields to merge-patch (lists are replaced whole)."""
+        return {
+            "outcomes": [record.as_status() for record in self.outcomes],
+            "rateLimit": {"sent": [sent.as_status() for sent in self.sent]},
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    notify: bool
+    #: ``fixed`` when this event fixed its pipeline.
+    transition: str | None = None
+    previous: Outcome | None = None
+    #: Why a match is held back (rate limit, suspended); None when it notifies or when it was
+    #: never meant to (a failure observed only for a later ``fixed``).
+    suppressed: str | None = None
+    #: The state to write, or None when it is unchanged.
+    state: PolicyState | None = None
+    #: What was decided and why, for logs and ``tkn-notify explain``.
+    notes: tuple[str, ...] = field(default=())
+
+
+def occurrence(event: RunEvent) -> str:
+    """One run's one Tekton event: what a rate limit counts once, however often it arrives."""
+    run = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
+    return hashlib.sha256(f"{run}\x00{event.event}".encode()).hexdigest()[:16]
+
+
+def decide(
+    policy: Policy,
+    event: RunEvent,
+    *,
+    direct: bool,
+    suspended: bool = False,
+    state: PolicyState,
+    now: float,
+) -> Decision:
+    """Whether a matched ``policy`` notifies for ``event``, and the state to write.
+
+    ``direct``: the event is listed in ``spec.events`` (otherwise it matched only because a
+    transition may follow from it). ``now``: seconds since the epoch.
+    """
+    notes: list[str] = []
+    transition: str | None = None
+    previous: Outcome | None = None
+    outcomes: tuple[Outcome, ...] | None = None
+    if suspended:
+        return Decision(False, suppressed="policy is suspended", notes=("suspended",))
+    if policy.tracks_outcomes:
+        observed = transitions.observe(state.outcomes, event)
+        transition, previous, outcomes = observed.transition, observed.previous, observed.updated
+        notes.append(f"previous outcome: {observed.note}")
+    notified_transition = transition is not None and transition in policy.events
+    notify = direct or notified_transition
+    sent: tuple[Sent, ...] | None = None
+    suppressed: str | None = None
+    if not notify:
+        notes.append("no transition to notify")
+    elif notified_transition:
+        # Never rate-limited: it comes at most once per failure streak, and after a storm of
+        # failures "it works again" is the one message that matters.
+        notes.append(f"{transition}: not subject to the rate limit")
+    elif policy.rate_limit is not None:
+        admission = ratelimits.admit(
+            state.sent,
+            policy.rate_limit,
+            occurrence=occurrence(event),
+            pipeline=event.pipeline,
+            now=now,
+        )
+        notes.append(admission.describe(policy.rate_limit))
+        sent = admission.updated
+        if not admission.admitted:
+            notify, suppressed = False, admission.describe(policy.rate_limit)
+    changed = outcomes is not None or sent is not None
+    new_state = (
+        PolicyState(
+            outcomes if outcomes is not None else state.outcomes,
+            sent if sent is not None else state.sent,
+        )
+        if changed
+        else None
+    )
+    return Decision(notify, transition, previous, suppressed, new_state, tuple(notes))

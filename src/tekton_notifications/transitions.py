@@ -1,0 +1,164 @@
+"""Transitions: whether a finished run changed its pipeline's outcome (``fixed``).
+
+"Notify when a pipeline fails, and once when it is fixed again" needs the previous outcome of
+the same pipeline (:attr:`RunEvent.pipeline`). The last outcome per pipeline is kept in the
+policy's ``status.outcomes`` (see :mod:`tekton_notifications.storm` for why there); this module
+only compares an event with those records and says what to write, so it does no I/O.
+
+Writes happen on changes only: a pipeline failing ten times in a row costs one write. A
+redelivered event finds its own run recorded and gets the same answer again; an event older
+than the record (by completion time) is stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tekton_notifications.events import RunEvent, format_time, parse_time
+
+#: Records kept per policy; beyond it the oldest successes go first (a missing record means
+#: "not known to be failing", which is what a success says too).
+MAX_OUTCOMES: Final = 200
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The last outcome of one pipeline, as a policy saw it."""
+
+    kind: str
+    pipeline: str
+    outcome: str  # "succeeded" or "failed"
+    run: str
+    uid: str
+    completion_time: str
+    #: The outcome before this one, so a redelivery of this run repeats its transition.
+    previous: str = ""
+
+    def as_status(self) -> dict[str, str]:
+        entry = {
+            "kind": self.kind,
+            "pipeline": self.pipeline,
+            "outcome": self.outcome,
+            "run": self.run,
+            "uid": self.uid,
+        }
+        if self.completion_time:  # the CRD wants a date-time or nothing
+            entry["completionTime"] = self.completion_time
+        if self.previous:
+            entry["previousOutcome"] = self.previous
+        return entry
+
+    def view(self) -> dict[str, str]:
+        """What templates see as ``event.previous``."""
+        return {"outcome": self.outcome, "run": self.run, "completionTime": self.completion_time}
+
+
+@dataclass(frozen=True)
+class Observation:
+    #: "fixed" when this run succeeded after a failure, else None.
+    transition: str | None
+    #: The record this event was compared with (None: the pipeline was not known).
+    previous: Outcome | None
+    #: The records to write, or None when nothing changes.
+    updated: tuple[Outcome, ...] | None
+    note: str
+
+
+def observe(records: Sequence[Outcome], event: RunEvent) -> Observation:
+    """Compare a run event with the recorded outcomes of its policy."""
+    outcome = event.final_outcome
+    if outcome is None:
+        why = "cancelled runs" if "cancelled" in event.policy_events else "unfinished runs"
+        return Observation(None, None, None, f"{why} do not change the pipeline's outcome")
+    pipeline = event.pipeline
+    recorded = next(
+        (r for r in records if r.kind == event.kind and r.pipeline == pipeline),
+        None,
+    )
+    if recorded is not None and event.uid and recorded.uid == event.uid:
+        transition = _transition(recorded.previous, recorded.outcome)
+        previous = _previous_of(recorded)
+        return Observation(
+            transition, previous, None, f"this run was recorded already ({recorded.outcome})"
+        )
+    completed = event.completion_time
+    recorded_time = parse_time(recorded.completion_time) if recorded is not None else None
+    if completed is not None and recorded_time is not None and completed < recorded_time:
+        assert recorded is not None
+        return Observation(
+            None, recorded, None, f"stale: {recorded.run} finished later ({recorded.outcome})"
+        )
+    before = recorded.outcome if recorded is not None else ""
+    if before == outcome or (before == "" and outcome == "succeeded"):
+        what = f"still {outcome}" if before else "no failure recorded"
+        return Observation(None, recorded, None, f"{pipeline}: {what}")
+    record = Outcome(
+        kind=event.kind,
+        pipeline=pipeline,
+        outcome=outcome,
+        run=event.name,
+        uid=event.uid,
+        completion_time=format_time(completed) if completed else event.time,
+        previous=before,
+    )
+    kept = [r for r in records if r is not recorded]
+    updated = _bounded([*kept, record])
+    transition = _transition(before, outcome)
+    note = f"{pipeline}: {before or 'unknown'} -> {outcome}"
+    return Observation(transition, recorded, updated, note)
+
+
+def _transition(before: str, after: str) -> str | None:
+    return "fixed" if before == "failed" and after == "succeeded" else None
+
+
+def _previous_of(recorded: Outcome) -> Outcome | None:
+    """For a replay, the record as it was before this run: enough for templates."""
+    if not recorded.previous:
+        return None
+    return Outcome(
+        kind=recorded.kind,
+        pipeline=recorded.pipeline,
+        outcome=recorded.previous,
+        run="",
+        uid="",
+        completion_time="",
+    )
+
+
+def _bounded(records: list[Outcome]) -> tuple[Outcome, ...]:
+    if len(records) <= MAX_OUTCOMES:
+        return tuple(records)
+    # Drop the oldest successes first, then the oldest failures.
+    ordered = sorted(records, key=lambda r: (r.outcome == "failed", r.completion_time))
+    return tuple(ordered[len(records) - MAX_OUTCOMES :])
+
+
+def parse_records(status: Mapping[str, Any]) -> tuple[Outcome, ...]:
+    """Records from ``status.outcomes``; entries that don't parse are dropped, not fatal."""
+    entries = status.get("outcomes")
+    if not isinstance(entries, list):
+        return ()
+    records = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        fields = {key: entry.get(key) for key in ("kind", "pipeline", "outcome", "run")}
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            continue
+        if entry["outcome"] not in ("succeeded", "failed"):
+            continue
+        records.append(
+            Outcome(
+                kind=str(entry["kind"]),
+                pipeline=str(entry["pipeline"]),
+                outcome=str(entry["outcome"]),
+                run=str(entry["run"]),
+                uid=str(entry.get("uid") or ""),
+                completion_time=str(entry.get("completionTime") or ""),
+                previous=str(entry.get("previousOutcome") or ""),
+            )
+        )
+    return tuple(records)
