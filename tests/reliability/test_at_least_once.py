@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import taskruns, types
+from tekton_notifications import notifications, taskruns, types
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.kubeapi import KubeError
@@ -81,8 +81,19 @@ class Oracle:
             (t.namespace, t.name)
             for t in (parse_template(o) for o in objects if o["kind"] == "NotificationTemplate")
         }
+        #: Source run uid -> the pipeline it belongs to (RunEvent.pipeline).
+        self.pipelines: dict[str, str] = {}
 
     def identities(self, cloudevent: Mapping[str, Any]) -> set[Identity]:
+        """The runs an event must create exactly once."""
+        return self._identities(cloudevent, storm=False)
+
+    def storm_identities(self, cloudevent: Mapping[str, Any]) -> set[Identity]:
+        """The runs an event may create, at most once, if storm control lets it (policies
+        with a rate limit or ``fixed``; their own invariants are checked separately)."""
+        return self._identities(cloudevent, storm=True)
+
+    def _identities(self, cloudevent: Mapping[str, Any], *, storm: bool) -> set[Identity]:
         attributes = {k: str(v) for k, v in cloudevent.items() if k != "data"}
         try:
             event = parse_event(attributes, cloudevent.get("data"))
@@ -90,11 +101,15 @@ class Oracle:
             return set()
         matches, errors = self.index.match(event)
         assert not errors, [verdict.error for verdict in errors]
+        self.pipelines[event.uid] = event.pipeline
         tekton_event = attributes["type"].split(".")[-2]
         return {
             (m.policy.namespace, m.policy.name, m.template_ref.name, event.uid, tekton_event)
             for m in matches
-            if (m.policy.namespace, m.template_ref.name) in self.templates
+            # Suspended policies' matches are only counted (suppressed), never launched.
+            if not m.suspended
+            and m.policy.keeps_state == storm
+            and (m.policy.namespace, m.template_ref.name) in self.templates
         }
 
     def identities_of_letter(self, letter: Mapping[str, Any]) -> set[Identity]:
@@ -103,6 +118,8 @@ class Oracle:
         event_type = str(letter.get("type", ""))
         if event_type.startswith("dev.tekton.event."):
             return self.identities(letter)
+        if event_type == notifications.SUPPRESSED:
+            return set()  # stood for no run
         data = letter.get("data")
         if not isinstance(data, Mapping) or "runEvent" not in data:
             return set()  # launched/failed: about a run that exists, or a refusal
@@ -180,6 +197,8 @@ def test_every_expected_run_exists_exactly_once_under_faults(
     oracle = Oracle(load_objects(*manifests))
     expected_by_event = [oracle.identities(event) for event in events]
     expected = set().union(*expected_by_event)
+    storm_controlled = set().union(*(oracle.storm_identities(event) for event in events))
+    assert storm_controlled, "the example policies put some events under storm control"
     flaky = {identity for identity in expected if identity[0] == "flaky"}
     assert flaky, "the seed must give the flaky namespace something to dead-letter"
 
@@ -234,6 +253,8 @@ def test_every_expected_run_exists_exactly_once_under_faults(
             f"({len({e['id'] for e in events})} distinct ids) in {elapsed:.1f}s; "
             f"expected {len(expected)} runs, created {len(runs)}, not created "
             f"{len(missing)} ({len(flaky)} of them in flaky), each dead-lettered; "
+            f"storm control: {len(set(created) & storm_controlled)} runs of "
+            f"{len(storm_controlled)} candidates; "
             f"{len(letters)} dead letters {dict(letter_kinds)}; "
             f"API faults fired {sum(fired.values())} {dict(fired)}, "
             f"committed-then-failed {sum(commit_then_fail.fired.values())} "
@@ -246,7 +267,18 @@ def test_every_expected_run_exists_exactly_once_under_faults(
     assert failures == [], "no render or launch failure was expected"
     duplicates = {identity: count for identity, count in created.items() if count > 1}
     assert duplicates == {}, "a notification run was created more than once"
-    assert set(created) - expected == set(), "runs nobody asked for"
+    assert set(created) - expected - storm_controlled == set(), "runs nobody asked for"
+    # Storm control under the same faults: each rate-limited (policy, pipeline) sent at most
+    # its limit of failure notifications (the whole soak fits in one window).
+    limits = {p.key: p.rate_limit for p in (c.policy for c in oracle.index.all()) if p.rate_limit}
+    spent = collections.Counter(
+        (namespace, name, oracle.pipelines[uid] if limit.per == "pipeline" else "")
+        for namespace, name, _, uid, tekton_event in set(created) & storm_controlled
+        if tekton_event == "failed" and (limit := limits.get((namespace, name))) is not None
+    )
+    assert spent, "rate-limited policies sent nothing"
+    for (namespace, name, pipeline), count in spent.items():
+        assert count <= limits[(namespace, name)].limit, (name, pipeline, count)
     assert missing - covered == set(), "expected runs that are neither created nor dead-lettered"
     assert missing >= flaky
     for letter in letters:

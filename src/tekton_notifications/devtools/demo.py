@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         )
         say(
             f"   {'NAMESPACE':<10} {'NAME':<28} {'READY':<6} {'REASON':<18} {'MATCHES':>7}  "
-            "LAST MATCHED"
+            f"{'SUPPRESSED':>10}  LAST MATCHED"
         )
         for policy in chain.policies():
             policy_status: dict[str, Any] = policy.get("status") or {}
@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 f"{policy['metadata']['name']:<28} "
                 f"{ready.get('status', '-'):<6} {ready.get('reason', '-'):<18} "
                 f"{policy_status.get('matchCount', 0):>7}  "
+                f"{policy_status.get('suppressedCount', 0):>10}  "
                 f"{policy_status.get('lastMatchedTime', '-')}"
             )
         say()
