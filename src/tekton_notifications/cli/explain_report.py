@@ -160,7 +160,8 @@ def _policy_lines(item: PolicyExplanation, created: Created) -> list[str]:
     if item.storm is not None:
         decision = item.storm
         for note in decision.notes:
-            lines.append(f"    storm control: {note}")
+            if note != decision.suppressed:
+                lines.append(f"    storm control: {note}")
         if decision.suppressed:
             lines.append(f"    {NO} suppressed: {decision.suppressed}")
         elif not decision.notify:
@@ -174,8 +175,10 @@ def _policy_lines(item: PolicyExplanation, created: Created) -> list[str]:
             f"    note: spec.when does not compile, so this policy never matches: "
             f"{_cel_message(item.compile_error)}"
         )
+    held_back = item.storm is not None and not item.storm.notify
     for outcome in item.templates:
-        lines.extend(_outcome_lines(outcome, created))
+        # Nothing is launched for a suppressed match: "not in the cluster" would mislead.
+        lines.extend(_outcome_lines(outcome, None if held_back else created))
     return lines
 
 
