@@ -81,6 +81,10 @@ class Informer:
     def ready(self) -> bool:
         return self._synced.is_set()
 
+    @property
+    def plural(self) -> str:
+        return self._resource[2]
+
     def start(self) -> None:
         self._thread.start()
 
@@ -301,6 +305,34 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
             status=503, reason="Unavailable", message=_describe(error), retryable=True
         ) from None
     return True
+
+
+def policy_informers(api: client.ApiClient, directory: Any) -> tuple[Informer, Informer]:
+    """Informers keeping a :class:`claims.PolicyDirectory` current, for both policy kinds."""
+    from tekton_notifications import types
+
+    return (
+        Informer(
+            api,
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.POLICY_PLURAL,
+            on_reset=directory.reset,
+            on_upsert=directory.upsert,
+            on_delete=directory.delete,
+        ),
+        # A cluster without the ClusterNotificationPolicy CRD just has none.
+        Informer(
+            api,
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.CLUSTER_POLICY_PLURAL,
+            on_reset=directory.reset_cluster,
+            on_upsert=directory.upsert_cluster,
+            on_delete=directory.delete_cluster,
+            optional=True,
+        ),
+    )
 
 
 def patch_status(

@@ -102,7 +102,7 @@ def evaluate(
             "not a notification run",
             "notification run" if event.is_notification_run else "user run",
         ),
-        _namespace_check(policy, event.namespace),
+        namespace_check(policy, event.namespace),
     ]
     if all(check.ok for check in checks):
         checks.extend(
@@ -144,7 +144,7 @@ def _event_check(policy: Policy, event: RunEvent, direct: bool) -> Check:
     return Check("event", True, wanted, f"{got} (a transition depends on it)")
 
 
-def _namespace_check(policy: Policy, namespace: str) -> Check:
+def namespace_check(policy: Policy, namespace: str) -> Check:
     """A namespaced policy sees its own namespace; a cluster policy its ``namespaces``."""
     if not policy.cluster:
         return Check("namespace", namespace == policy.namespace, policy.namespace, namespace)

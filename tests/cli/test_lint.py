@@ -477,3 +477,49 @@ def test_a_label_the_policy_selects_on_may_be_read_directly(
     path = write_yaml(tmp_path / "t.yaml", template, policy)
 
     assert problems(invoke, path) == []
+
+
+def cluster_policy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "notifications.tekton.dev/v1alpha1",
+        "kind": "ClusterNotificationPolicy",
+        "metadata": {"name": "platform"},
+        "spec": {
+            "events": ["failed"],
+            "templateNamespace": "platform",
+            "templateRefs": [{"name": "slack"}],
+            **spec,
+        },
+    }
+
+
+def test_a_cluster_policy_is_linted_against_the_templates_of_its_template_namespace(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    good = write_yaml(
+        tmp_path / "good.yaml", cluster_policy(), template_object("slack", namespace="platform")
+    )
+    assert problems(invoke, good) == []
+
+    misplaced = write_yaml(
+        tmp_path / "misplaced.yaml", cluster_policy(), template_object("slack", namespace="ci")
+    )
+    problem = one(problems(invoke, misplaced), "ref")
+    assert problem["object"] == "ClusterNotificationPolicy platform"
+    assert problem["message"].startswith(
+        "NotificationTemplate platform/slack is not among the linted files (there is one in "
+        "namespace ci"
+    )
+
+
+def test_a_cluster_policy_gets_the_schema_spec_and_cel_checks_too(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    path = write_yaml(
+        tmp_path / "p.yaml",
+        cluster_policy(when='pipeline.name == "x"', rateLimit={"limit": 0, "window": "1m"}),
+        template_object("slack", namespace="platform"),
+    )
+    found = problems(invoke, path)
+    assert {problem["check"] for problem in found} >= {"schema", "cel"}
+    assert any(problem["field"] == "spec.rateLimit.limit" for problem in found), found

@@ -440,6 +440,12 @@ def test_sinkbinding_points_the_policy_filter_at_the_broker() -> None:
 
 # --- RBAC ----------------------------------------------------------------------------------
 
+#: Renderer and launcher check that a notification names a policy that exists (claims.py).
+POLICY_READER = {
+    ("notifications.tekton.dev", plural, verb)
+    for plural in ("notificationpolicies", "clusternotificationpolicies")
+    for verb in ("list", "watch")
+}
 LEAST_PRIVILEGE = {
     "policy-filter": {
         ("notifications.tekton.dev", plural, verb)
@@ -455,11 +461,13 @@ LEAST_PRIVILEGE = {
         ("notifications.tekton.dev", "notificationtemplates", verb)
         for verb in ("get", "list", "watch")
     }
-    | {("tekton.dev", "taskruns", "get"), ("tekton.dev", "customruns", "get")},
+    | {("tekton.dev", "taskruns", "get"), ("tekton.dev", "customruns", "get")}
+    | POLICY_READER,
     "task-launcher": {
         ("tekton.dev", "taskruns", "create"),
         ("tekton.dev", "pipelineruns", "create"),
-    },
+    }
+    | POLICY_READER,
     "status-recorder": {
         ("notifications.tekton.dev", plural, verb)
         for plural in (

@@ -76,6 +76,15 @@ OBJECTS: list[dict[str, Any]] = [
         templateRefs=[{"name": "a-notify"}],
     ),
     policy("team-a", "a-borrows-b", events=["failed"], templateRefs=[{"name": "b-only"}]),
+    # Uses every secret-hunting template, so notifications naming them pass the claim check
+    # (claims.py) and reach the sandbox; suspended, so no real event ever launches them.
+    policy(
+        "team-a",
+        "a-hunts",
+        events=["failed"],
+        suspend=True,
+        templateRefs=[{"name": name} for name in ("a-secret-by-name", *SECRET_HUNTS)],
+    ),
     template("team-a", "a-notify", message="{{ event.namespace }}/{{ event.name }}"),
     template("team-a", "a-secret-by-name", **{"webhook-secret": "slack-webhook"}),
     *(template("team-a", name, message=source) for name, source in SECRET_HUNTS.items()),
@@ -237,6 +246,14 @@ def test_a_rendered_run_aimed_at_another_namespace_is_refused(tenants: Tenants) 
     # The resource still says team-b: the launcher must not create it there.
     before = len(tenants.runs("team-b"))
     reply = tenants.post("task-launcher", attributes, forged)
+    # Refused as a forgery: team-a's policy does not use team-b's template (claims.py).
+    assert reply.status_code == 400, reply.content
+    assert "NotificationPolicy 'a-everything' does not use template" in reply.json()["message"]
+    assert len(tenants.runs("team-b")) == before
+
+    # Even naming a template the policy does use, the run must stay in the policy's namespace.
+    forged["templateRef"]["name"] = "a-notify"
+    reply = tenants.post("task-launcher", attributes, forged)
     assert reply.headers["ce-type"] == notifications.FAILED
     assert reply.json()["error"] == {
         "stage": "launch",
@@ -281,12 +298,6 @@ def test_a_notification_about_a_run_outside_its_policys_namespace_is_refused(
     assert "not in its policy's namespace 'team-b'" in reply.json()["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a matched event that claims a ClusterNotificationPolicy skips the namespace check, "
-    "and nothing checks that such a policy exists: the renderer reads the run's namespace "
-    "(children) and renders into the claimed templateNamespace",
-)
 def test_a_notification_claiming_a_cluster_policy_that_does_not_exist_is_refused(
     tenants: Tenants,
 ) -> None:
@@ -328,7 +339,7 @@ def test_a_rendered_run_with_inline_steps_is_refused(tenants: Tenants) -> None:
 @pytest.mark.parametrize("name", sorted(SECRET_HUNTS))
 def test_no_template_variable_or_filter_reaches_a_secret(tenants: Tenants, name: str) -> None:
     attributes, data = matched_for(tenants, run_event("team-b", "release-b"))
-    data["policy"] = {"name": "a-everything", "namespace": "team-a"}
+    data["policy"] = {"name": "a-hunts", "namespace": "team-a"}
     data["templateRef"] = {"name": name, "params": {}}
     wire = data["runEvent"]
     wire["data"]["pipelineRun"]["metadata"]["namespace"] = "team-a"
@@ -343,7 +354,7 @@ def test_no_template_variable_or_filter_reaches_a_secret(tenants: Tenants, name:
 
 def test_a_secret_is_passed_by_name_only(tenants: Tenants) -> None:
     attributes, data = matched_for(tenants, run_event("team-b", "release-b"))
-    data["policy"] = {"name": "a-everything", "namespace": "team-a"}
+    data["policy"] = {"name": "a-hunts", "namespace": "team-a"}
     data["templateRef"] = {"name": "a-secret-by-name", "params": {}}
     wire = data["runEvent"]
     wire["data"]["pipelineRun"]["metadata"]["namespace"] = "team-a"

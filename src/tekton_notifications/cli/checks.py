@@ -23,6 +23,8 @@ from tekton_notifications.cli.schema import CrdValidator
 from tekton_notifications.events import RunEvent
 
 POLICY: Final = "NotificationPolicy"
+CLUSTER_POLICY: Final = "ClusterNotificationPolicy"
+POLICIES: Final = (POLICY, CLUSTER_POLICY)
 TEMPLATE: Final = "NotificationTemplate"
 
 
@@ -63,7 +65,14 @@ class Entry:
 
     @property
     def label(self) -> str:
+        if self.kind == CLUSTER_POLICY:
+            return f"{self.kind} {self.name}"
         return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def home(self) -> str:
+        """Where this entry's templates live: a cluster policy's templateNamespace."""
+        return self.policy.home_namespace if self.policy is not None else self.namespace
 
 
 class Linter:
@@ -93,7 +102,7 @@ class Linter:
             return True
         kind = str(obj.get("kind") or "")
         group = str(obj.get("apiVersion") or "").split("/")[0]
-        if kind not in (POLICY, TEMPLATE) and group != types.GROUP:
+        if kind not in (*POLICIES, TEMPLATE) and group != types.GROUP:
             return False
         metadata = obj.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}
@@ -102,7 +111,7 @@ class Linter:
             obj=obj,
             kind=kind or "<no kind>",
             name=str(metadata.get("name") or "<unnamed>"),
-            namespace=str(metadata.get("namespace") or "default"),
+            namespace="" if kind == CLUSTER_POLICY else str(metadata.get("namespace") or "default"),
         )
         self.entries.append(entry)
         return True
@@ -112,7 +121,7 @@ class Linter:
         self._duplicates()
         for entry in self.entries:
             schema_fields = self._schema(entry)
-            if entry.kind == POLICY:
+            if entry.kind in POLICIES:
                 self._policy(entry, schema_fields)
             elif entry.kind == TEMPLATE:
                 self._template(entry, schema_fields)
@@ -234,7 +243,7 @@ class Linter:
             if entry.policy is None:
                 continue
             for index, ref in enumerate(entry.policy.template_refs):
-                if (entry.namespace, ref.name) in templates:
+                if (entry.home, ref.name) in templates:
                     continue
                 elsewhere = sorted(ns for ns, name in templates if name == ref.name)
                 hint = (
@@ -246,7 +255,7 @@ class Linter:
                 self._problem(
                     entry,
                     f"spec.templateRefs[{index}].name",
-                    f"NotificationTemplate {entry.namespace}/{ref.name} is not among the linted "
+                    f"NotificationTemplate {entry.home}/{ref.name} is not among the linted "
                     f"files{hint}",
                     "ref",
                 )
@@ -254,7 +263,7 @@ class Linter:
     def _referrers(self, template: Entry) -> list[tuple[Entry, int, models.TemplateRef]]:
         found = []
         for entry in self.entries:
-            if entry.policy is None or entry.namespace != template.namespace:
+            if entry.policy is None or entry.home != template.namespace:
                 continue
             for index, ref in enumerate(entry.policy.template_refs):
                 if ref.name == template.name:

@@ -213,7 +213,10 @@ class PolicyFilter:
             self._publish(outgoing)
         except sink.PublishError as error:
             return unavailable(str(error))
-        return accepted(f"published {len(outgoing)} events")
+        held = sum(event.type == notifications.SUPPRESSED for event in outgoing)
+        return accepted(
+            f"published {len(outgoing) - held} matches" + (f", {held} suppressed" if held else "")
+        )
 
     def _decider(
         self, match: Match, event: RunEvent

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import kube, logs, metrics, notifications, types
+from tekton_notifications import claims, kube, logs, metrics, notifications, types
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
@@ -21,21 +21,43 @@ class TaskLauncher:
 
     name = "task-launcher"
 
-    def __init__(self, create: Creator) -> None:
+    def __init__(
+        self,
+        create: Creator,
+        *,
+        policies: claims.PolicyDirectory | None = None,
+        informers: tuple[kube.Informer, ...] = (),
+    ) -> None:
         self._create = create
+        #: When set, a notification must name a policy that exists and uses its template.
+        self.policies = policies
+        self._informers = informers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TaskLauncher:
         api = kube.api_client(environ)
-        return cls(lambda body: kube.create_run(api, body))
+        policies = claims.PolicyDirectory()
+        return cls(
+            lambda body: kube.create_run(api, body),
+            policies=policies,
+            informers=kube.policy_informers(api, policies),
+        )
 
     def start(self) -> None:
-        return None
+        for informer in self._informers:
+            informer.start()
 
     def stop(self) -> None:
-        return None
+        for informer in self._informers:
+            informer.stop()
 
     def ready(self) -> tuple[bool, str]:
+        for informer in self._informers:
+            if not informer.ready:
+                return (
+                    False,
+                    f"{informer.plural} not loaded yet: {informer.last_error or 'listing'}",
+                )
         return True, "ok"
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
@@ -45,6 +67,13 @@ class TaskLauncher:
             notification = notifications.parse_notification(data)
         except EventError as error:
             return rejected(f"{attributes.get('id')}: {error}")
+        ready, why = self.ready()
+        if not ready:
+            return unavailable(why)
+        if self.policies is not None:
+            refused = claims.refusal(notification, self.policies.claimed(notification))
+            if refused:
+                return rejected(f"{attributes.get('id')}: {refused}")
         notification = notification.next_hop()
         problem = _unsafe(notification)
         if problem:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from tekton_notifications import (
+    claims,
     kube,
     logs,
     metrics,
@@ -80,11 +81,16 @@ class TemplateRenderer:
         settings: rendering.RenderSettings | None = None,
         informer: kube.Informer | None = None,
         children: ChildLookup | None = None,
+        policies: claims.PolicyDirectory | None = None,
+        policy_informers: tuple[kube.Informer, ...] = (),
     ) -> None:
         self.templates = templates
         self.settings = settings or rendering.RenderSettings()
         self._informer = informer
         self._children = children
+        #: When set, a notification must name a policy that exists and uses this template.
+        self.policies = policies
+        self._policy_informers = policy_informers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TemplateRenderer:
@@ -102,24 +108,34 @@ class TemplateRenderer:
             on_upsert=templates.upsert,
             on_delete=templates.delete,
         )
+        policies = claims.PolicyDirectory()
         return cls(
             templates,
             settings=settings,
             informer=informer,
             children=lambda ns, children: kube.child_outcomes(api, ns, children),
+            policies=policies,
+            policy_informers=kube.policy_informers(api, policies),
         )
 
+    def _all_informers(self) -> list[kube.Informer]:
+        return [i for i in (self._informer, *self._policy_informers) if i is not None]
+
     def start(self) -> None:
-        if self._informer is not None:
-            self._informer.start()
+        for informer in self._all_informers():
+            informer.start()
 
     def stop(self) -> None:
-        if self._informer is not None:
-            self._informer.stop()
+        for informer in self._all_informers():
+            informer.stop()
 
     def ready(self) -> tuple[bool, str]:
-        if self._informer is not None and not self._informer.ready:
-            return False, f"templates not loaded yet: {self._informer.last_error or 'listing'}"
+        for informer in self._all_informers():
+            if not informer.ready:
+                return (
+                    False,
+                    f"{informer.plural} not loaded yet: {informer.last_error or 'listing'}",
+                )
         return True, f"{len(self.templates)} templates"
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
@@ -132,6 +148,10 @@ class TemplateRenderer:
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
+        if self.policies is not None:
+            refused = claims.refusal(notification, self.policies.claimed(notification))
+            if refused:  # checked before anything about the run is read
+                return rejected(f"{attributes.get('id')}: {refused}")
         notification = notification.next_hop()
         ref = notification.template_ref
         # Templates are looked up in the policy's namespace only: no cross-tenant reads.
