@@ -17,7 +17,7 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction
 from tekton_notifications.models import TemplateRef, parse_template
 from tekton_notifications.notifications import Notification
-from tests.conftest import load_event, needs_shared
+from tests.conftest import load_event, needs_shared, policy_object
 from tests.functions.serving import post_event
 
 pytestmark = needs_shared
@@ -65,7 +65,15 @@ def rendered_event(
 
 
 @pytest.fixture
-def launcher(kubeconfig: Path, served: Serve) -> ServedFunction:
+def launcher(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
+    # The policy the rendered events name: the launcher refuses claims to missing ones.
+    kubeapi.store.create(
+        "notifications.tekton.dev",
+        "v1alpha1",
+        "notificationpolicies",
+        "ci",
+        policy_object("failed-pipelines", templates=["slack"]),
+    )
     return served("task-launcher", KUBECONFIG=str(kubeconfig))
 
 

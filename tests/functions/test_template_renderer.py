@@ -48,9 +48,28 @@ def matched(
     return dict(event.attributes), dict(event.data)
 
 
+#: Every template the tests below name: the renderer refuses claims to policies that don't
+#: use the template (claims.py), so the tests' policy uses them all.
+TEMPLATES_NAMED = [
+    "slack-webhook",
+    "no-such-template",
+    "team-b-only",
+    "typo",
+    "both-refs",
+    "notify-pipeline",
+]
+
+
 @pytest.fixture
 def renderer(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
     kubeapi.load_manifests(EXAMPLES / "templates")
+    kubeapi.store.create(
+        "notifications.tekton.dev",
+        "v1alpha1",
+        "notificationpolicies",
+        "ci",
+        policy_object("failed-pipelines", templates=TEMPLATES_NAMED),
+    )
     return served(
         "template-renderer",
         KUBECONFIG=str(kubeconfig),

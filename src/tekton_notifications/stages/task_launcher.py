@@ -12,6 +12,11 @@ from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
 
 logger = logging.getLogger(__name__)
+_WHAT = {
+    types.TEMPLATE_PLURAL: "templates",
+    types.POLICY_PLURAL: "policies",
+    types.CLUSTER_POLICY_PLURAL: "cluster policies",
+}
 
 Creator = Callable[[Mapping[str, Any]], kube.Created]
 

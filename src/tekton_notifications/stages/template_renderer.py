@@ -24,6 +24,11 @@ from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
 
 logger = logging.getLogger(__name__)
+_WHAT = {
+    types.TEMPLATE_PLURAL: "templates",
+    types.POLICY_PLURAL: "policies",
+    types.CLUSTER_POLICY_PLURAL: "cluster policies",
+}
 
 ChildLookup = Callable[[str, tuple[ChildRun, ...]], tuple[ChildRun, ...]]
 
