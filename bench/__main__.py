@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import breakdown, cel_cost, coldstart, e2e, throughput
+from bench import breakdown, cel_cost, coldstart, e2e, storm_cost, throughput
 from bench.loadgen import CLIENTS
 from bench.table import Row, format_table
 from tekton_notifications import cel
 
-SECTIONS = ("cel", "breakdown", "throughput", "servers", "e2e", "coldstart")
+SECTIONS = ("cel", "storm", "breakdown", "throughput", "servers", "e2e", "coldstart")
 
 
 def machine() -> str:
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "cel": lambda: _joined(
             cel_cost.cel_rows(quick=args.quick), cel_cost.index_rows(quick=args.quick)
         ),
+        "storm": lambda: storm_cost.storm_rows(quick=args.quick),
         "breakdown": lambda: breakdown.run(quick=args.quick, log_dir=log_dir),
         "throughput": lambda: throughput.run(settings),
         "servers": lambda: throughput.run_servers(settings),

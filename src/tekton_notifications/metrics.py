@@ -45,7 +45,7 @@ SUPPRESSED: Final = Counter(
 )
 TRANSITIONS: Final = Counter(
     "tekton_notifications_transitions_total",
-    "Pipelines whose outcome changed, as seen by a policy, by transition (fixed).",
+    "Pipelines whose outcome changed, as seen by a policy, by transition (broken, fixed).",
     ["namespace", "policy", "transition"],
     registry=REGISTRY,
 )

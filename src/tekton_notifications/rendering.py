@@ -968,8 +968,8 @@ def render_context(
 ) -> dict[str, Any]:
     """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
 
-    ``event.transition`` is ``"fixed"`` when the run fixed its pipeline (else ""), with the
-    pipeline's outcome before it in ``event.previous`` (else None).
+    ``event.transition`` is ``"broken"`` or ``"fixed"`` when the run changed its pipeline's
+    outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
     """
     view = event.view()
     view["url"] = dashboard_url(event, settings)

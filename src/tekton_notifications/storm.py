@@ -1,9 +1,10 @@
 """Storm control: whether a match notifies, given the policy's state.
 
 A match notifies unless its policy is suspended, its rate limit is spent, or it matched only
-because a transition depends on it (``fixed``) and there was none. A ``fixed`` notification is
-never rate-limited: it comes at most once per failure streak. Rate limits and transitions
-need memory across events, replicas and restarts; it lives in the policy's own ``status``:
+because a transition depends on it (``broken``, ``fixed``) and there was none. A notification
+for a listed transition is never rate-limited: it comes at most once per streak. Rate limits
+and transitions need memory across events, replicas and restarts; it lives in the policy's
+own ``status``:
 
 - ``status.outcomes``: the last outcome of each pipeline the policy selects
   (:mod:`tekton_notifications.transitions`);
@@ -57,11 +58,11 @@ class PolicyState:
 @dataclass(frozen=True)
 class Decision:
     notify: bool
-    #: ``fixed`` when this event fixed its pipeline.
+    #: ``broken`` or ``fixed`` when this event changed its pipeline's outcome.
     transition: str | None = None
     previous: Outcome | None = None
     #: Why a match is held back (rate limit, suspended); None when it notifies or when it was
-    #: never meant to (a failure observed only for a later ``fixed``).
+    #: never meant to (a run observed only for a transition that did not happen).
     suppressed: str | None = None
     #: The state to write, or None when it is unchanged.
     state: PolicyState | None = None

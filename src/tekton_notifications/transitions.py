@@ -1,4 +1,4 @@
-"""Transitions: whether a finished run changed its pipeline's outcome (``fixed``).
+"""Transitions: whether a finished run changed its pipeline's outcome (``broken``, ``fixed``).
 
 "Notify when a pipeline fails, and once when it is fixed again" needs the previous outcome of
 the same pipeline (:attr:`RunEvent.pipeline`). The last outcome per pipeline is kept in the
@@ -57,7 +57,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Observation:
-    #: "fixed" when this run succeeded after a failure, else None.
+    #: "fixed" when this run succeeded after a failure, "broken" when it failed and the
+    #: pipeline was not failing (or not known yet), else None.
     transition: str | None
     #: The record this event was compared with (None: the pipeline was not known).
     previous: Outcome | None
@@ -111,7 +112,9 @@ def observe(records: Sequence[Outcome], event: RunEvent) -> Observation:
 
 
 def _transition(before: str, after: str) -> str | None:
-    return "fixed" if before == "failed" and after == "succeeded" else None
+    if after == "succeeded":
+        return "fixed" if before == "failed" else None
+    return "broken" if before != "failed" else None
 
 
 def _previous_of(recorded: Outcome) -> Outcome | None:

@@ -15,8 +15,8 @@ TektonEventName = Literal["queued", "started", "running", "unknown", "successful
 
 #: What a NotificationPolicy selects in ``spec.events``. ``cancelled`` and ``timedOut`` are
 #: refinements of ``failed``: Tekton reports both as ``failed`` with a condition reason.
-#: ``fixed`` is a transition, not a Tekton event: a success after the previous run of the same
-#: pipeline failed (see :mod:`tekton_notifications.transitions`).
+#: ``broken`` and ``fixed`` are transitions, not Tekton events: the first failure of a pipeline
+#: that was not failing, the first success after failures (:mod:`tekton_notifications.transitions`).
 PolicyEvent = Literal[
     "queued",
     "started",
@@ -26,6 +26,7 @@ PolicyEvent = Literal[
     "failed",
     "cancelled",
     "timedOut",
+    "broken",
     "fixed",
 ]
 POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
@@ -37,10 +38,11 @@ POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
     "failed",
     "cancelled",
     "timedOut",
+    "broken",
     "fixed",
 )
 #: Policy events that depend on the previous outcome of the same pipeline, not only this event.
-TRANSITION_EVENTS: Final[frozenset[str]] = frozenset({"fixed"})
+TRANSITION_EVENTS: Final[frozenset[str]] = frozenset({"broken", "fixed"})
 
 Namespace = NewType("Namespace", str)
 PolicyName = NewType("PolicyName", str)

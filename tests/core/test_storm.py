@@ -114,7 +114,7 @@ def test_a_run_with_nothing_to_group_by_is_its_own_pipeline() -> None:
 
 def test_a_success_after_a_failure_is_fixed_and_a_second_success_is_not() -> None:
     failed = transitions.observe((), finished("failed"))
-    assert failed.transition is None and failed.updated is not None
+    assert failed.transition == "broken" and failed.updated is not None
 
     fixed = transitions.observe(failed.updated, finished("succeeded", at=T0 + timedelta(hours=1)))
     assert fixed.transition == "fixed"
@@ -131,11 +131,21 @@ def test_the_first_success_ever_seen_is_not_a_fix_and_writes_nothing() -> None:
     assert (observed.transition, observed.updated) == (None, None)
 
 
-def test_repeated_failures_write_once() -> None:
+def test_repeated_failures_write_once_and_only_the_first_breaks_the_pipeline() -> None:
     first = transitions.observe((), finished("failed"))
-    assert first.updated is not None
+    assert first.updated is not None and first.transition == "broken"
     second = transitions.observe(first.updated, finished("failed", at=T0 + timedelta(minutes=5)))
-    assert second.updated is None
+    assert second.updated is None and second.transition is None
+
+
+def test_a_failure_after_a_success_breaks_the_pipeline_again() -> None:
+    failed = transitions.observe((), finished("failed"))
+    assert failed.updated is not None
+    fixed = transitions.observe(failed.updated, finished("succeeded", at=T0 + timedelta(1)))
+    assert fixed.updated is not None
+    again = transitions.observe(fixed.updated, finished("failed", at=T0 + timedelta(2)))
+    assert again.transition == "broken"
+    assert again.previous is not None and again.previous.outcome == "succeeded"
 
 
 def test_a_timeout_is_a_failure_that_a_success_fixes() -> None:
@@ -352,11 +362,23 @@ def test_failed_and_fixed_notifies_each_failure_and_once_when_fixed() -> None:
         sent.append((outcome, decision.notify, decision.transition))
         state = decision.state or state
     assert sent == [
-        ("failed", True, None),
+        ("failed", True, "broken"),  # the template may say so: event.transition
         ("failed", True, None),
         ("succeeded", True, "fixed"),
         ("succeeded", False, None),
     ]
+
+
+def test_broken_and_fixed_send_one_message_per_change_of_a_flapping_pipeline() -> None:
+    target = policy(["broken", "fixed"])
+    state, sent = PolicyState(), []
+    outcomes = ["failed", "failed", "failed", "succeeded", "succeeded", "failed", "succeeded"]
+    for minute, outcome in enumerate(outcomes):
+        decision = decide(target, finished(outcome, at=T0 + timedelta(minutes=minute)), state)
+        state = decision.state or state
+        if decision.notify:
+            sent.append((minute, decision.transition))
+    assert sent == [(0, "broken"), (3, "fixed"), (5, "broken"), (6, "fixed")]
 
 
 def test_a_fixed_only_policy_watches_failures_without_notifying_them() -> None:

@@ -110,7 +110,7 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
 
     failure = post_cloudevent(function.url, run_of(FAILED, 1, minute=1))
     assert failure.type == notifications.MATCHED
-    assert "transition" not in failure.data
+    assert failure.data["transition"] == {"name": "broken", "previous": None}
     (outcome,) = status_of(kubeapi, "fixes")["outcomes"]
     assert (outcome["pipeline"], outcome["outcome"]) == ("build-and-test", "failed")
 

@@ -64,6 +64,18 @@ def resource(kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 CONTROL_POLICY = resource(
     "NotificationPolicy", "all-failed", {"events": ["failed"], "templateRefs": [{"name": "plain"}]}
 )
+
+
+#: Uses every bad template, so a matched event naming one passes the renderer's claim check
+#: (claims.py) and meets the template itself; never matches the control event.
+def template_user(names: list[str]) -> dict[str, Any]:
+    return resource(
+        "NotificationPolicy",
+        "bad-templates",
+        {"events": ["queued"], "templateRefs": [{"name": name} for name in names]},
+    )
+
+
 CONTROL_TEMPLATE = resource(
     "NotificationTemplate",
     "plain",
@@ -157,7 +169,9 @@ def served(
         pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
     workdir = tmp_path_factory.mktemp(f"bad-input-{server}")
     with KubeAPIServer() as api:
-        for obj in (CONTROL_POLICY, CONTROL_TEMPLATE, *bad_policies(), *bad_templates()):
+        templates = bad_templates()
+        user = template_user([str(t["metadata"]["name"]) for t in templates])
+        for obj in (CONTROL_POLICY, CONTROL_TEMPLATE, user, *bad_policies(), *templates):
             api.store.create_manifest(copy.deepcopy(obj))
         kubeconfig = workdir / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
@@ -405,6 +419,7 @@ def test_bad_templates_are_failed_events_with_their_reason(
     good = served.good["template-renderer"]
     data = copy.deepcopy(good.data)
     data["templateRef"] = {"name": case["id"], "params": {}}
+    data["policy"]["name"] = "bad-templates"
     reply = post(served.url("template-renderer"), binary(good), json.dumps(data).encode())
     assert (reply.status, reply.type) == (200, notifications.FAILED), reply
     error = json.loads(reply.body)["error"]

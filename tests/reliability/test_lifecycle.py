@@ -140,6 +140,7 @@ def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Pa
     events = rendered_events(BURST)
     with KubeAPIServer() as api:
         creates = SlowCreates(api, CREATE_LATENCY)
+        api.store.create_manifest(dict(POLICY))  # the launcher refuses claims to no policy
         kubeconfig = tmp_path / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
         env = {"KUBECONFIG": str(kubeconfig)}
