@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -307,8 +307,20 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
     return True
 
 
-def policy_informers(api: client.ApiClient, directory: Any) -> tuple[Informer, Informer]:
-    """Informers keeping a :class:`claims.PolicyDirectory` current, for both policy kinds."""
+class PolicyWatcher(Protocol):
+    """What keeps a view of both policy kinds: the policy filter's index, ``claims``."""
+
+    def reset(self, objects: list[dict[str, Any]]) -> None: ...
+    def upsert(self, obj: dict[str, Any]) -> None: ...
+    def delete(self, obj: dict[str, Any]) -> None: ...
+    def reset_cluster(self, objects: list[dict[str, Any]]) -> None: ...
+    def upsert_cluster(self, obj: dict[str, Any]) -> None: ...
+    def delete_cluster(self, obj: dict[str, Any]) -> None: ...
+
+
+def policy_informers(api: client.ApiClient, directory: PolicyWatcher) -> tuple[Informer, Informer]:
+    """Informers keeping ``directory`` current: NotificationPolicies, and
+    ClusterNotificationPolicies where their CRD is installed."""
     from tekton_notifications import types
 
     return (

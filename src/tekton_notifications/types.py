@@ -5,7 +5,7 @@ Only vocabulary lives here; no behaviour, no imports from the rest of the packag
 
 from __future__ import annotations
 
-from typing import Final, Literal, NewType
+from typing import Final, Literal, NewType, get_args
 
 RunKind = Literal["TaskRun", "PipelineRun", "CustomRun"]
 RUN_KINDS: Final[tuple[RunKind, ...]] = ("TaskRun", "PipelineRun", "CustomRun")
@@ -29,18 +29,7 @@ PolicyEvent = Literal[
     "broken",
     "fixed",
 ]
-POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = (
-    "queued",
-    "started",
-    "running",
-    "unknown",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "timedOut",
-    "broken",
-    "fixed",
-)
+POLICY_EVENTS: Final[tuple[PolicyEvent, ...]] = get_args(PolicyEvent)
 #: Policy events that depend on the previous outcome of the same pipeline, not only this event.
 TRANSITION_EVENTS: Final[frozenset[str]] = frozenset({"broken", "fixed"})
 

@@ -654,19 +654,7 @@ ACCEPTED: dict[str, Object] = {
             "matchAnnotations": {"example.com/notify": "true", "owner": "Jane Doe <j@x.io>"},
         }
     ),
-    "policy with every event": a_policy(
-        events=[
-            "queued",
-            "started",
-            "running",
-            "unknown",
-            "succeeded",
-            "failed",
-            "cancelled",
-            "timedOut",
-            "fixed",
-        ]
-    ),
+    "policy with every event": a_policy(events=list(types.POLICY_EVENTS)),
     "policy with fixed and a per-pipeline rate limit": a_policy(
         events=["failed", "fixed"], rateLimit={"limit": 5, "window": "1h30m", "per": "pipeline"}
     ),

@@ -18,7 +18,6 @@ from tekton_notifications import (
     storm,
     taskruns,
     tracing,
-    types,
 )
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
 from tekton_notifications.matching import Match, PolicyIndex
@@ -70,26 +69,7 @@ class PolicyFilter:
         publish = (lambda events: sink.publish(target, events)) if target else None
         api = kube.api_client(environ)
         stage = cls(index, publish=publish, states=PolicyStates.on_api(api))
-        stage._informer = kube.Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.POLICY_PLURAL,
-            on_reset=stage.reset,
-            on_upsert=stage.upsert,
-            on_delete=stage.delete,
-        )
-        # Optional: a cluster without the ClusterNotificationPolicy CRD just has none.
-        stage._cluster_informer = kube.Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.CLUSTER_POLICY_PLURAL,
-            on_reset=stage.reset_cluster,
-            on_upsert=stage.upsert_cluster,
-            on_delete=stage.delete_cluster,
-            optional=True,
-        )
+        stage._informer, stage._cluster_informer = kube.policy_informers(api, stage)
         return stage
 
     def _all_informers(self) -> list[kube.Informer]:
