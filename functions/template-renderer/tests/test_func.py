@@ -27,6 +27,13 @@ TEMPLATE = {
         "params": {"message": "{{ event.name }} {{ event.outcome }}"},
     },
 }
+#: The policy the matched event names: the renderer refuses claims to policies that don't exist.
+POLICY = {
+    "apiVersion": "notifications.tekton.dev/v1alpha1",
+    "kind": "NotificationPolicy",
+    "metadata": {"name": "failures", "namespace": "ci"},
+    "spec": {"events": ["failed"], "templateRefs": [{"name": "slack"}]},
+}
 RUN = {
     "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
     "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]},
@@ -54,11 +61,14 @@ def test_a_matched_event_is_rendered_into_a_taskrun(tmp_path: Path) -> None:
         kubeapi.store.create(
             "notifications.tekton.dev", "v1alpha1", "notificationtemplates", "ci", TEMPLATE
         )
+        kubeapi.store.create(
+            "notifications.tekton.dev", "v1alpha1", "notificationpolicies", "ci", POLICY
+        )
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
         function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
         try:
-            assert function._stage._informer.wait_synced(10)
+            assert all(i.wait_synced(10) for i in function._stage._all_informers())
             response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()
