@@ -24,6 +24,7 @@ from tekton_notifications.matching import Match, PolicyIndex
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.storm import PolicyState
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +232,12 @@ class PolicyFilter:
                 outgoing.extend(matched_event(match, event) for match in group)
                 notifying.extend(group)
                 continue
+            decide = self._decider(first, event)
             try:
-                decision = self.states.decide(policy, self._decider(first, event))
+                # A suspended policy needs no state: it only counts what it holds back.
+                decision = (
+                    decide(PolicyState()) if first.suspended else self.states.decide(policy, decide)
+                )
             except PolicyGone as gone:
                 logger.info("skipped: %s", gone)
                 continue
