@@ -31,7 +31,7 @@ class Function:
     def start(self, cfg: Mapping[str, str]) -> None:
         logs.configure(cfg)
         metrics.serve(cfg)
-        self._stage = self._factory(cfg)
+        self._stage = base.build(self._factory, cfg)
         self._stage.start()
 
     def stop(self) -> None:

@@ -54,7 +54,7 @@ class LazyStage:
             if self._stage is None or self._pid != os.getpid():
                 logs.configure()
                 metrics.serve()
-                self._stage = self._factory(dict(os.environ))
+                self._stage = base.build(self._factory, dict(os.environ))
                 self._stage.start()
                 self._pid = os.getpid()
                 deadline = time.monotonic() + STARTUP_WAIT

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tekton_notifications import types
+from tekton_notifications import signing, types
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT, SERVERS
 
@@ -76,7 +77,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             args.examples / "templates",
             args.examples / "cluster",
         ),
-        env={"TEKTON_DASHBOARD_URL": args.dashboard_url},
+        # As installed: the functions sign what they send each other (signing.py).
+        env={
+            "TEKTON_DASHBOARD_URL": args.dashboard_url,
+            signing.ENVIRONMENT: secrets.token_hex(32),
+        },
     )
     with chain:
         if chain.emulator is not None:

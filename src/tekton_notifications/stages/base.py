@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from tekton_notifications import metrics
+from tekton_notifications import metrics, signing
 from tekton_notifications.notifications import OutgoingEvent
 
 logger = logging.getLogger("tekton_notifications.stages")
@@ -118,3 +118,42 @@ def handle(stage: Stage, attributes: Mapping[str, str], data: object) -> Respons
     metrics.LATENCY.labels(stage.name).observe(time.perf_counter() - started)
     metrics.EVENTS.labels(stage.name, attributes.get("type", ""), str(response.status)).inc()
     return response
+
+
+class SignedStage:
+    """A stage whose incoming stage events must be signed, and whose replies are.
+
+    See :mod:`tekton_notifications.signing`. Everything else is the wrapped stage's.
+    """
+
+    def __init__(self, stage: Stage, key: bytes) -> None:
+        self.stage, self._key = stage, key
+        self.name = stage.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stage, name)
+
+    def start(self) -> None:
+        self.stage.start()
+
+    def stop(self) -> None:
+        self.stage.stop()
+
+    def ready(self) -> tuple[bool, str]:
+        return self.stage.ready()
+
+    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        refused = signing.problem(attributes, data, self._key)
+        if refused:
+            return rejected(f"{attributes.get('id')}: {refused}")
+        response = self.stage.respond(attributes, data)
+        if response.event is None:
+            return response
+        return replace(response, event=signing.sign(response.event, self._key))
+
+
+def build(factory: Callable[[Mapping[str, str]], Stage], cfg: Mapping[str, str]) -> Stage:
+    """The stage ``factory`` makes, signing and checking stage events when a key is set."""
+    stage = factory(cfg)
+    key = signing.key_from(cfg)
+    return SignedStage(stage, key) if key is not None else stage

@@ -14,6 +14,7 @@ from tekton_notifications import (
     metrics,
     models,
     notifications,
+    signing,
     sink,
     storm,
     taskruns,
@@ -67,7 +68,15 @@ class PolicyFilter:
     def from_environ(cls, environ: Mapping[str, str]) -> PolicyFilter:
         index = PolicyIndex()
         target = environ.get("K_SINK")
-        publish = (lambda events: sink.publish(target, events)) if target else None
+        key = signing.key_from(environ)
+        publish = None
+        if target:
+            # Fan-out bypasses the reply, so these are signed here (base.SignedStage does
+            # the reply).
+            def publish(events: Sequence[OutgoingEvent]) -> None:
+                signed = [signing.sign(e, key) for e in events] if key is not None else events
+                sink.publish(target, signed)
+
         api = kube.api_client(environ)
         stage = cls(index, publish=publish, states=PolicyStates.on_api(api))
         stage._informer, stage._cluster_informer = kube.policy_informers(api, stage)

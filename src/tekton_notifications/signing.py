@@ -1,0 +1,79 @@
+"""Signed stage events: only the functions can hand each other a notification.
+
+The stages talk through the broker, and anything in the cluster can post to the broker. The
+claim check (:mod:`claims`) makes a forged ``rendered`` event name a real policy and template,
+but such an event could still pick the params of that template's run. With a shared key
+(``NOTIFICATIONS_SIGNING_KEY``, from a Secret every function mounts), each function signs the
+notification events it sends with HMAC-SHA256 over the type and the data, and refuses (400)
+those that arrive unsigned or signed wrongly. Tekton's own events are not signed: the policy
+filter judges those by what they say, against the policies.
+
+Pure: keys in, signatures out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Final
+
+from tekton_notifications.notifications import OutgoingEvent
+
+#: The CloudEvents extension attribute carrying the signature (lower-case, at most 20 chars).
+EXTENSION: Final = "notificationsig"
+ENVIRONMENT: Final = "NOTIFICATIONS_SIGNING_KEY"
+#: Events between the functions: the only ones signed and checked.
+SIGNED_PREFIX: Final = "dev.tekton.notification."
+MIN_KEY_LENGTH: Final = 32
+
+
+class SigningKeyError(ValueError):
+    """The configured key is unusable (too short)."""
+
+
+def key_from(environ: Mapping[str, str]) -> bytes | None:
+    """The signing key, or None when signing is off (the variable unset or empty)."""
+    value = (environ.get(ENVIRONMENT) or "").strip()
+    if not value:
+        return None
+    if len(value) < MIN_KEY_LENGTH:
+        raise SigningKeyError(
+            f"{ENVIRONMENT} must be at least {MIN_KEY_LENGTH} characters "
+            "(for example `openssl rand -hex 32`)"
+        )
+    return value.encode()
+
+
+def signature(key: bytes, event_type: str, data: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 over the type and the data as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    message = event_type.encode() + b"\n" + canonical.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def sign(event: OutgoingEvent, key: bytes) -> OutgoingEvent:
+    attributes = {**event.attributes, EXTENSION: signature(key, event.type, event.data)}
+    return replace(event, attributes=attributes)
+
+
+def problem(attributes: Mapping[str, str], data: object, key: bytes) -> str | None:
+    """Why a stage event must be refused, or None when it is signed with ``key``."""
+    event_type = attributes.get("type", "")
+    if not event_type.startswith(SIGNED_PREFIX):
+        return None
+    given = attributes.get(EXTENSION)
+    if not given:
+        return f"{event_type} is not signed ({EXTENSION} missing): not from this installation"
+    if isinstance(data, bytes | bytearray | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return f"{event_type}: data is not JSON"
+    if not isinstance(data, Mapping):
+        return f"{event_type}: data must be a JSON object"
+    if not hmac.compare_digest(given, signature(key, event_type, data)):
+        return f"{event_type}: bad {EXTENSION}: not from this installation, or altered on the way"
+    return None
