@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tekton_notifications.devtools.serving import FF_VENV
 from tekton_notifications.events import RunEvent, parse_event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +20,12 @@ EXAMPLES = ROOT / "examples"
 needs_shared = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"shared reference data not found at {SHARED}"
 )
+
+
+def skip_unless_servable(server: str) -> None:
+    """functions-framework runs from its own venv (`make install-ff`): skip when it's missing."""
+    if server == "functions-framework" and not (FF_VENV / "bin" / "functions-framework").exists():
+        pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
 
 
 def fixture_files() -> list[Path]:

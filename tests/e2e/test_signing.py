@@ -11,8 +11,8 @@ import pytest
 
 from tekton_notifications import notifications, signing
 from tekton_notifications.devtools.chain import LocalChain
-from tekton_notifications.devtools.serving import FF_VENV, SERVERS
-from tests.conftest import EXAMPLES, load_cloudevent, needs_shared
+from tekton_notifications.devtools.serving import SERVERS
+from tests.conftest import EXAMPLES, load_cloudevent, needs_shared, skip_unless_servable
 from tests.functions.serving import post_cloudevent, post_event
 
 pytestmark = [needs_shared, pytest.mark.slow]
@@ -24,8 +24,7 @@ def chain(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalChain]:
     server = str(request.param)
-    if server == "functions-framework" and not (FF_VENV / "bin" / "functions-framework").exists():
-        pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
+    skip_unless_servable(server)
     manifests = (EXAMPLES / "policies", EXAMPLES / "templates")
     with LocalChain(
         tmp_path_factory.mktemp("signed"),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import FF_VENV, SERVERS, ServedFunction, serve_function
+from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
+from tests.conftest import skip_unless_servable
 from tests.functions.serving import CaptureServer
 
 
@@ -37,8 +38,7 @@ def broker_sink() -> Iterator[CaptureServer]:
 def server(request: pytest.FixtureRequest) -> str:
     """Every function test runs on both servers: func-python and functions-framework."""
     name = str(request.param)
-    if name == "functions-framework" and not (FF_VENV / "bin" / "functions-framework").exists():
-        pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
+    skip_unless_servable(name)
     return name
 
 

@@ -27,13 +27,9 @@ import yaml
 from tekton_notifications import notifications, types
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import (
-    FF_VENV,
-    SERVERS,
-    ServedFunction,
-    serve_function,
-)
+from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
 from tekton_notifications.stages.base import DETAIL_HEADER, MAX_EVENT_BYTES
+from tests.conftest import skip_unless_servable
 
 DATA = Path(__file__).parent / "data"
 GOOD: dict[str, Any] = json.loads((DATA / "good-event.json").read_text())
@@ -165,8 +161,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     server = str(request.param)
-    if server == "functions-framework" and not (FF_VENV / "bin" / "functions-framework").exists():
-        pytest.skip(f"functions-framework venv missing at {FF_VENV}: run `make install-ff`")
+    skip_unless_servable(server)
     workdir = tmp_path_factory.mktemp(f"bad-input-{server}")
     with KubeAPIServer() as api:
         templates = bad_templates()
