@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +25,10 @@ import kubernetes_validate
 import pytest
 import yaml
 from celpy import celtypes
-from jsonschema import Draft202012Validator, ValidationError, validators
 
 from tekton_notifications import types
-from tekton_notifications.cli.schema import to_json_schema, with_defaults
+from tekton_notifications.cli import schema
+from tekton_notifications.cli.schema import with_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
@@ -112,135 +111,9 @@ def cel_program(rule: str) -> celpy.Runner:
     return _CEL.program(_CEL.compile(rule))
 
 
-def json_type(value: object) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return "null" if value is None else "string"
-
-
-def _enum(
-    validator: Any, enums: list[Any], instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if instance not in enums:
-        supported = ", ".join(json.dumps(value) for value in enums)
-        yield ValidationError(
-            f"Unsupported value: {json.dumps(instance)}: supported values: {supported}"
-        )
-
-
-def _required(
-    validator: Any, required: list[str], instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if isinstance(instance, dict):
-        for name in required:
-            if name not in instance:
-                yield ValidationError("Required value", path=[name])
-
-
-def _pattern(
-    validator: Any, pattern: str, instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if isinstance(instance, str) and not re.search(pattern, instance):
-        yield ValidationError(
-            f"Invalid value: {json.dumps(instance)}: in body should match '{pattern}'"
-        )
-
-
-def _min_items(
-    validator: Any, minimum: int, instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if isinstance(instance, list) and len(instance) < minimum:
-        yield ValidationError(
-            f"Invalid value: {len(instance)}: in body should have at least {minimum} items"
-        )
-
-
-_ADDITIONAL_PROPERTIES = Draft202012Validator.VALIDATORS["additionalProperties"]
-
-
-def _additional_properties(
-    validator: Any, additional: Any, instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if additional is not False:
-        yield from _ADDITIONAL_PROPERTIES(validator, additional, instance, schema)
-    elif isinstance(instance, dict):
-        for name in instance:
-            if name not in schema.get("properties", {}):
-                yield ValidationError("unknown field", path=[name])
-
-
-def _list_type(
-    validator: Any, list_type: str, instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    if not isinstance(instance, list) or list_type not in ("set", "map"):
-        return
-    keys = schema.get("x-kubernetes-list-map-keys", [])
-    seen: set[str] = set()
-    for index, item in enumerate(instance):
-        if list_type == "map" and isinstance(item, dict):
-            identity: Any = {key: item.get(key) for key in keys}
-        else:
-            identity = item
-        encoded = json.dumps(identity, sort_keys=True)
-        if encoded in seen:
-            yield ValidationError(f"Duplicate value: {encoded}", path=[index])
-        seen.add(encoded)
-
-
-def _cel_rules(
-    validator: Any, rules: list[Object], instance: Any, schema: Object
-) -> Iterator[ValidationError]:
-    for rule in rules:
-        invalid = f"Invalid value: {json.dumps(json_type(instance))}"
-        try:
-            result = cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(instance)})
-        except celpy.CELEvalError as error:
-            yield ValidationError(f"{invalid}: evaluating rule {rule['rule']!r}: {error}")
-            continue
-        if not isinstance(result, celtypes.BoolType):
-            yield ValidationError(f"{invalid}: rule {rule['rule']!r} gave {result!r}, not a bool")
-        elif not result:
-            yield ValidationError(
-                f"{invalid}: {rule.get('message') or 'failed rule: ' + rule['rule']}"
-            )
-
-
-KubernetesValidator = validators.extend(
-    Draft202012Validator,
-    {
-        "enum": _enum,
-        "required": _required,
-        "pattern": _pattern,
-        "minItems": _min_items,
-        "additionalProperties": _additional_properties,
-        "x-kubernetes-list-type": _list_type,
-        "x-kubernetes-validations": _cel_rules,
-    },
-)
-
-
-@functools.cache
-def custom_resource_validator(kind: str) -> Any:
-    schema = to_json_schema(openapi_schema(kind))
-    return KubernetesValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def field_path(error: ValidationError) -> str:
-    path = ""
-    for part in error.absolute_path:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
-            path += f".{part}"
-        else:
-            path += f"[{part}]"
-    return path.lstrip(".") or "<root>"
+#: The same offline stand-in `tkn-notify lint` uses: the CRDs' schemas with the API server's
+#: wording, defaults and CEL rules (tekton_notifications.cli.schema).
+VALIDATOR = schema.load(CRD_DIR)
 
 
 def rejections(obj: Object) -> list[str]:
@@ -249,9 +122,7 @@ def rejections(obj: Object) -> list[str]:
     if api_version.split("/")[0] == GROUP:
         if api_version != f"{GROUP}/{VERSION}" or kind not in CRD_FILES:
             return [f"no matches for kind {kind!r} in version {api_version!r}"]
-        value = with_defaults(openapi_schema(kind), obj)
-        errors = custom_resource_validator(kind).iter_errors(value)
-        return sorted(f"{field_path(error)}: {error.message}" for error in errors)
+        return [f"{path or '<root>'}: {message}" for path, message in VALIDATOR.problems(obj)]
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
