@@ -40,6 +40,8 @@ class PolicyStates:
         self._read, self._write = read, write
         self._lock = threading.Lock()
         self._cached: dict[Key, tuple[str, Mapping[str, Any]]] = {}
+        #: Parsed once per resourceVersion: every event of a busy policy reads the same state.
+        self._parsed: dict[Key, tuple[str, PolicyState]] = {}
         self._policy_locks: dict[Key, threading.Lock] = {}
         #: Writes that met a conflict, for tests and metrics.
         self.conflicts = 0
@@ -66,6 +68,7 @@ class PolicyStates:
     def forget(self, key: Key) -> None:
         with self._lock:
             self._cached.pop(key, None)
+            self._parsed.pop(key, None)
 
     def state(self, policy: Policy) -> PolicyState:
         """The state as last seen (for ``explain``); empty when never seen."""
@@ -84,7 +87,7 @@ class PolicyStates:
             fresh = False
             for _ in range(MAX_ATTEMPTS):
                 version, status = self._current(policy, fresh=fresh)
-                decision = decide(PolicyState.from_status(status))
+                decision = decide(self._state_at(policy.key, version, status))
                 if decision.state is None:
                     return decision
                 try:
@@ -123,6 +126,14 @@ class PolicyStates:
         self.observe(obj, cluster=policy.cluster)
         metadata = obj.get("metadata") or {}
         return str(metadata.get("resourceVersion") or ""), obj.get("status") or {}
+
+    def _state_at(self, key: Key, version: str, status: Mapping[str, Any]) -> PolicyState:
+        parsed = self._parsed.get(key)
+        if parsed is not None and version and parsed[0] == version:
+            return parsed[1]
+        state = PolicyState.from_status(status)
+        self._parsed[key] = (version, state)
+        return state
 
     def _policy_lock(self, key: Key) -> threading.Lock:
         with self._lock:
