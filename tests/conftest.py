@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import FF_VENV
 from tekton_notifications.events import RunEvent, parse_event
 
@@ -20,6 +21,13 @@ EXAMPLES = ROOT / "examples"
 needs_shared = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"shared reference data not found at {SHARED}"
 )
+
+
+@pytest.fixture
+def kubeapi() -> Iterator[KubeAPIServer]:
+    """A Kubernetes API emulator of the test's own, served over HTTP."""
+    with KubeAPIServer() as server:
+        yield server
 
 
 def skip_unless_servable(server: str) -> None:

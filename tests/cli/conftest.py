@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,6 @@ def template_object(
 
 EXAMPLE_POLICIES = EXAMPLES / "policies"
 EXAMPLE_TEMPLATES = EXAMPLES / "templates"
-
-
-@pytest.fixture
-def kubeapi() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from tests.functions.serving import CaptureServer
 
 
 @pytest.fixture
-def kubeapi() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
 def kubeconfig(kubeapi: KubeAPIServer, tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
     kubeapi.write_kubeconfig(path)
