@@ -361,59 +361,43 @@ def patch_status(
     With ``resource_version`` the write only succeeds on that version of the object: the API
     answers 409 (``CreateError.status``) when someone wrote in between.
     """
-    from tekton_notifications import types
-
     if resource_version is not None:
         patch = {**patch, "metadata": {"resourceVersion": resource_version}}
-    try:
-        objects = client.CustomObjectsApi(api)
-        if namespace:
-            result = objects.patch_namespaced_custom_object_status(
-                types.GROUP,
-                types.VERSION,
-                namespace,
-                plural,
-                name,
-                dict(patch),
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        else:  # cluster-scoped (ClusterNotificationPolicy)
-            result = objects.patch_cluster_custom_object_status(
-                types.GROUP,
-                types.VERSION,
-                plural,
-                name,
-                dict(patch),
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-    except ApiException as error:
-        raise _create_error(error) from None
-    except (HTTPError, OSError) as error:
-        raise CreateError(
-            status=503, reason="Unavailable", message=_describe(error), retryable=True
-        ) from None
-    return cast(dict[str, Any], result)
+    return _ours(api, "patch", "_status", plural, namespace, name, dict(patch))
 
 
 def get_object(api: client.ApiClient, plural: str, namespace: str, name: str) -> dict[str, Any]:
     """GET one of our custom resources (``namespace`` "" for cluster-scoped ones)."""
+    return _ours(api, "get", "", plural, namespace, name)
+
+
+def _ours(
+    api: client.ApiClient,
+    verb: str,
+    suffix: str,
+    plural: str,
+    namespace: str,
+    name: str,
+    *body: Any,
+) -> dict[str, Any]:
+    """Call ``CustomObjectsApi.<verb>_{namespaced,cluster}_custom_object<suffix>`` on one of
+    our resources, mapping failures to :class:`CreateError` like every call here."""
     from tekton_notifications import types
 
     objects = client.CustomObjectsApi(api)
+    scope = "namespaced" if namespace else "cluster"  # "" = ClusterNotificationPolicy
+    method = getattr(objects, f"{verb}_{scope}_custom_object{suffix}")
+    where = (namespace,) if namespace else ()
     try:
-        if namespace:
-            result = objects.get_namespaced_custom_object(
-                types.GROUP,
-                types.VERSION,
-                namespace,
-                plural,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        else:
-            result = objects.get_cluster_custom_object(
-                types.GROUP, types.VERSION, plural, name, _request_timeout=REQUEST_TIMEOUT
-            )
+        result = method(
+            types.GROUP,
+            types.VERSION,
+            *where,
+            plural,
+            name,
+            *body,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
     except ApiException as error:
         raise _create_error(error) from None
     except (HTTPError, OSError) as error:
