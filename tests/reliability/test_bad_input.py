@@ -28,8 +28,9 @@ from tekton_notifications import notifications, types
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
-from tekton_notifications.stages.base import DETAIL_HEADER, MAX_EVENT_BYTES
+from tekton_notifications.stages.base import MAX_EVENT_BYTES
 from tests.conftest import skip_unless_servable
+from tests.functions import serving
 
 DATA = Path(__file__).parent / "data"
 GOOD: dict[str, Any] = json.loads((DATA / "good-event.json").read_text())
@@ -90,21 +91,7 @@ class Message:
     data: Any
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-
-    @property
-    def type(self) -> str | None:
-        value = self.headers.get("ce-type")
-        return None if value is None else str(value)
-
-    @property
-    def detail(self) -> str:
-        return str(self.headers.get(DETAIL_HEADER, ""))
-
+class Reply(serving.Reply):
     def message(self) -> Message:
         attributes = {k[3:]: v for k, v in self.headers.items() if k.startswith("ce-")}
         return Message(attributes, json.loads(self.body))
