@@ -86,13 +86,7 @@ class Running:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        serving.stop_process(self.process)
 
     def rss_mb(self) -> float:
         """Resident memory of the process and its children (gunicorn's workers)."""
