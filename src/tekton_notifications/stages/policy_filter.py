@@ -250,8 +250,8 @@ class PolicyFilter:
             except PolicyGone as gone:
                 logger.info("skipped: %s", gone)
                 continue
-            fields = logs.fields(event, policy=policy.name, notes="; ".join(decision.notes))
-            if decision.transition is not None:
+            if decision.transition is not None and decision.state is not None:
+                # Counted when recorded: a redelivery repeats the transition but writes nothing.
                 metrics.TRANSITIONS.labels(policy.namespace, policy.name, decision.transition).inc()
             if decision.notify:
                 transition = _transition(decision)
@@ -265,7 +265,11 @@ class PolicyFilter:
                     policy.kind,
                     policy.name,
                     decision.suppressed,
-                    extra={"notification": fields},
+                    extra={
+                        "notification": logs.fields(
+                            event, policy=policy.name, notes="; ".join(decision.notes)
+                        )
+                    },
                 )
                 outgoing.append(suppressed_event(first, event, reason, decision.suppressed))
             else:
