@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    run the local end-to-end demo (functions, router, API emulator)"
 	@echo "make test    run every test (sets up .venv and .venv-ff first)"
-	@echo "make lint    ruff + mypy, read-only;  make fix  applies ruff's fixes"
+	@echo "make lint    ruff + mypy + import contracts (.importlinter), read-only;  make fix  applies ruff's fixes"
 	@echo "make build   put the core wheel into each functions/*/vendor/ for kn func deploy"
 	@echo "make bench   benchmarks (not part of make test)"
 
@@ -52,6 +52,7 @@ lint: install
 	$(BIN)/ruff check src tests functions bench
 	$(BIN)/ruff format --check src tests functions bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fix: install
 	$(BIN)/ruff check --fix src tests functions bench

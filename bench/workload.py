@@ -21,9 +21,9 @@ from bench.loadgen import TOKEN, Load
 from tekton_notifications.matching import PolicyIndex
 from tekton_notifications.models import parse_policy
 from tekton_notifications.notifications import OutgoingEvent
-from tekton_notifications.sink import binary_message
 from tekton_notifications.stages.policy_filter import PolicyFilter
 from tekton_notifications.stages.template_renderer import TemplateCache, TemplateRenderer
+from tekton_notifications.wire import binary_message
 
 EXAMPLES = ROOT / "examples"
 EVENT_FILE = EXAMPLES / "events" / "02-taskrun-failed.json"

@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -31,18 +33,70 @@ WATCH_SECONDS: Final = 300
 #: How often an optional resource that is not installed is looked for again.
 ABSENT_RECHECK_SECONDS: Final = 60.0
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+_SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An API client and the namespace its configuration names (kubectl's "current")."""
+
+    api: client.ApiClient
+    namespace: str
+
+
+def connect(
+    kubeconfig: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    retries: int | None = None,
+) -> Connection:
+    """The one way this project builds a Kubernetes client, resolved as kubectl does.
+
+    ``kubeconfig``, else ``KUBECONFIG``, else ``~/.kube/config`` when it exists, else the
+    in-cluster service account (what the functions use). Raises :class:`ConfigError` when none
+    of them is usable.
+    """
+    environ = os.environ if environ is None else environ
+    configuration = client.Configuration()
+    path = kubeconfig or environ.get("KUBECONFIG") or None
+    default_file = Path(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION))
+    try:
+        if path or default_file.is_file():
+            config.load_kube_config(config_file=path, client_configuration=configuration)
+            _, current = config.list_kube_config_contexts(config_file=path)
+            namespace = str((current or {}).get("context", {}).get("namespace") or "default")
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+            namespace = _in_cluster_namespace()
+    except (
+        config.ConfigException,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        yaml.YAMLError,
+    ) as error:
+        where = path or "~/.kube/config or the in-cluster service account"
+        raise ConfigError(f"no usable Kubernetes configuration ({where}): {error}") from None
+    if retries is not None:
+        configuration.retries = retries
+    return Connection(client.ApiClient(configuration), namespace)
 
 
 def api_client(environ: Mapping[str, str] | None = None) -> client.ApiClient:
-    """A client from ``KUBECONFIG`` when set (local runs, tests), else the in-cluster account."""
-    environ = os.environ if environ is None else environ
-    configuration = client.Configuration()
-    kubeconfig = environ.get("KUBECONFIG")
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
+    """The client a function uses: :func:`connect` from its environment."""
+    return connect(environ=environ).api
+
+
+class ConfigError(Exception):
+    """No kubeconfig and no in-cluster service account to build a client from."""
+
+
+def _in_cluster_namespace() -> str:
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
 
 
 class Informer:
@@ -175,12 +229,47 @@ class Created:
     created: bool
 
 
-class CreateError(Exception):
-    """The API refused or failed; ``retryable`` tells the caller whether to ask for a retry."""
+class ApiError(Exception):
+    """What every call here raises when the API refuses or cannot be reached.
 
-    def __init__(self, *, status: int, reason: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+    ``verb`` and ``what`` say what was being done ("create", "TaskRun ci/x"); ``retryable``
+    tells the caller whether to ask for a retry (5xx) or give up (4xx, ``failed``).
+    """
+
+    def __init__(
+        self,
+        *,
+        verb: str,
+        what: str,
+        status: int,
+        reason: str,
+        message: str,
+        retryable: bool,
+        answered: bool = True,
+    ) -> None:
+        super().__init__(f"{verb} {what}: {status} {reason}: {message}")
+        self.verb, self.what = verb, what
         self.status, self.reason, self.message, self.retryable = status, reason, message, retryable
+        #: False when the API could not be reached at all (``status`` is then 503).
+        self.answered = answered
+
+
+def _call(verb: str, what: str, request: Callable[[], Any]) -> Any:
+    """Run one API request, mapping every failure to :class:`ApiError` the same way."""
+    try:
+        return request()
+    except ApiException as error:
+        raise _api_error(verb, what, error) from None
+    except (HTTPError, OSError) as error:
+        raise ApiError(
+            verb=verb,
+            what=what,
+            status=503,
+            reason="Unavailable",
+            message=_describe(error),
+            retryable=True,
+            answered=False,
+        ) from None
 
 
 def create_run(api: client.ApiClient, body: Mapping[str, Any]) -> Created:
@@ -188,25 +277,26 @@ def create_run(api: client.ApiClient, body: Mapping[str, Any]) -> Created:
     kind = str(body["kind"])
     metadata = body["metadata"]
     namespace, name = str(metadata["namespace"]), str(metadata["name"])
-    plural = f"{kind.lower()}s"
     objects = client.CustomObjectsApi(api)
     try:
-        created = cast(
-            dict[str, Any] | None,
-            objects.create_namespaced_custom_object(
-                "tekton.dev", "v1", namespace, plural, dict(body), _request_timeout=REQUEST_TIMEOUT
+        created = _call(
+            "create",
+            f"{kind} {namespace}/{name}",
+            lambda: objects.create_namespaced_custom_object(
+                "tekton.dev",
+                "v1",
+                namespace,
+                f"{kind.lower()}s",
+                dict(body),
+                _request_timeout=REQUEST_TIMEOUT,
             ),
         )
-    except ApiException as error:
-        if error.status == 409:
-            # Already created by an earlier delivery. Its uid would need `get`, which the
-            # launcher's least-privilege role does not have: the name identifies it.
-            return Created(kind, name, namespace, "", False)
-        raise _create_error(error) from None
-    except (HTTPError, OSError) as error:
-        raise CreateError(
-            status=503, reason="Unavailable", message=_describe(error), retryable=True
-        ) from None
+    except ApiError as error:
+        if error.status != 409:
+            raise
+        # Already created by an earlier delivery. Its uid would need `get`, which the
+        # launcher's least-privilege role does not have: the name identifies it.
+        return Created(kind, name, namespace, "", False)
     uid = str((created or {}).get("metadata", {}).get("uid") or "")
     return Created(kind, name, namespace, uid, True)
 
@@ -258,17 +348,19 @@ def child_outcomes(
     return tuple(filled)
 
 
-def _create_error(error: ApiException) -> CreateError:
+def _api_error(verb: str, what: str, error: ApiException) -> ApiError:
     status = int(error.status or 0)
     reason, message = str(error.reason or ""), str(error.body or error)
     try:
         payload = json.loads(error.body or "{}")
         reason = str(payload.get("reason") or reason)
         message = str(payload.get("message") or message)
-    except ValueError:
+    except (ValueError, AttributeError):
         pass
     retryable = status == 0 or status in RETRYABLE_STATUSES or status >= 500
-    return CreateError(status=status, reason=reason, message=message, retryable=retryable)
+    return ApiError(
+        verb=verb, what=what, status=status, reason=reason, message=message, retryable=retryable
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -289,21 +381,23 @@ def poll(condition: Callable[[], bool], *, timeout: float, interval: float = 0.0
 
 def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
     """Record a Kubernetes Event; False when it already exists (a redelivered outcome)."""
-    namespace = str(body["metadata"]["namespace"])
+    metadata = body["metadata"]
+    namespace = str(metadata["namespace"])
+    events = client.CoreV1Api(api)
     try:
-        client.CoreV1Api(api).create_namespaced_event(
-            namespace,
-            dict(body),  # type: ignore[arg-type]  # the client accepts dicts
-            _request_timeout=REQUEST_TIMEOUT,
+        _call(
+            "create",
+            f"Event {namespace}/{metadata.get('name', '')}",
+            lambda: events.create_namespaced_event(
+                namespace,
+                dict(body),  # type: ignore[arg-type]  # the client accepts dicts
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
         )
-    except ApiException as error:
+    except ApiError as error:
         if error.status == 409:
             return False
-        raise _create_error(error) from None
-    except (HTTPError, OSError) as error:
-        raise CreateError(
-            status=503, reason="Unavailable", message=_describe(error), retryable=True
-        ) from None
+        raise
     return True
 
 
@@ -358,50 +452,106 @@ def patch_status(
 ) -> dict[str, Any]:
     """Merge-patch the ``status`` subresource of one of our custom resources; the object after.
 
-    With ``resource_version`` the write only succeeds on that version of the object: the API
-    answers 409 (``CreateError.status``) when someone wrote in between.
+    ``namespace`` "" is a cluster-scoped one. With ``resource_version`` the write only
+    succeeds on that version of the object: the API answers 409 (``ApiError.status``) when
+    someone wrote in between.
     """
+    from tekton_notifications import types
+
     if resource_version is not None:
         patch = {**patch, "metadata": {"resourceVersion": resource_version}}
-    return _ours(api, "patch", "_status", plural, namespace, name, dict(patch))
+    objects = client.CustomObjectsApi(api)
+    body = dict(patch)
+    group, version = types.GROUP, types.VERSION
+
+    def request() -> Any:
+        if namespace:
+            return objects.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, body, _request_timeout=REQUEST_TIMEOUT
+            )
+        return objects.patch_cluster_custom_object_status(
+            group, version, plural, name, body, _request_timeout=REQUEST_TIMEOUT
+        )
+
+    return cast(dict[str, Any], _call("patch status of", _where(plural, namespace, name), request))
 
 
-def get_object(api: client.ApiClient, plural: str, namespace: str, name: str) -> dict[str, Any]:
-    """GET one of our custom resources (``namespace`` "" for cluster-scoped ones)."""
-    return _ours(api, "get", "", plural, namespace, name)
-
-
-def _ours(
+def get_object(
     api: client.ApiClient,
-    verb: str,
-    suffix: str,
     plural: str,
     namespace: str,
     name: str,
-    *body: Any,
+    *,
+    group: str | None = None,
+    version: str | None = None,
 ) -> dict[str, Any]:
-    """Call ``CustomObjectsApi.<verb>_{namespaced,cluster}_custom_object<suffix>`` on one of
-    our resources, mapping failures to :class:`CreateError` like every call here."""
+    """GET one object of a custom resource: ours unless ``group``/``version`` say otherwise
+    (Tekton's runs); ``namespace`` "" for a cluster-scoped one."""
     from tekton_notifications import types
 
     objects = client.CustomObjectsApi(api)
-    scope = "namespaced" if namespace else "cluster"  # "" = ClusterNotificationPolicy
-    method = getattr(objects, f"{verb}_{scope}_custom_object{suffix}")
-    where = (namespace,) if namespace else ()
-    try:
-        result = method(
-            types.GROUP,
-            types.VERSION,
-            *where,
+    group, version = group or types.GROUP, version or types.VERSION
+
+    def request() -> Any:
+        if namespace:
+            return objects.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT
+            )
+        return objects.get_cluster_custom_object(
+            group, version, plural, name, _request_timeout=REQUEST_TIMEOUT
+        )
+
+    return cast(dict[str, Any], _call("get", _where(plural, namespace, name), request))
+
+
+def list_objects(
+    api: client.ApiClient,
+    plural: str,
+    namespace: str | None,
+    *,
+    group: str | None = None,
+    version: str | None = None,
+    label_selector: str = "",
+) -> list[dict[str, Any]]:
+    """Every object of a custom resource in ``namespace``, or (None) in all namespaces."""
+    from tekton_notifications import types
+
+    objects = client.CustomObjectsApi(api)
+    group, version = group or types.GROUP, version or types.VERSION
+
+    def request() -> Any:
+        if namespace is None:
+            return objects.list_cluster_custom_object(
+                group,
+                version,
+                plural,
+                label_selector=label_selector,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        return objects.list_namespaced_custom_object(
+            group,
+            version,
+            namespace,
             plural,
-            name,
-            *body,
+            label_selector=label_selector,
             _request_timeout=REQUEST_TIMEOUT,
         )
-    except ApiException as error:
-        raise _create_error(error) from None
-    except (HTTPError, OSError) as error:
-        raise CreateError(
-            status=503, reason="Unavailable", message=_describe(error), retryable=True
-        ) from None
-    return cast(dict[str, Any], result)
+
+    where = f"{plural}.{group} in " + (f"namespace {namespace}" if namespace else "all namespaces")
+    listing = cast(dict[str, Any], _call("list", where, request))
+    return list(listing.get("items") or [])
+
+
+def list_events(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """The Kubernetes Events of a namespace, as plain dicts."""
+    core = client.CoreV1Api(api)
+    listing = _call(
+        "list",
+        f"events in namespace {namespace}",
+        lambda: core.list_namespaced_event(namespace, _request_timeout=REQUEST_TIMEOUT),
+    )
+    return [api.sanitize_for_serialization(item) for item in listing.items]
+
+
+def _where(plural: str, namespace: str, name: str) -> str:
+    return f"{plural} {namespace}/{name}" if namespace else f"{plural} {name}"

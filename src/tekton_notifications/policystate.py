@@ -80,7 +80,7 @@ class PolicyStates:
     def decide(self, policy: Policy, decide: Callable[[PolicyState], Decision]) -> Decision:
         """Run ``decide`` on the policy's current state and write the state it returns.
 
-        Raises :class:`kube.CreateError` when the API fails (the caller answers "retry") and
+        Raises :class:`kube.ApiError` when the API fails (the caller answers "retry") and
         :class:`PolicyGone` when the policy no longer exists.
         """
         with self._policy_lock(policy.key):
@@ -92,7 +92,7 @@ class PolicyStates:
                     return decision
                 try:
                     written = self._write(*_address(policy), decision.state.status(), version)
-                except kube.CreateError as error:
+                except kube.ApiError as error:
                     if error.status == 404:
                         raise PolicyGone(f"{policy.kind} {_name(policy)} was deleted") from None
                     if error.status != 409:
@@ -103,7 +103,9 @@ class PolicyStates:
                     continue
                 self.observe(written, cluster=policy.cluster)
                 return decision
-        raise kube.CreateError(
+        raise kube.ApiError(
+            verb="patch status of",
+            what=f"{policy.kind} {_name(policy)}",
             status=503,
             reason="Conflict",
             message=f"status of {policy.kind} {_name(policy)} kept changing; "
@@ -119,7 +121,7 @@ class PolicyStates:
                 return cached
         try:
             obj = self._read(*_address(policy))
-        except kube.CreateError as error:
+        except kube.ApiError as error:
             if error.status == 404:
                 raise PolicyGone(f"{policy.kind} {_name(policy)} was deleted") from None
             raise
@@ -173,8 +175,13 @@ class MemoryStatus:
         current = self.read(plural, namespace, name)
         with self._lock:
             if current["metadata"]["resourceVersion"] != version:
-                raise kube.CreateError(
-                    status=409, reason="Conflict", message="changed", retryable=False
+                raise kube.ApiError(
+                    verb="patch status of",
+                    what=f"{plural} {namespace}/{name}",
+                    status=409,
+                    reason="Conflict",
+                    message="changed",
+                    retryable=False,
                 )
             self._version += 1
             updated = {

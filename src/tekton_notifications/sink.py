@@ -2,64 +2,90 @@
 
 A Knative reply carries one event; when one Tekton event matches several policies the policy
 filter posts each match to the broker itself, so each is delivered and retried on its own.
+
+Plain ``http.client`` with one kept-alive connection per thread and broker: the Kubernetes
+client (and its urllib3) belongs to :mod:`tekton_notifications.kube` alone, and a fan-out
+needs nothing more than a POST.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.parse
+import http.client
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Final
+from urllib.parse import urlsplit
 
-import urllib3
-
+from tekton_notifications import wire
 from tekton_notifications.notifications import OutgoingEvent
 
-TIMEOUT: Final = urllib3.Timeout(connect=2.0, read=10.0)
-_POOL: Final = urllib3.PoolManager(retries=False, timeout=TIMEOUT)
+#: Seconds to connect to, and then to hear back from, the broker.
+CONNECT_TIMEOUT: Final = 2.0
+READ_TIMEOUT: Final = 10.0
 
 
 class PublishError(Exception):
     """The broker did not accept an event; the caller answers 5xx so the sender retries."""
 
 
-def binary_message(event: OutgoingEvent) -> tuple[dict[str, str], bytes]:
-    """HTTP headers and body of ``event`` in binary content mode."""
-    headers = {"content-type": event.attributes.get("datacontenttype", "application/json")}
-    for name, value in event.attributes.items():
-        if name != "datacontenttype":
-            headers[f"ce-{name}"] = _header_value(value)
-    return headers, json.dumps(event.data, separators=(",", ":")).encode()
-
-
 def publish(sink: str, events: Iterable[OutgoingEvent]) -> None:
     """POST each event to ``sink``; stop at the first refusal and raise :class:`PublishError`."""
     for event in events:
-        headers, body = binary_message(event)
+        headers, body = wire.binary_message(event)
         try:
-            response = _POOL.request("POST", sink, body=body, headers=headers)
-        except urllib3.exceptions.HTTPError as error:
+            status, answer = post(sink, headers, body)
+        except OSError as error:
             raise PublishError(f"broker at {sink} unreachable: {error}") from None
-        if not 200 <= response.status < 300:
-            detail = response.data[:200].decode(errors="replace")
-            raise PublishError(f"broker at {sink} answered {response.status}: {detail}")
+        if not 200 <= status < 300:
+            detail = answer[:200].decode(errors="replace")
+            raise PublishError(f"broker at {sink} answered {status}: {detail}")
 
 
-def _header_value(value: str) -> str:
-    """Percent-encode what HTTP headers can't carry (CloudEvents HTTP binding, 3.1.3.2)."""
-    return urllib.parse.quote(value, safe=" !#$&'()*+,/:;<=>?@[]^_`{|}~-.")
+def post(
+    url: str, headers: Mapping[str, str], body: bytes, *, timeout: float = READ_TIMEOUT
+) -> tuple[int, bytes]:
+    """POST ``body`` to ``url``; the status and body of the answer. Raises OSError when no
+    answer came (``http.client``'s errors are OSErrors or HTTPException, mapped here)."""
+    target = urlsplit(url)
+    path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+    for attempt in (1, 2):
+        connection = _connection(target.scheme, target.netloc, timeout)
+        try:
+            connection.request("POST", path, body=body, headers=dict(headers))
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # A kept-alive connection the broker closed meanwhile: once more on a new one.
+            _drop(target.scheme, target.netloc)
+            if attempt == 2:
+                raise
+        except http.client.HTTPException as error:
+            _drop(target.scheme, target.netloc)
+            raise OSError(f"{type(error).__name__}: {error}") from None
+        except OSError:
+            _drop(target.scheme, target.netloc)
+            raise
+    raise AssertionError("unreachable")
 
 
-def decode_header_value(value: str) -> str:
-    return urllib.parse.unquote(value)
+_local = threading.local()
 
 
-def as_text(attributes: Mapping[str, object]) -> dict[str, str]:
-    """SDKs hand ``time`` back as a datetime; the core works on strings."""
-    text: dict[str, str] = {}
-    for name, value in attributes.items():
-        if value is None:
-            continue
-        isoformat = getattr(value, "isoformat", None)
-        text[name] = isoformat().replace("+00:00", "Z") if callable(isoformat) else str(value)
-    return text
+def _connection(scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
+    pool: dict[tuple[str, str], http.client.HTTPConnection] = _local.__dict__.setdefault("pool", {})
+    connection = pool.get((scheme, netloc))
+    if connection is None:
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = kind(netloc, timeout=CONNECT_TIMEOUT)
+        pool[(scheme, netloc)] = connection
+    connection.timeout = timeout
+    if connection.sock is not None:
+        connection.sock.settimeout(timeout)
+    return connection
+
+
+def _drop(scheme: str, netloc: str) -> None:
+    pool = _local.__dict__.get("pool", {})
+    connection = pool.pop((scheme, netloc), None)
+    if connection is not None:
+        connection.close()

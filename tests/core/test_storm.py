@@ -491,9 +491,16 @@ def test_a_deleted_policy_is_reported_not_retried() -> None:
     target = policy(rate_limit={"limit": 5, "window": "1h"})
 
     def gone(*_: Any) -> Any:
-        from tekton_notifications.kube import CreateError
+        from tekton_notifications.kube import ApiError
 
-        raise CreateError(status=404, reason="NotFound", message="gone", retryable=False)
+        raise ApiError(
+            verb="get",
+            what="notificationpolicies ci/p",
+            status=404,
+            reason="NotFound",
+            message="gone",
+            retryable=False,
+        )
 
     states = PolicyStates(read=gone, write=gone)
     with pytest.raises(PolicyGone):

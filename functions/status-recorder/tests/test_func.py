@@ -15,7 +15,7 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import LAUNCHED, Notification
-from tekton_notifications.sink import binary_message
+from tekton_notifications.wire import binary_message
 
 RUN = {
     "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},

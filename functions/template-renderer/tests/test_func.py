@@ -16,7 +16,7 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import MATCHED, Notification
-from tekton_notifications.sink import binary_message
+from tekton_notifications.wire import binary_message
 
 TEMPLATE = {
     "apiVersion": "notifications.tekton.dev/v1alpha1",

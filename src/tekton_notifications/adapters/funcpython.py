@@ -11,9 +11,9 @@ from typing import Any
 from cloudevents.core.v1.event import CloudEvent
 
 from tekton_notifications import logs, metrics
-from tekton_notifications.sink import as_text
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
+from tekton_notifications.wire import attributes_as_text
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Function:
             # func-python has read the body already; this keeps it from going further.
             await _plain(send, base.too_large(size))
             return
-        attributes = as_text(event.get_attributes())
+        attributes = attributes_as_text(event.get_attributes())
         # Stages block on locks and, for the launcher, on the API: keep the loop free.
         response = await asyncio.to_thread(base.handle, self._stage, attributes, event.get_data())
         if response.event is None:

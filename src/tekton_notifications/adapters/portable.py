@@ -23,13 +23,13 @@ import functions_framework
 from cloudevents.http import from_http
 
 from tekton_notifications import logs, metrics
-from tekton_notifications.sink import as_text, binary_message
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
 from tekton_notifications.stages.status_recorder import StatusRecorder
 from tekton_notifications.stages.task_launcher import TaskLauncher
 from tekton_notifications.stages.template_renderer import TemplateRenderer
+from tekton_notifications.wire import attributes_as_text, binary_message
 
 logger = logging.getLogger(__name__)
 HttpFunction = Callable[[flask.Request], flask.Response]
@@ -78,7 +78,7 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
         event = from_http(dict(request.headers), body)
     except Exception as error:  # the SDK raises several types for non-CloudEvents
         return _plain(Response(400, message=f"not a CloudEvent: {error}"))
-    attributes = as_text(event.get_attributes())
+    attributes = attributes_as_text(event.get_attributes())
     response = base.handle(stage, attributes, event.get_data())
     if response.event is None:
         return _plain(response)

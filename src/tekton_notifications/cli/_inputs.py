@@ -7,9 +7,6 @@ account, like kubectl. API failures become :class:`ClusterError` (exit 3).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +14,12 @@ from typing import Any, Final, cast
 
 import click
 import yaml
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from tekton_notifications import events, explaining, kube, types
 from tekton_notifications.cli._output import ClusterError, InputError
 from tekton_notifications.events import RunEvent
 
 YAML_SUFFIXES: Final = (".yaml", ".yml", ".json")
-_SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass(frozen=True)
@@ -127,55 +120,23 @@ def looks_like_file(argument: str) -> bool:
 # The cluster
 
 
-@dataclass(frozen=True)
-class Cluster:
-    api: client.ApiClient
-    #: The namespace of the kubeconfig's current context ("default" when unset).
-    namespace: str
+#: A connection to the cluster: the API client and kubectl's current namespace.
+Cluster = kube.Connection
 
 
 def connect(kubeconfig: str | None) -> Cluster:
     """An API client as kubectl would build it; ClusterError when there is no configuration."""
-    configuration = client.Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG") or None
-    default_file = Path(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION))
     try:
-        if path or default_file.is_file():
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=configuration
-            )
-            _, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
-            namespace = str((current or {}).get("context", {}).get("namespace") or "default")
-        else:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-            namespace = _in_cluster_namespace()
-    except (config.ConfigException, OSError, yaml.YAMLError, TypeError, KeyError) as error:
-        where = path or "~/.kube/config or the in-cluster service account"
-        raise ClusterError(f"no usable Kubernetes configuration ({where}): {error}") from None
-    configuration.retries = 1
-    return Cluster(client.ApiClient(configuration), namespace)
+        return kube.connect(kubeconfig, retries=1)
+    except kube.ConfigError as error:
+        raise ClusterError(str(error)) from None
 
 
-def _in_cluster_namespace() -> str:
-    try:
-        return _SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
-    except OSError:
-        return "default"
-
-
-def api_error(error: Exception, doing: str) -> ClusterError:
+def cluster_error(error: kube.ApiError, doing: str) -> ClusterError:
     """A ClusterError that says what was being done and what the API answered."""
-    if isinstance(error, ApiException):
-        message = str(error.reason or "")
-        with contextlib.suppress(ValueError):
-            message = str(json.loads(error.body or "{}").get("message") or message)
-        return ClusterError(f"{doing}: the API answered {error.status}: {message}")
-    return ClusterError(f"{doing}: cannot reach the Kubernetes API: {error}")
-
-
-API_ERRORS: Final = (ApiException, HTTPError, OSError)
+    if not error.answered:
+        return ClusterError(f"{doing}: cannot reach the Kubernetes API: {error.message}")
+    return ClusterError(f"{doing}: the API answered {error.status}: {error.message}")
 
 
 def list_custom(
@@ -187,29 +148,18 @@ def list_custom(
     label_selector: str = "",
 ) -> list[dict[str, Any]]:
     """Every object of a custom resource, in one namespace or (None) all of them."""
-    objects = client.CustomObjectsApi(cluster.api)
     where = f"in namespace {namespace}" if namespace else "in all namespaces"
     try:
-        if namespace is None:
-            listing = objects.list_cluster_custom_object(
-                group,
-                version,
-                plural,
-                label_selector=label_selector,
-                _request_timeout=kube.REQUEST_TIMEOUT,
-            )
-        else:
-            listing = objects.list_namespaced_custom_object(
-                group,
-                version,
-                namespace,
-                plural,
-                label_selector=label_selector,
-                _request_timeout=kube.REQUEST_TIMEOUT,
-            )
-    except API_ERRORS as error:
-        raise api_error(error, f"listing {plural}.{group} {where}") from None
-    return list(cast(dict[str, Any], listing).get("items") or [])
+        return kube.list_objects(
+            cluster.api,
+            plural,
+            namespace,
+            group=group,
+            version=version,
+            label_selector=label_selector,
+        )
+    except kube.ApiError as error:
+        raise cluster_error(error, f"listing {plural}.{group} {where}") from None
 
 
 def notification_objects(cluster: Cluster, namespace: str, plural: str) -> list[dict[str, Any]]:
@@ -270,46 +220,28 @@ def get_run(cluster: Cluster, reference: str, namespace: str) -> dict[str, Any]:
 
 def find_run(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """A tekton.dev/v1 TaskRun or PipelineRun, or None when it does not exist."""
-    objects = client.CustomObjectsApi(cluster.api)
-    plural = f"{kind.lower()}s"
-    try:
-        return cast(
-            dict[str, Any],
-            objects.get_namespaced_custom_object(
-                "tekton.dev", "v1", namespace, plural, name, _request_timeout=kube.REQUEST_TIMEOUT
-            ),
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise api_error(error, f"reading {kind} {namespace}/{name}") from None
-    except (HTTPError, OSError) as error:
-        raise api_error(error, f"reading {kind} {namespace}/{name}") from None
+    return _read_run(cluster, kind, f"{kind.lower()}s", "v1", namespace, name)
 
 
 def _get_run(cluster: Cluster, key: str, name: str, namespace: str) -> dict[str, Any] | None:
     kind, plural, versions = RUN_KINDS[key]
-    objects = client.CustomObjectsApi(cluster.api)
     for version in versions:
-        try:
-            obj = cast(
-                dict[str, Any],
-                objects.get_namespaced_custom_object(
-                    "tekton.dev",
-                    version,
-                    namespace,
-                    plural,
-                    name,
-                    _request_timeout=kube.REQUEST_TIMEOUT,
-                ),
-            )
-        except ApiException as error:
-            if error.status == 404:
-                continue
-            raise api_error(error, f"reading {kind} {namespace}/{name}") from None
-        except (HTTPError, OSError) as error:
-            raise api_error(error, f"reading {kind} {namespace}/{name}") from None
-        obj.setdefault("kind", kind)
-        obj.setdefault("apiVersion", f"tekton.dev/{version}")
-        return obj
+        obj = _read_run(cluster, kind, plural, version, namespace, name)
+        if obj is not None:
+            obj.setdefault("kind", kind)
+            obj.setdefault("apiVersion", f"tekton.dev/{version}")
+            return obj
     return None
+
+
+def _read_run(
+    cluster: Cluster, kind: str, plural: str, version: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    try:
+        return kube.get_object(
+            cluster.api, plural, namespace, name, group="tekton.dev", version=version
+        )
+    except kube.ApiError as error:
+        if error.status == 404 and error.answered:
+            return None
+        raise cluster_error(error, f"reading {kind} {namespace}/{name}") from None

@@ -12,18 +12,14 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-import urllib3
-from kubernetes import client
-
-from tekton_notifications import kube, types
+from tekton_notifications import kube, sink, types, wire
 from tekton_notifications.devtools.display import EventDisplay
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
-from tekton_notifications.sink import binary_message
 
 FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
 _RUN_RESOURCES = {
@@ -126,11 +122,13 @@ class LocalChain:
             self._mirror_run(cloudevent.get("data"))
         attributes = {k: str(v) for k, v in cloudevent.items() if k != "data"}
         data = cloudevent.get("data")
-        headers, body = binary_message(OutgoingEvent(attributes, data if data is not None else {}))
+        headers, body = wire.binary_message(
+            OutgoingEvent(attributes, data if data is not None else {})
+        )
         if isinstance(data, str | bytes):
             body = data.encode() if isinstance(data, str) else data
-        response = urllib3.request("POST", self.broker, body=body, headers=headers, timeout=10)
-        return int(response.status)
+        status, _ = sink.post(self.broker, headers, body)
+        return status
 
     def _mirror_run(self, data: object) -> None:
         assert self.emulator is not None
@@ -161,30 +159,21 @@ class LocalChain:
 
     def policies(self) -> list[dict[str, Any]]:
         """Namespaced and cluster policies as the API has them now, status included."""
-        objects = client.CustomObjectsApi(self.api)
         found: list[dict[str, Any]] = []
         for plural in (types.POLICY_PLURAL, types.CLUSTER_POLICY_PLURAL):
-            listing = cast(
-                dict[str, Any],
-                objects.list_cluster_custom_object(types.GROUP, types.VERSION, plural),
-            )
-            found.extend(listing.get("items") or [])
+            found.extend(kube.list_objects(self.api, plural, None))
         return found
 
     def kubernetes_events(self, namespace: str) -> list[dict[str, Any]]:
-        listing = client.CoreV1Api(self.api).list_namespaced_event(namespace)
-        return [self.api.sanitize_for_serialization(item) for item in listing.items]
+        return kube.list_events(self.api, namespace)
 
     def notification_runs(self) -> list[dict[str, Any]]:
         """TaskRuns and PipelineRuns created by the chain, read through the API."""
-        objects = client.CustomObjectsApi(self.api)
         found: list[dict[str, Any]] = []
         for plural in ("taskruns", "pipelineruns"):
-            listing = cast(
-                dict[str, Any],
-                objects.list_cluster_custom_object(
-                    "tekton.dev", "v1", plural, label_selector=MANAGED
-                ),
+            found.extend(
+                kube.list_objects(
+                    self.api, plural, None, group="tekton.dev", version="v1", label_selector=MANAGED
+                )
             )
-            found.extend(listing.get("items") or [])
         return found

@@ -6,11 +6,14 @@ and the tests to read. A development tool.
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
+
+from tekton_notifications import wire
+
+logger = logging.getLogger(__name__)
 
 
 class EventDisplay:
@@ -52,13 +55,15 @@ class EventDisplay:
 
     def record(self, headers: dict[str, str], body: bytes) -> None:
         """Store the event in structured form: attributes plus decoded ``data``."""
-        if headers.get("content-type", "").startswith("application/cloudevents+json"):
-            event = json.loads(body)
-        else:
-            event = {k[3:]: unquote(v) for k, v in headers.items() if k.startswith("ce-")}
-            try:
-                event["data"] = json.loads(body) if body else None
-            except ValueError:
-                event["data"] = body.decode(errors="replace")
+        try:
+            message = wire.decode(headers, body)
+        except wire.BadEventError as error:
+            logger.warning("event display: not a CloudEvent (%s); kept as text", error)
+            message = wire.Message({}, body)
+        event: dict[str, Any] = dict(message.attributes)
+        try:
+            event["data"] = message.json()
+        except ValueError:
+            event["data"] = body.decode(errors="replace")
         with self._lock:
             self.events.append(event)

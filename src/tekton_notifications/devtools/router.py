@@ -44,7 +44,6 @@ Use::
 from __future__ import annotations
 
 import base64
-import binascii
 import http.client
 import json
 import logging
@@ -58,9 +57,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, TypeAlias, assert_never
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
+
+from tekton_notifications import wire
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,6 @@ _DURATION_UNITS: Final = {
     "minutes": 60.0,
     "seconds": 1.0,
 }
-# Printable ASCII except '"' and '%', plus space: what a ce-* header may carry unencoded.
-_HEADER_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in '"%')
 
 
 # --- filters -------------------------------------------------------------------------------
@@ -492,114 +491,27 @@ def _delivery(value: object) -> DeliverySpec | None:
     )
 
 
-# --- CloudEvents over HTTP -----------------------------------------------------------------
+# --- CloudEvents over HTTP: tekton_notifications.wire -------------------------------------
+
+BadEventError = wire.BadEventError
+_Event = wire.Message
 
 
-class BadEventError(ValueError):
-    """The HTTP message does not carry a valid CloudEvent."""
-
-
-@dataclass
-class _Event:
-    attributes: dict[str, str]
-    data: bytes = b""
-
-    @property
-    def id(self) -> str:
-        return self.attributes["id"]
-
-    @property
-    def type(self) -> str:
-        return self.attributes["type"]
-
-    def filter_view(self) -> dict[str, str]:
-        return {k: v for k, v in self.attributes.items() if k != TTL_EXTENSION}
+def _filter_view(event: _Event) -> dict[str, str]:
+    """The attributes Trigger filters see (the broker's own TTL extension is not one)."""
+    return {k: v for k, v in event.attributes.items() if k != TTL_EXTENSION}
 
 
 def _decode_event(headers: Mapping[str, str], body: bytes) -> _Event:
-    """A CloudEvent from a request or response; ``headers`` keys in lower case."""
-    content_type = headers.get("content-type", "")
-    media_type = content_type.split(";")[0].strip().lower()
-    if "ce-specversion" in headers:
-        attributes = {k[3:]: unquote(v) for k, v in headers.items() if k.startswith("ce-")}
-        attributes.pop("datacontenttype", None)
-        if content_type:
-            attributes["datacontenttype"] = content_type
-        event = _Event(attributes, body)
-    elif media_type == "application/cloudevents+json":
-        event = _decode_structured(body)
-    elif media_type == "application/cloudevents-batch+json":
-        raise BadEventError("batched CloudEvents are not supported")
-    else:
-        raise BadEventError("not a CloudEvent: no ce-specversion header, no structured body")
-    missing = [a for a in ("id", "source", "type") if not event.attributes.get(a)]
-    if event.attributes.get("specversion") not in ("1.0", "0.3"):
-        missing.insert(0, "specversion (1.0)")
-    if missing:
-        raise BadEventError(f"invalid CloudEvent: missing {', '.join(missing)}")
-    return event
-
-
-def _decode_structured(body: bytes) -> _Event:
-    try:
-        obj = json.loads(body)
-    except ValueError as exc:
-        raise BadEventError(f"structured CloudEvent is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BadEventError("structured CloudEvent must be a JSON object")
-    attributes: dict[str, str] = {}
-    for key, value in obj.items():
-        if key in ("data", "data_base64") or value is None:
-            continue
-        if isinstance(value, bool):
-            attributes[key] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            attributes[key] = str(value)
-        else:
-            raise BadEventError(f"attribute {key!r} must be a string, number or boolean")
-    if "data_base64" in obj:
-        try:
-            return _Event(attributes, base64.b64decode(obj["data_base64"], validate=True))
-        except (binascii.Error, TypeError):
-            raise BadEventError("data_base64 is not base64") from None
-    if "data" not in obj:
-        return _Event(attributes)
-    data = obj["data"]
-    if isinstance(data, str) and not _is_json(attributes.get("datacontenttype")):
-        return _Event(attributes, data.encode())
-    return _Event(attributes, json.dumps(data).encode())
-
-
-def _is_json(content_type: str | None) -> bool:
-    media_type = (content_type or "application/json").split(";")[0].strip().lower()
-    return media_type in ("application/json", "text/json") or media_type.endswith("+json")
+    return wire.decode(headers, body)
 
 
 def _binary_message(event: _Event) -> tuple[dict[str, str], bytes]:
-    headers: dict[str, str] = {}
-    for name, value in event.attributes.items():
-        if name == "datacontenttype":
-            headers["Content-Type"] = value
-        elif name != TTL_EXTENSION:
-            headers[f"ce-{name}"] = quote(value, safe=_HEADER_SAFE)
-    return headers, event.data
+    return wire.binary(_Event(_filter_view(event), event.data))
 
 
 def _structured(event: _Event) -> dict[str, object]:
-    obj: dict[str, object] = {k: v for k, v in event.filter_view().items()}
-    if not event.data:
-        return obj
-    content_type = event.attributes.get("datacontenttype")
-    try:
-        if _is_json(content_type):
-            obj["data"] = json.loads(event.data)
-        elif (content_type or "").startswith("text/"):
-            obj["data"] = event.data.decode()
-        else:
-            obj["data_base64"] = base64.b64encode(event.data).decode()
-    except ValueError:  # undecodable JSON or text: keep the bytes
-        obj["data_base64"] = base64.b64encode(event.data).decode()
-    return obj
+    return wire.structured(_Event(_filter_view(event), event.data))
 
 
 @dataclass(frozen=True)
@@ -792,7 +704,7 @@ class EventRouter:
             return False
         event.attributes[TTL_EXTENSION] = str(ttl)
         event.attributes[ARRIVAL_TIME_EXTENSION] = _now()
-        view = event.filter_view()
+        view = _filter_view(event)
         chosen = [t for t in self.triggers if matches(t.filters, view)]
         with self._lock:
             if not self._running:
@@ -935,7 +847,7 @@ class EventRouter:
                     out.write(json.dumps(letter, sort_keys=True) + "\n")
         url = sink if "://" in sink else self._subscribers.get(sink)
         if url is not None:
-            event = _Event(state.event.filter_view() | errors, state.event.data)
+            event = _Event(_filter_view(state.event) | errors, state.event.data)
             sent = _post(url, *_binary_message(event), state.delivery.timeout or DEFAULT_TIMEOUT)
             log.info("dead letter %s sent to %s: status %d", event.id, url, sent.status)
         return True
@@ -943,8 +855,7 @@ class EventRouter:
 
 def _reply(response: _Response) -> _Event | None:
     """The CloudEvent a 2xx response carries, None for an empty one; BadEventError else."""
-    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if "ce-specversion" in response.headers or media_type.startswith("application/cloudevents"):
+    if wire.carries_event(response.headers):
         try:
             return _decode_event(response.headers, response.body)
         except BadEventError as exc:

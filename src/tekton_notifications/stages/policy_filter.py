@@ -173,7 +173,7 @@ class PolicyFilter:
         )
         try:
             outgoing, notifying = self._decide(matches, traced)
-        except kube.CreateError as error:
+        except kube.ApiError as error:
             return unavailable(f"recording policy state: {error}")
         for match in notifying:
             metrics.MATCHES.labels(

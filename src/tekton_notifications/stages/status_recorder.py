@@ -174,7 +174,7 @@ class StatusRecorder:
         try:
             written = [self._write_event(body) for body in bodies]
             first_time = written[0]
-        except kube.CreateError as error:
+        except kube.ApiError as error:
             if error.retryable:
                 return unavailable(f"recording events: {error}")
             logger.warning("events not recorded for %s: %s", notification.key[:12], error)
@@ -265,7 +265,7 @@ class StatusRecorder:
             self._write_status(
                 plural, str(metadata.get("namespace") or ""), str(metadata.get("name")), patch
             )
-        except kube.CreateError as error:
+        except kube.ApiError as error:
             logger.warning(
                 "status of %s %s/%s not written: %s",
                 plural,

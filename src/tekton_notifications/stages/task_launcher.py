@@ -86,7 +86,7 @@ class TaskLauncher:
         assert notification.resource is not None
         try:
             created = self._create(notification.resource)
-        except kube.CreateError as error:
+        except kube.ApiError as error:
             if error.retryable:
                 metrics.LAUNCHES.labels("retry").inc()
                 return unavailable(f"creating {_describe(notification)}: {error}")
