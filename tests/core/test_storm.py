@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -454,9 +455,7 @@ def test_replicas_deciding_at_once_never_exceed_the_limit() -> None:
             event = finished("failed", uid=f"run-{index}")
             decision = replica.decide(
                 target,
-                lambda state, event=event: storm.decide(
-                    target, event, direct=True, state=state, now=NOW
-                ),
+                functools.partial(_decide_for, target, event),
             )
             with lock:
                 admitted.append(decision.notify)
@@ -536,3 +535,7 @@ def test_the_example_slack_template_says_which_pipeline_was_fixed_and_what_faile
     assert "It had failed since web-run-1." in message
     plain = template.render(event=success, policy={"name": "notify", "namespace": "ci"})
     assert "fixed" not in plain["message"] and "previous" not in plain["message"]
+
+
+def _decide_for(target: Policy, event: RunEvent, state: PolicyState) -> storm.Decision:
+    return storm.decide(target, event, direct=True, state=state, now=NOW)

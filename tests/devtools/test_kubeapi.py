@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import urllib3
@@ -61,8 +61,8 @@ def taskrun(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dic
 
 
 def create(custom: client.CustomObjectsApi, name: str, ns: str = NS, **kw: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = custom.create_namespaced_custom_object(G, V, ns, TR, taskrun(name, **kw))
-    return obj
+    obj = custom.create_namespaced_custom_object(G, V, ns, TR, taskrun(name, **kw))
+    return cast(dict[str, Any], obj)
 
 
 def names(objs: list[dict[str, Any]]) -> list[str]:

@@ -62,7 +62,7 @@ class Reply:
         """What the function says it did; 2xx answers without an event have an empty body."""
         if 200 <= self.status < 300 and self.type is None:
             assert self.body == b"", "a 2xx body that is not an event is a bad reply to Knative"
-        return self.headers.get("x-notifications-detail", "")
+        return str(self.headers.get("x-notifications-detail", ""))
 
 
 def post_event(

@@ -76,7 +76,7 @@ def events_about(kubeapi: KubeAPIServer, name: str) -> list[dict[str, Any]]:
 
 
 def status_of(
-    kubeapi: KubeAPIServer, plural: str, name: str, until: Callable[[dict[str, Any]], bool] = bool
+    kubeapi: KubeAPIServer, plural: str, name: str, until: Callable[[dict[str, Any]], object] = bool
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while True:

@@ -18,13 +18,14 @@ import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import celpy
 import kubernetes_validate
 import pytest
 import yaml
 from celpy import celtypes
+from celpy.adapter import json_to_cel
 
 from tekton_notifications import types
 from tekton_notifications.cli import schema
@@ -65,11 +66,11 @@ def crd(kind: str) -> Object:
 
 def crd_version(kind: str) -> Object:
     (version,) = [v for v in crd(kind)["spec"]["versions"] if v["name"] == VERSION]
-    return version
+    return cast(Object, version)
 
 
 def openapi_schema(kind: str) -> Object:
-    return crd_version(kind)["schema"]["openAPIV3Schema"]
+    return cast(Object, crd_version(kind)["schema"]["openAPIV3Schema"])
 
 
 def example_files(folder: str) -> list[Path]:
@@ -409,7 +410,7 @@ def activation(kind: str, labels: dict[str, str] | None, *, reason: str = "Faile
     }
     policy = {"name": "p", "namespace": "ci"}
     return {
-        name: celpy.json_to_cel(value)
+        name: json_to_cel(value)
         for name, value in {"run": run, "event": event, "policy": policy}.items()
     }
 
