@@ -34,8 +34,9 @@ $(FF_VENV)/bin/.installed: pyproject.toml
 
 install-ff: $(FF_VENV)/bin/.installed
 
+# The functions vendor the core without the CLI and dev tools (packaging/function-core).
 build: install
-	rm -rf dist && $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	rm -rf dist && $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist packaging/function-core
 	for fn in $(FUNCTIONS); do \
 		mkdir -p functions/$$fn/vendor && rm -f functions/$$fn/vendor/*.whl && \
 		cp dist/$(WHEEL) functions/$$fn/vendor/; \

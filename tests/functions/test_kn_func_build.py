@@ -9,9 +9,12 @@ reaching the build context as a wheel in ``vendor/`` (what ``make build`` puts t
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -70,7 +73,7 @@ def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--wheel-dir",
             str(out),
-            str(ROOT),
+            str(ROOT / "packaging" / "function-core"),
         ],
         check=True,
     )
@@ -94,7 +97,28 @@ def build_like_kn_func(name: str, wheel: Path, workdir: Path) -> Path:
     return python
 
 
+def test_the_vendored_core_holds_what_a_function_runs_and_nothing_else(core_wheel: Path) -> None:
+    with zipfile.ZipFile(core_wheel) as wheel:
+        names = wheel.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in wheel.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist:")
+        ]
+    packages = {n.split("/")[1] for n in names if n.startswith("tekton_notifications/")}
+    assert {"stages", "adapters", "matching.py", "kube.py", "wire.py"} <= packages
+    assert not packages & {"cli", "devtools", "crds", "samples"}
+    unconditional = {re.split(r"[<>=;\[ ]", r)[0] for r in requires if "extra ==" not in r}
+    assert not unconditional & {"click", "jsonschema", "kubernetes-validate", "hypothesis"}
+    # Every module the wheel holds is in the source tree: nothing stale or generated.
+    for name in names:
+        if name.startswith("tekton_notifications/"):
+            assert (ROOT / "src" / name).is_file(), name
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # a fresh venv and pip install: minutes on a busy 2-core machine
 @needs_shared
 # Two of the four: their pyprojects differ only in name, and each build is a fresh venv
 # (~1 min on CI). policy-filter needs K_SINK-free matching; status-recorder three informers.
@@ -122,6 +146,21 @@ def test_the_built_function_serves_cloudevents(name: str, core_wheel: Path, tmp_
             )
         finally:
             served.stop()
+    # The function served without the CLI's and dev tools' packages even installed.
+    for absent in (
+        "click",
+        "jsonschema",
+        "tekton_notifications.cli",
+        "tekton_notifications.devtools",
+    ):
+        found = subprocess.run(
+            [str(python), "-c", f"import importlib.util as u; print(u.find_spec({absent!r}))"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )
+        assert found.stdout.strip() == "None", (absent, found.stdout, found.stderr)
     if name == "policy-filter":
         assert reply.type == "dev.tekton.notification.matched.v1", served.log()
     else:  # a Tekton event is not theirs: acknowledged, ignored
