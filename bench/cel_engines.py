@@ -435,13 +435,12 @@ def type_checking(engine: Engine) -> int:
 def corpus() -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """The project's expressions and its example events' variables (as the filter builds
     them, plain values)."""
-    from tekton_notifications import cel
     from tests.core.test_cel_engines import POLICY, example_events, policy_corpus
 
     events = {
         name: {
-            "run": cel._plain(event.run),
-            "event": cel._plain(event.view()),
+            "run": _plain(event.run),
+            "event": _plain(event.view()),
             "policy": dict(POLICY),
         }
         for name, event in example_events().items()
@@ -459,6 +458,15 @@ def best_seconds(call: Callable[[], Any], *, budget: float) -> float:
         best = min(best, time.perf_counter() - began)
         rounds += 1
     return best
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists (Tekton data may hold read-only mappings)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def evaluation_cost(
@@ -741,7 +749,8 @@ def spec_directory(argument: str | None) -> Path | None:
 
 
 def run(*, quick: bool, spec: str | None = None) -> tuple[list[Row], list[str]]:
-    """For ``python -m bench``: rows, and the side-by-side table as notes' lead."""
+    """For ``python -m bench``: prints the side-by-side table at once, returns the rows
+    (one per figure and engine) and notes for the bench's own table."""
     report = measure(quick=quick, spec=spec_directory(spec))
     print(format_matrix(report), flush=True)
     return report.rows, report.notes
