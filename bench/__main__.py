@@ -2,6 +2,8 @@
 
 ``--quick`` is a ~1-2 minute smoke run: shorter loads, fewer configurations, one start each.
 ``--only cel,e2e`` runs some sections. Logs of every started process go to ``--out``.
+``--cel-spec`` (or ``$CEL_SPEC_DIR``) names a local cel-spec checkout whose conformance data the
+``cel-engines`` section runs.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import breakdown, cel_cost, coldstart, e2e, storm_cost, throughput
+from bench import breakdown, cel_cost, cel_engines, coldstart, e2e, storm_cost, throughput
 from bench.loadgen import CLIENTS
 from bench.table import Row, format_table
 from tekton_notifications import cel
 
-SECTIONS = ("cel", "storm", "breakdown", "throughput", "servers", "e2e", "coldstart")
+SECTIONS = ("cel", "cel-engines", "storm", "breakdown", "throughput", "servers", "e2e", "coldstart")
 
 
 def machine() -> str:
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="keep process logs here (default: temporary)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--cel-spec", help=f"a cel-spec checkout for cel-engines (${cel_engines.SPEC_VARIABLE})"
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "cel": lambda: _joined(
             cel_cost.cel_rows(quick=args.quick), cel_cost.index_rows(quick=args.quick)
         ),
+        "cel-engines": lambda: cel_engines.run(quick=args.quick, spec=args.cel_spec),
         "storm": lambda: storm_cost.storm_rows(quick=args.quick),
         "breakdown": lambda: breakdown.run(quick=args.quick, log_dir=log_dir),
         "throughput": lambda: throughput.run(settings),

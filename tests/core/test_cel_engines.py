@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tekton_notifications import cel
 from tekton_notifications.events import RunEvent, parse_event
 from tekton_notifications.matching import PolicyIndex
 from tekton_notifications.models import parse_policy
-from tests.conftest import EXAMPLES, policy_object
+from tests.conftest import EXAMPLES, ROOT, policy_object
 from tests.core.test_policy_matching import CEL_TABLE, run_event
 
 pytestmark = pytest.mark.skipif(
@@ -371,3 +374,110 @@ def test_the_rust_engine_skips_the_packages_command_line_imports() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+# -- the project's whole policy corpus -----------------------------------------------------
+
+
+def _whens(document: Any) -> Iterator[str]:
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key == "when" and isinstance(value, str):
+                yield value
+            else:
+                yield from _whens(value)
+    elif isinstance(document, list):
+        for item in document:
+            yield from _whens(item)
+
+
+def _documented_whens(markdown: str) -> Iterator[str]:
+    """``when:`` in the YAML examples and each line of the ``cel`` examples of a doc."""
+    for language, body in re.findall(r"```(yaml|cel)\n(.*?)```", markdown, re.S):
+        if language == "cel":
+            for line in body.splitlines():
+                source = line.split("//", 1)[0].strip()
+                if source:
+                    yield source
+        else:
+            try:
+                yield from _whens(list(yaml.safe_load_all(body)))
+            except yaml.YAMLError:
+                continue
+
+
+def policy_corpus() -> dict[str, str]:
+    """Every ``when`` the project ships or documents, and the tests' expressions: id -> CEL.
+
+    The policies and docs are what users copy; the tests' tables are what the engines are
+    held to. bench/cel_engines.py times the engines on the same corpus.
+    """
+    from bench.cel_cost import EXPRESSIONS
+
+    corpus: dict[str, str] = {}
+
+    def add(label: str, source: str) -> None:
+        corpus.setdefault(source, label)
+
+    for path in sorted([*EXAMPLES.rglob("*.yaml"), *ROOT.glob("tests/*/data/*.yaml")]):
+        for number, source in enumerate(_whens(list(yaml.safe_load_all(path.read_text())))):
+            add(f"{path.relative_to(ROOT)}#{number}", source)
+    for path in sorted([ROOT / "README.md", *ROOT.glob("docs/*.md")]):
+        for number, source in enumerate(_documented_whens(path.read_text())):
+            add(f"{path.relative_to(ROOT)}#{number}", source)
+    for label, source, _ in CEL_TABLE:
+        add(f"test_policy_matching: {label}", source)
+    for source, _ in SAME:
+        add(f"test_cel_engines: {source}", source)
+    for label, source in EXPRESSIONS.items():
+        add(f"bench: {label}", source)
+    return {label: source for source, label in corpus.items()}
+
+
+def example_events() -> dict[str, RunEvent]:
+    """Every event in examples/events/, parsed as the policy filter parses it."""
+    events = {}
+    for path in sorted((EXAMPLES / "events").glob("*.json")):
+        cloudevent = json.loads(path.read_text())
+        events[path.stem] = parse_event(cloudevent, cloudevent["data"])
+    return events
+
+
+def test_the_corpus_holds_the_shipped_policies() -> None:
+    """The corpus is found, not listed: a policy added to examples/ joins it by itself."""
+    corpus = policy_corpus().values()
+    shipped = yaml.safe_load((EXAMPLES / "policies" / "taskrun-failed-discord.yaml").read_text())
+    assert shipped["spec"]["when"] in corpus
+    assert 'secrets["slack-webhook"] != ""' in corpus  # tests/reliability/data/policies.yaml
+    assert 'event.message.contains("OOMKilled")' in corpus  # docs/policies.md
+    assert len(example_events()) >= 7
+
+
+CORPUS = policy_corpus()
+EVENTS = example_events()
+
+
+@pytest.mark.parametrize("source", list(CORPUS.values()), ids=list(CORPUS))
+def test_both_engines_answer_alike_on_the_whole_corpus(source: str) -> None:
+    """Same decision (true, false, or an error: no match, logged) for every event in
+    examples/events/. The error's wording may differ (cel-python reports Python's words for
+    some); test_both_engines_agree pins the wording of the errors a policy meets most."""
+    compiled: dict[str, cel.Expression | str] = {}
+    for engine in ENGINES:
+        try:
+            compiled[engine] = cel.compile_expression(source, engine)
+        except cel.CelError as error:
+            compiled[engine] = f"error: {error}"
+    for name, event in EVENTS.items():
+        results: dict[str, bool | str] = {}
+        for engine, expression in compiled.items():
+            if isinstance(expression, str):
+                results[engine] = expression
+                continue
+            values = cel.activation(run=event.run, event=event.view(), policy={})
+            try:
+                results[engine] = expression.evaluate(cel.with_policy(values, POLICY))
+            except cel.CelError as error:
+                results[engine] = f"error: {error}"
+        decisions = {engine: "error" if isinstance(r, str) else r for engine, r in results.items()}
+        assert len(set(decisions.values())) == 1, (name, results)
