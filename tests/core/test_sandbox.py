@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import textwrap
 import time
+import tracemalloc
 
 import pytest
 
@@ -241,3 +244,157 @@ def test_legitimate_templates_still_work_inside_the_sandbox() -> None:
         "{{ dict(a=1) | tojson }} {{ range(3) | join('') }} {{ 2 ** 10 }} {{ 'ab' * 2 }}"
     )
     assert render(source) == 'team ci/build-x1 failed! B00M 2 {"a": 1} 012 1024 abab'
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile templates: one budget per render, held inside single filter calls (issue 11).
+
+#: What any hostile render may cost at most, in this test process: the budget is 2 s (on a
+#: loaded CI machine, a refusal may come late by what one uninterruptible step takes) and
+#: 16,000,000 characters of values, at most 4 bytes each, plus what tracemalloc adds.
+HOSTILE_SECONDS = 8.0
+HOSTILE_PEAK_BYTES = 100 * 2**20
+
+HOSTILE: list[tuple[str, str]] = [
+    # The cases of issue 11, as filed.
+    (
+        "issue-max-of-repeated-list",
+        "{% set big = (range(100000)|list) * 10 %}{{ ([big] * 1000000)|max }}",
+    ),
+    (
+        "issue-max-of-repeated-range-list",
+        "{% set big = range(100000)|list %}{{ ([big] * 1000000)|max }}",
+    ),
+    ("issue-map-upper-list", "{{ (['x'*1000000]*1000000)|map('upper')|list }}"),
+    # Accounted element sizes and lazy inputs.
+    ("map-upper-smaller-strings", "{{ (['x'*100000]*1000)|map('upper')|list|length }}"),
+    (
+        "lazy-map-into-list",
+        "{{ range(100000)|map('string')|map('replace', '', 'x' * 20)|list|length }}",
+    ),
+    (
+        "sort-of-a-huge-lazy-list",
+        "{{ range(100000)|map('string')|map('replace', '', 'xxxxxxxxxx')|sort|last }}",
+    ),
+    ("sort-of-repeated-list", "{% set l = range(100000)|list %}{{ ([l] * 10)|sort|first }}"),
+    (
+        "max-of-a-literal-of-big-lists",
+        "{% set l = range(100000)|list %}{{ [l, l, l, l, l, l, l, l, l, l]|max }}",
+    ),
+    ("tojson-of-a-huge-structure", "{% set l = range(100000)|list %}{{ {'a': l, 'b': l}|tojson }}"),
+    ("huge-join-separator", "{{ range(100000)|join('-' * 100) }}"),
+    ("huge-join-of-repeats", "{{ (['x' * 1000] * 2000)|join }}"),
+    (
+        "string-multiplication-in-a-loop",
+        "{% set ns = namespace(s='') %}{% for i in range(100000) %}"
+        "{% set ns.s = 'x' * 999999 %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "dict-growth",
+        "{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+        "{% set ns.d = dict(ns.d, **{('k' ~ i): 'v' * 1000}) %}{% endfor %}{{ ns.d|length }}",
+    ),
+    ("format-padding", "{{ '%999999999s' % 'x' }}"),
+    ("format-filter-padding", "{{ '%999999999s'|format('x') }}"),
+    ("deep-macro-recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+    (
+        "wide-macro-recursion",
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    ),
+    (
+        "slow-filter-inside-one-call",
+        "{{ (range(100000)|map('string')|list * 2)|map('wordwrap', 1)|map('upper')|list }}",
+    ),
+]
+
+
+def measured_render(
+    source: str | dict[str, str], settings: RenderSettings, *, trace: bool = True
+) -> tuple[float, int]:
+    """Render; returns (seconds, peak bytes allocated per tracemalloc, 0 without ``trace``)
+    of a render refused with RenderLimitExceeded."""
+    params = source if isinstance(source, dict) else {"p": source}
+    template = parse_template(
+        {
+            "metadata": {"name": "evil", "namespace": "ci"},
+            "spec": {"taskRef": {"name": "x"}, "params": params},
+        }
+    )
+    compiled = compile_template(template)
+    event = make_event()
+    if trace:
+        tracemalloc.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RenderError) as caught:
+            compiled.render(event=event, policy=POLICY, settings=settings)
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "RenderLimitExceeded", str(caught.value)
+    assert not LEAKS.search(str(caught.value)), str(caught.value)
+    print(f"\n  {elapsed:6.3f} s  {peak / 2**20:7.1f} MiB  {caught.value.detail}")
+    return elapsed, peak
+
+
+@pytest.mark.parametrize("source", [pytest.param(s, id=name) for name, s in HOSTILE])
+def test_hostile_template_is_refused_within_the_render_budget(source: str) -> None:
+    """Each hostile template is a RenderLimitExceeded within a bounded time and memory,
+    however the work hides (a repeat of a big value, a lazy map, one long filter call)."""
+    elapsed, peak = measured_render(source, RenderSettings())
+    assert elapsed < HOSTILE_SECONDS
+    assert peak < HOSTILE_PEAK_BYTES
+
+
+def test_twelve_params_share_one_time_budget() -> None:
+    """The budget is per render: twelve params that each stay under it alone are stopped
+    when together they pass it (issue 11: 12 params took 17.5 s under a 2 s limit)."""
+    one = "{% for i in range(N) %}{% set x = event.name|upper|lower %}{% endfor %}done"
+    roomy = RenderSettings(max_seconds=60, max_steps=10**9, max_built_chars=10**12)
+    iterations = 1000
+    while True:  # how many iterations take about a third of a second here and now
+        started = time.monotonic()
+        render(one.replace("N", str(iterations)), roomy)
+        if time.monotonic() - started > 0.33 or iterations > 10**7:
+            break
+        iterations *= 2
+    params = {f"p{i}": one.replace("N", str(iterations)) for i in range(12)}
+    budget = RenderSettings(max_seconds=1.0, max_steps=10**9, max_built_chars=10**12)
+    elapsed, _ = measured_render(params, budget)
+    # Twelve params need about 4 s; the render stops at its 1 s (with room for a slow CI).
+    assert elapsed < 3.0
+
+
+def test_built_characters_are_counted_across_params() -> None:
+    """Characters built count for the whole render too: no param alone is over the budget,
+    all of them together are."""
+    param = "{% set x = 'x' * 900000 %}{{ x|length }}"
+    small = RenderSettings(max_built_chars=3_000_000)
+    assert render(param, small) == "900000"
+    elapsed, _ = measured_render({f"p{i}": param for i in range(5)}, small)
+    assert elapsed < HOSTILE_SECONDS
+
+
+def test_the_deadline_hook_is_gone_after_a_render() -> None:
+    """The profile hook only runs during a render's filter calls on the rendering thread."""
+    assert sys.getprofile() is None
+    with pytest.raises(RenderError):
+        render("{{ (range(100000)|map('string')|list * 2)|map('wordwrap', 1)|list }}")
+    assert sys.getprofile() is None
+    assert render("{{ [3, 1, 2]|sort|join(',') }}") == "1,2,3"
+    assert sys.getprofile() is None
+
+
+def test_one_long_filter_call_is_stopped_at_the_deadline() -> None:
+    """``wordwrap`` of a long text is one call into Python's textwrap: nothing of the
+    template runs until it returns, so only the profile hook can stop it in time."""
+    text = "a " * 200_000
+    started = time.monotonic()
+    textwrap.TextWrapper(width=1).wrap(text)
+    unstopped = time.monotonic() - started
+    elapsed, _ = measured_render(
+        "{{ ('a ' * 200000)|wordwrap(1)|length }}", RenderSettings(max_seconds=0.1), trace=False
+    )
+    print(f"  the same wordwrap unstopped: {unstopped:.3f} s")
+    assert elapsed < unstopped / 2

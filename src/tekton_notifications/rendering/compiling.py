@@ -284,7 +284,8 @@ def _template_line(error: BaseException) -> int | None:
     if isinstance(error, TemplateSyntaxError) and error.lineno:
         return error.lineno
     line = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == _TEMPLATE_FILENAME:
-            line = frame.lineno
+    # walk_tb, not extract_tb: no source lines are read for the (deep) Jinja2 frames.
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_filename == _TEMPLATE_FILENAME:
+            line = lineno
     return line

@@ -19,7 +19,7 @@ from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import missing
+from jinja2.utils import Namespace, missing
 
 from tekton_notifications.rendering import limits
 
@@ -163,9 +163,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 args = (items, *args[1:])
             elif isinstance(owner, str) and name == "replace" and len(args) >= 2:
                 limits.check_replace(owner, *args[:3])
+        elif __obj is dict or __obj is Namespace:
+            data_method = True  # dict(old, **new) in a loop grows a mapping: account it
         result = super().call(__context, __obj, *args, **kwargs)
         if data_method:
-            limits.build_value(result, "the result of a method")
+            limits.build_value(result, "the result of a call")
         return result
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
