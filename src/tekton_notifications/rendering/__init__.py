@@ -52,6 +52,7 @@ from tekton_notifications.rendering.limits import (
     MAX_INT_BITS,
     MAX_RANGE,
     MAX_VALUE_CHARS,
+    RENDER_LIMIT_STRIKES,
     RenderSettings,
 )
 from tekton_notifications.rendering.sandbox import CONTEXT_NAMES
@@ -67,6 +68,7 @@ __all__ = [
     "MAX_RANGE",
     "MAX_VALUE_CHARS",
     "PROJECT_FILTERS",
+    "RENDER_LIMIT_STRIKES",
     "_ENV",
     "CompiledTemplate",
     "RenderError",

@@ -47,6 +47,9 @@ MAX_RANGE: Final = 100_000
 MAX_FORMAT_WIDTH: Final = 1_000
 #: Integer results of ``*`` and ``**`` must fit in this many bits.
 MAX_INT_BITS: Final = 10_000
+#: Renders of one template generation over their limits before the template is refused
+#: without rendering (and marked not Ready) until it is changed.
+RENDER_LIMIT_STRIKES: Final = 3
 
 
 @dataclass(frozen=True)
