@@ -295,6 +295,14 @@ HOSTILE: list[tuple[str, str]] = [
         "{% set ns.d = dict(ns.d, **{('k' ~ i): 'v' * 1000}) %}{% endfor %}{{ ns.d|length }}",
     ),
     ("format-padding", "{{ '%999999999s' % 'x' }}"),
+    (
+        "format-fields-repeating-a-big-value",
+        "{% set big = 'x' * 999000 %}{{ ('{0}' * 100).format(big)|length }}",
+    ),
+    (
+        "printf-keys-repeating-a-big-value",
+        "{% set big = 'x' * 999000 %}{{ ('%(a)s' * 100) % {'a': big} }}",
+    ),
     ("format-filter-padding", "{{ '%999999999s'|format('x') }}"),
     ("deep-macro-recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
     (

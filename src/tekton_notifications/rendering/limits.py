@@ -390,13 +390,18 @@ def _width(number: str) -> int:
 
 
 def check_printf(fmt: str, args: object) -> None:
+    """``fmt % args``: widths, and the result as if every directive printed all of ``args``
+    (``'%(a)s' * 100 % {'a': big}`` repeats ``big`` a hundred times)."""
+    directives = 0
     for match in _PRINTF_DIRECTIVE.finditer(fmt):
+        directives += 1
         for number in match.groups():
             if number == "*":
                 raise Problem("SecurityError", "'*' widths are not allowed in % formatting")
             if number:
                 check_width(_width(number))
-    check_size(args, "the % formatting arguments")
+    arguments = check_size(args, "the % formatting arguments")
+    check_len(len(fmt) + directives * arguments, "the formatted string")
 
 
 def check_format(fmt: str, args: object, kwargs: object) -> None:
@@ -404,15 +409,22 @@ def check_format(fmt: str, args: object, kwargs: object) -> None:
         parsed = list(string.Formatter().parse(fmt))
     except ValueError as error:
         raise Problem("RenderFailed", f"bad format string: {error}") from None
+    fields = 0
     for _literal, field_name, spec, _conversion in parsed:
-        if field_name is None or not spec:
+        if field_name is None:
+            continue
+        fields += 1
+        if not spec:
             continue
         if "{" in spec:
             raise Problem("SecurityError", "nested fields in a format spec are not allowed")
         for number in re.findall(r"\d+", spec):
             check_width(_width(number))
-    check_size(args, "the format arguments")
-    check_size(kwargs, "the format arguments")
+    arguments = check_size(args, "the format arguments") + check_size(
+        kwargs, "the format arguments"
+    )
+    # Every field may print all the arguments: '{0}' * 100 repeats the first a hundred times.
+    check_len(len(fmt) + fields * (arguments + MAX_FORMAT_WIDTH), "the formatted string")
 
 
 def check_replace(text: str, old: object, new: object, count: object = None) -> None:

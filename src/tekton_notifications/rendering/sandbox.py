@@ -137,7 +137,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> str:
             limits.check_format(fmt, args, kwargs)
-            return wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
+            limits.build(len(result), "the formatted string")
+            return result
 
         return checked
 
