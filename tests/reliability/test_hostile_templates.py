@@ -16,6 +16,7 @@ shared with other work), the budget itself is what tests/core/test_sandbox.py pi
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -125,7 +126,7 @@ def fine_renders_while(busy: threading.Thread, respond_b: Any) -> list[float]:
 
 def summary(latencies: list[float]) -> str:
     ordered = sorted(latencies)
-    p95 = ordered[int(0.95 * (len(ordered) - 1))]
+    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
     return (
         f"{len(ordered)} renders, median {statistics.median(ordered) * 1000:.1f} ms, "
         f"p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"

@@ -64,6 +64,7 @@ class TemplateCache:
         with self._lock:
             self._entries = entries
             self._generations = {}
+            self._strikes = {k: v for k, v in self._strikes.items() if k in entries}
             for obj in objects:
                 self._observe(obj)
 
