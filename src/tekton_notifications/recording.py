@@ -177,13 +177,24 @@ def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness])
     )
 
 
-def template_readiness(obj: Mapping[str, Any]) -> Readiness:
+def template_readiness(
+    obj: Mapping[str, Any], *, over_limits: int = 0, last: str = ""
+) -> Readiness:
+    """Ready when the params compile and the template's renders did not run over their
+    limits ``rendering.RENDER_LIMIT_STRIKES`` times (``over_limits``) in this generation."""
     try:
         rendering.compile_template(models.parse_template(obj))
     except models.SpecError as error:
         return Readiness(False, "InvalidSpec", str(error))
     except rendering.RenderError as error:
         return Readiness(False, error.reason, str(error))
+    if over_limits >= rendering.RENDER_LIMIT_STRIKES:
+        return Readiness(
+            False,
+            "RenderLimitExceeded",
+            f"{over_limits} renders ran over their limits (last: {last}); "
+            "the template is not rendered until it changes",
+        )
     return Readiness(True, "Ready", "params compile")
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import textwrap
 import time
+import tracemalloc
 
 import pytest
 
@@ -95,54 +98,54 @@ SSTI_PAYLOADS: list[tuple[str, str, str]] = [
     ("mutate-list", "{{ event.children.append(1) }}", "SecurityError"),
     ("mutate-labels", "{{ event.labels.update({'x': 1}) }}", "SecurityError"),
     ("pop-in-set", "{% set x = run.pop('metadata') %}{{ x }}", "SecurityError"),
-    ("range-huge", "{{ range(10**9)|list }}", "SecurityError"),
-    ("range-overflow", "{{ range(10**30) }}", "SecurityError"),
-    ("str-repeat", "{{ 'x' * 10**9 }}", "OutputTooLarge"),
-    ("list-repeat", "{{ [1] * 10**9 }}", "OutputTooLarge"),
-    ("pow-bomb", "{{ 9 ** (9 ** 9) }}", "SecurityError"),
-    ("int-mul-bomb", "{% set n = namespace(v=2**9000) %}{{ n.v * n.v }}", "SecurityError"),
+    ("range-huge", "{{ range(10**9)|list }}", "RenderLimitExceeded"),
+    ("range-overflow", "{{ range(10**30) }}", "RenderLimitExceeded"),
+    ("str-repeat", "{{ 'x' * 10**9 }}", "RenderLimitExceeded"),
+    ("list-repeat", "{{ [1] * 10**9 }}", "RenderLimitExceeded"),
+    ("pow-bomb", "{{ 9 ** (9 ** 9) }}", "RenderLimitExceeded"),
+    ("int-mul-bomb", "{% set n = namespace(v=2**9000) %}{{ n.v * n.v }}", "RenderLimitExceeded"),
     ("str-center", "{{ 'x'.center(10**9) }}", "SecurityError"),
     ("str-ljust", "{{ 'x'.ljust(10**9) }}", "SecurityError"),
     ("str-zfill", "{{ 'x'.zfill(10**9) }}", "SecurityError"),
     ("str-expandtabs", "{{ '\t'.expandtabs(10**9) }}", "SecurityError"),
     ("int-to-bytes", "{{ (1).to_bytes(10**9, 'big') }}", "SecurityError"),
-    ("printf-width", "{{ '%0999999999d' % 1 }}", "SecurityError"),
+    ("printf-width", "{{ '%0999999999d' % 1 }}", "RenderLimitExceeded"),
     ("printf-star", "{{ '%*d' % (10**9, 1) }}", "SecurityError"),
-    ("format-filter-width", "{{ '%0999999999d'|format(1) }}", "SecurityError"),
-    ("format-width", "{{ '{:>999999999}'.format(1) }}", "SecurityError"),
+    ("format-filter-width", "{{ '%0999999999d'|format(1) }}", "RenderLimitExceeded"),
+    ("format-width", "{{ '{:>999999999}'.format(1) }}", "RenderLimitExceeded"),
     ("format-nested-width", "{{ '{:>{w}}'.format('x', w=10**9) }}", "SecurityError"),
-    ("indent-bomb", "{{ ('x\n' * 1000)|indent(10**6) }}", "SecurityError"),
-    ("replace-bomb", "{{ ('x' * 100000)|replace('x', 'y' * 100000) }}", "OutputTooLarge"),
-    ("str-replace-bomb", "{{ ('x' * 100000).replace('', 'y' * 100) }}", "OutputTooLarge"),
-    ("join-bomb", "{{ (['x' * 100000] * 1000)|join }}", "OutputTooLarge"),
-    ("str-join-bomb", "{{ ''.join(['x' * 100000] * 1000) }}", "OutputTooLarge"),
-    ("tojson-bomb", "{{ (['x' * 100000] * 1000)|tojson }}", "OutputTooLarge"),
-    ("print-bomb", "{{ ['x' * 100000] * 1000 }}", "OutputTooLarge"),
-    ("upper-of-list-bomb", "{{ (['x' * 100000] * 1000)|upper }}", "OutputTooLarge"),
-    ("concat-list-bomb", "{{ (['x' * 100000] * 1000) ~ '' }}", "OutputTooLarge"),
+    ("indent-bomb", "{{ ('x\n' * 1000)|indent(10**6) }}", "RenderLimitExceeded"),
+    ("replace-bomb", "{{ ('x' * 100000)|replace('x', 'y' * 100000) }}", "RenderLimitExceeded"),
+    ("str-replace-bomb", "{{ ('x' * 100000).replace('', 'y' * 100) }}", "RenderLimitExceeded"),
+    ("join-bomb", "{{ (['x' * 100000] * 1000)|join }}", "RenderLimitExceeded"),
+    ("str-join-bomb", "{{ ''.join(['x' * 100000] * 1000) }}", "RenderLimitExceeded"),
+    ("tojson-bomb", "{{ (['x' * 100000] * 1000)|tojson }}", "RenderLimitExceeded"),
+    ("print-bomb", "{{ ['x' * 100000] * 1000 }}", "RenderLimitExceeded"),
+    ("upper-of-list-bomb", "{{ (['x' * 100000] * 1000)|upper }}", "RenderLimitExceeded"),
+    ("concat-list-bomb", "{{ (['x' * 100000] * 1000) ~ '' }}", "RenderLimitExceeded"),
     ("sum-lists", "{{ ([[1]] * 1000)|sum(start=[]) }}", "SecurityError"),
     (
         "concat-doubling",
         "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
-        "OutputTooLarge",
+        "RenderLimitExceeded",
     ),
     (
         "plus-doubling",
         "{% set ns = namespace(s=['x']) %}{% for i in range(64) %}"
         "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
-        "OutputTooLarge",
+        "RenderLimitExceeded",
     ),
     (
         "captured-block-bomb",
         "{% set x %}{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}{% endset %}"
         "{{ x|length }}",
-        "OutputTooLarge",
+        "RenderLimitExceeded",
     ),
     (
         "nested-loops-no-output",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-        "SecurityError",
+        "RenderLimitExceeded",
     ),
     (
         "nested-loops-output",
@@ -152,13 +155,17 @@ SSTI_PAYLOADS: list[tuple[str, str, str]] = [
     (
         "exponential-macro",
         "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
-        "SecurityError",
+        "RenderLimitExceeded",
     ),
-    ("infinite-recursion", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RenderFailed"),
+    (
+        "infinite-recursion",
+        "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        "RenderLimitExceeded",
+    ),
     (
         "recursive-loop-bomb",
         "{% for x in range(2) recursive %}{{ loop(range(2)) }}{% endfor %}",
-        "RenderFailed",
+        "RenderLimitExceeded",
     ),
     # Environment lookups, as other template engines spell them.
     ("env-name", "{{ env }}", "UndefinedVariable"),
@@ -237,3 +244,165 @@ def test_legitimate_templates_still_work_inside_the_sandbox() -> None:
         "{{ dict(a=1) | tojson }} {{ range(3) | join('') }} {{ 2 ** 10 }} {{ 'ab' * 2 }}"
     )
     assert render(source) == 'team ci/build-x1 failed! B00M 2 {"a": 1} 012 1024 abab'
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile templates: one budget per render, held inside single filter calls (issue 11).
+
+#: What any hostile render may cost at most, in this test process: the budget is 2 s (on a
+#: loaded CI machine, a refusal may come late by what one uninterruptible step takes) and
+#: 16,000,000 characters of values, at most 4 bytes each, plus what tracemalloc adds.
+HOSTILE_SECONDS = 8.0
+HOSTILE_PEAK_BYTES = 100 * 2**20
+
+HOSTILE: list[tuple[str, str]] = [
+    # The cases of issue 11, as filed.
+    (
+        "issue-max-of-repeated-list",
+        "{% set big = (range(100000)|list) * 10 %}{{ ([big] * 1000000)|max }}",
+    ),
+    (
+        "issue-max-of-repeated-range-list",
+        "{% set big = range(100000)|list %}{{ ([big] * 1000000)|max }}",
+    ),
+    ("issue-map-upper-list", "{{ (['x'*1000000]*1000000)|map('upper')|list }}"),
+    # Accounted element sizes and lazy inputs.
+    ("map-upper-smaller-strings", "{{ (['x'*100000]*1000)|map('upper')|list|length }}"),
+    (
+        "lazy-map-into-list",
+        "{{ range(100000)|map('string')|map('replace', '', 'x' * 20)|list|length }}",
+    ),
+    (
+        "sort-of-a-huge-lazy-list",
+        "{{ range(100000)|map('string')|map('replace', '', 'xxxxxxxxxx')|sort|last }}",
+    ),
+    ("sort-of-repeated-list", "{% set l = range(100000)|list %}{{ ([l] * 10)|sort|first }}"),
+    (
+        "max-of-a-literal-of-big-lists",
+        "{% set l = range(100000)|list %}{{ [l, l, l, l, l, l, l, l, l, l]|max }}",
+    ),
+    ("tojson-of-a-huge-structure", "{% set l = range(100000)|list %}{{ {'a': l, 'b': l}|tojson }}"),
+    ("huge-join-separator", "{{ range(100000)|join('-' * 100) }}"),
+    ("huge-join-of-repeats", "{{ (['x' * 1000] * 2000)|join }}"),
+    (
+        "string-multiplication-in-a-loop",
+        "{% set ns = namespace(s='') %}{% for i in range(100000) %}"
+        "{% set ns.s = 'x' * 999999 %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "dict-growth",
+        "{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+        "{% set ns.d = dict(ns.d, **{('k' ~ i): 'v' * 1000}) %}{% endfor %}{{ ns.d|length }}",
+    ),
+    ("format-padding", "{{ '%999999999s' % 'x' }}"),
+    (
+        "format-fields-repeating-a-big-value",
+        "{% set big = 'x' * 999000 %}{{ ('{0}' * 100).format(big)|length }}",
+    ),
+    (
+        "printf-keys-repeating-a-big-value",
+        "{% set big = 'x' * 999000 %}{{ ('%(a)s' * 100) % {'a': big} }}",
+    ),
+    ("format-filter-padding", "{{ '%999999999s'|format('x') }}"),
+    ("deep-macro-recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+    (
+        "wide-macro-recursion",
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    ),
+    (
+        "slow-filter-inside-one-call",
+        "{{ (range(100000)|map('string')|list * 2)|map('wordwrap', 1)|map('upper')|list }}",
+    ),
+]
+
+
+def measured_render(
+    source: str | dict[str, str], settings: RenderSettings, *, trace: bool = True
+) -> tuple[float, int]:
+    """Render; returns (seconds, peak bytes allocated per tracemalloc, 0 without ``trace``)
+    of a render refused with RenderLimitExceeded."""
+    params = source if isinstance(source, dict) else {"p": source}
+    template = parse_template(
+        {
+            "metadata": {"name": "evil", "namespace": "ci"},
+            "spec": {"taskRef": {"name": "x"}, "params": params},
+        }
+    )
+    compiled = compile_template(template)
+    event = make_event()
+    if trace:
+        tracemalloc.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RenderError) as caught:
+            compiled.render(event=event, policy=POLICY, settings=settings)
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "RenderLimitExceeded", str(caught.value)
+    assert not LEAKS.search(str(caught.value)), str(caught.value)
+    print(f"\n  {elapsed:6.3f} s  {peak / 2**20:7.1f} MiB  {caught.value.detail}")
+    return elapsed, peak
+
+
+@pytest.mark.parametrize("source", [pytest.param(s, id=name) for name, s in HOSTILE])
+def test_hostile_template_is_refused_within_the_render_budget(source: str) -> None:
+    """Each hostile template is a RenderLimitExceeded within a bounded time and memory,
+    however the work hides (a repeat of a big value, a lazy map, one long filter call)."""
+    elapsed, peak = measured_render(source, RenderSettings())
+    assert elapsed < HOSTILE_SECONDS
+    assert peak < HOSTILE_PEAK_BYTES
+
+
+def test_twelve_params_share_one_time_budget() -> None:
+    """The budget is per render: twelve params that each stay under it alone are stopped
+    when together they pass it (issue 11: 12 params took 17.5 s under a 2 s limit)."""
+    one = "{% for i in range(N) %}{% set x = event.name|upper|lower %}{% endfor %}done"
+    roomy = RenderSettings(max_seconds=60, max_steps=10**9, max_built_chars=10**12)
+    iterations = 1000
+    while True:  # how many iterations take about a third of a second here and now
+        started = time.monotonic()
+        render(one.replace("N", str(iterations)), roomy)
+        if time.monotonic() - started > 0.33 or iterations > 10**7:
+            break
+        iterations *= 2
+    params = {f"p{i}": one.replace("N", str(iterations)) for i in range(12)}
+    budget = RenderSettings(max_seconds=1.0, max_steps=10**9, max_built_chars=10**12)
+    elapsed, _ = measured_render(params, budget)
+    # Twelve params need about 4 s; the render stops at its 1 s (with room for a slow CI).
+    assert elapsed < 3.0
+
+
+def test_built_characters_are_counted_across_params() -> None:
+    """Characters built count for the whole render too: no param alone is over the budget,
+    all of them together are."""
+    param = "{% set x = 'x' * 900000 %}{{ x|length }}"
+    small = RenderSettings(max_built_chars=3_000_000)
+    assert render(param, small) == "900000"
+    elapsed, _ = measured_render({f"p{i}": param for i in range(5)}, small)
+    assert elapsed < HOSTILE_SECONDS
+
+
+def test_the_deadline_hook_is_gone_after_a_render() -> None:
+    """The profile hook only runs during a render's filter calls on the rendering thread."""
+    assert sys.getprofile() is None
+    with pytest.raises(RenderError):
+        render("{{ (range(100000)|map('string')|list * 2)|map('wordwrap', 1)|list }}")
+    assert sys.getprofile() is None
+    assert render("{{ [3, 1, 2]|sort|join(',') }}") == "1,2,3"
+    assert sys.getprofile() is None
+
+
+def test_one_long_filter_call_is_stopped_at_the_deadline() -> None:
+    """``wordwrap`` of a long text is one call into Python's textwrap: nothing of the
+    template runs until it returns, so only the profile hook can stop it in time."""
+    text = "a " * 200_000
+    started = time.monotonic()
+    textwrap.TextWrapper(width=1).wrap(text)
+    unstopped = time.monotonic() - started
+    elapsed, _ = measured_render(
+        "{{ ('a ' * 200000)|wordwrap(1)|length }}", RenderSettings(max_seconds=0.1), trace=False
+    )
+    print(f"  the same wordwrap unstopped: {unstopped:.3f} s")
+    assert elapsed < unstopped / 2

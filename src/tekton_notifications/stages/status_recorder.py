@@ -48,6 +48,8 @@ class StatusRecorder:
         self._dirty_policies: set[Key] = set()
         self._dirty_templates: set[Key] = set()
         self._counters = Counters()
+        #: Templates whose renders ran over their limits: key -> (generation, count, last).
+        self._over_limits: dict[Key, tuple[int, int, str]] = {}
         self._stopping = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="status-flush", daemon=True)
 
@@ -180,6 +182,8 @@ class StatusRecorder:
             logger.warning("events not recorded for %s: %s", notification.key[:12], error)
             first_time = True
         if first_time:  # a redelivered outcome is not a new match
+            if outcome == "failed":
+                self._count_over_limits(notification, payload.get("error"))
             with self._lock:
                 key = (
                     "" if notification.cluster_policy else notification.policy_namespace,
@@ -191,6 +195,21 @@ class StatusRecorder:
                     self._counters.add(key, timestamp)
                 self._dirty_policies.add(key)
         return accepted(f"recorded {outcome} for {notification.policy_name}")
+
+    def _count_over_limits(self, notification: notifications.Notification, error: object) -> None:
+        """A render over its limits counts against its template's Ready, per generation."""
+        if not isinstance(error, Mapping) or error.get("reason") != "RenderLimitExceeded":
+            return
+        key = (notification.policy_namespace, notification.template_ref.name)
+        with self._lock:
+            template = self.templates.get(key)
+            if template is None:
+                return
+            generation = int((template.get("metadata") or {}).get("generation") or 0)
+            seen, count, _ = self._over_limits.get(key, (generation, 0, ""))
+            count = count + 1 if seen == generation else 1
+            self._over_limits[key] = (generation, count, str(error.get("message") or "")[:512])
+            self._mark(types.TEMPLATE_PLURAL, key)
 
     # Status ---------------------------------------------------------------------------
     def _flush_loop(self) -> None:
@@ -208,8 +227,11 @@ class StatusRecorder:
             counts = self._counters.drain()
             templates = dict(self.templates)
             policies = dict(self.policies)
+            over_limits = dict(self._over_limits)
         timestamp = recording.now()
-        readiness = {key: recording.template_readiness(obj) for key, obj in templates.items()}
+        readiness = {
+            key: _template_readiness(obj, over_limits.get(key)) for key, obj in templates.items()
+        }
         writes = 0
         for key in sorted(dirty_templates & set(templates)):
             writes += self._write(
@@ -286,6 +308,16 @@ def _key(obj: Mapping[str, Any], plural: str) -> Key:
     metadata = obj.get("metadata") or {}
     namespace = "" if plural == types.CLUSTER_POLICY_PLURAL else str(metadata.get("namespace"))
     return (namespace, str(metadata.get("name")))
+
+
+def _template_readiness(
+    obj: Mapping[str, Any], over_limits: tuple[int, int, str] | None
+) -> Readiness:
+    """Counts of renders over their limits apply to the generation they were made with."""
+    generation = int((obj.get("metadata") or {}).get("generation") or 0)
+    if over_limits is None or over_limits[0] != generation:
+        return recording.template_readiness(obj)
+    return recording.template_readiness(obj, over_limits=over_limits[1], last=over_limits[2])
 
 
 def _with_kind(obj: dict[str, Any], plural: str) -> dict[str, Any]:

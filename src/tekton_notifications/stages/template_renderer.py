@@ -1,4 +1,10 @@
-"""Template renderer: ``matched`` in, ``rendered`` (the run to create) or ``failed`` out."""
+"""Template renderer: ``matched`` in, ``rendered`` (the run to create) or ``failed`` out.
+
+A render has one budget (rendering.RenderSettings: 2 s, 100,000 steps, 16,000,000
+characters built, all params together); a template that runs over it is a ``failed``
+notification with reason ``RenderLimitExceeded``, and after ``rendering.RENDER_LIMIT_STRIKES``
+of them it is refused without rendering until its spec changes.
+"""
 
 from __future__ import annotations
 
@@ -34,11 +40,21 @@ ChildLookup = Callable[[str, tuple[ChildRun, ...]], tuple[ChildRun, ...]]
 
 
 class TemplateCache:
-    """NotificationTemplates by (namespace, name), compiled once per generation."""
+    """NotificationTemplates by (namespace, name), compiled once per generation.
+
+    Also remembers which templates ran over their render limits: after
+    ``rendering.RENDER_LIMIT_STRIKES`` such renders of one generation (counted here, or
+    recorded in the template's Ready condition by the status recorder), the template is
+    refused without rendering until it is changed, so a hostile template costs its
+    namespace's events a budget a few times, not on every event.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], rendering.CompiledTemplate | str] = {}
+        #: (namespace, name) -> (generation, renders over the limits, last message).
+        self._strikes: dict[tuple[str, str], tuple[int, int, str]] = {}
+        self._generations: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -47,15 +63,59 @@ class TemplateCache:
         entries = {_key(obj): _compile(obj) for obj in objects}
         with self._lock:
             self._entries = entries
+            self._generations = {}
+            self._strikes = {k: v for k, v in self._strikes.items() if k in entries}
+            for obj in objects:
+                self._observe(obj)
 
     def upsert(self, obj: dict[str, Any]) -> None:
         entry = _compile(obj)
         with self._lock:
             self._entries[_key(obj)] = entry
+            self._observe(obj)
 
     def delete(self, obj: dict[str, Any]) -> None:
         with self._lock:
             self._entries.pop(_key(obj), None)
+            self._strikes.pop(_key(obj), None)
+            self._generations.pop(_key(obj), None)
+
+    def _observe(self, obj: Mapping[str, Any]) -> None:
+        """Forget strikes of an older generation; take over a RenderLimitExceeded Ready
+        condition the status recorder wrote for this one (another replica saw the strikes)."""
+        key, generation = _key(obj), _generation(obj)
+        self._generations[key] = generation
+        strikes = self._strikes.get(key)
+        if strikes is not None and strikes[0] != generation:
+            del self._strikes[key]
+        condition = _ready_condition(obj)
+        if (
+            condition.get("status") == "False"
+            and condition.get("reason") == "RenderLimitExceeded"
+            and condition.get("observedGeneration") == generation
+        ):
+            message = str(condition.get("message") or "")
+            self._strikes[key] = (generation, rendering.RENDER_LIMIT_STRIKES, message)
+
+    def strike(self, namespace: str, name: str, message: str) -> int:
+        """Count one render of this template over its limits; returns the count so far."""
+        key = (namespace, name)
+        with self._lock:
+            generation = self._generations.get(key, 0)
+            _, count, _ = self._strikes.get(key, (generation, 0, ""))
+            self._strikes[key] = (generation, count + 1, message)
+            return count + 1
+
+    def disabled(self, namespace: str, name: str) -> str | None:
+        """Why this template is refused without rendering, or None."""
+        with self._lock:
+            strikes = self._strikes.get((namespace, name))
+        if strikes is None or strikes[1] < rendering.RENDER_LIMIT_STRIKES:
+            return None
+        return (
+            f"NotificationTemplate {namespace}/{name} is not rendered: it ran over its render "
+            f"limits {strikes[1]} times (last: {strikes[2]}); change the template to try again"
+        )
 
     def get(self, namespace: str, name: str) -> rendering.CompiledTemplate | str | None:
         """The compiled template, the reason it is unusable, or None when it doesn't exist."""
@@ -66,6 +126,22 @@ class TemplateCache:
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     metadata = obj.get("metadata", {})
     return (str(metadata.get("namespace")), str(metadata.get("name")))
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("generation") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for condition in conditions if isinstance(conditions, list) else []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return {}
 
 
 def _compile(obj: Mapping[str, Any]) -> rendering.CompiledTemplate | str:
@@ -169,6 +245,9 @@ class TemplateRenderer:
             )
         if isinstance(entry, str):
             return self._failed(notification, "InvalidTemplate", entry)
+        disabled = self.templates.disabled(notification.policy_namespace, ref.name)
+        if disabled is not None:
+            return self._failed(notification, "RenderLimitExceeded", disabled)
         event = self._with_child_outcomes(notification.event)
         try:
             params = entry.render(
@@ -179,6 +258,19 @@ class TemplateRenderer:
                 transition=notification.transition,
             )
         except rendering.RenderError as error:
+            if error.reason == "RenderLimitExceeded":
+                strikes = self.templates.strike(
+                    notification.policy_namespace, ref.name, error.detail
+                )
+                # Counted in RENDER_FAILURES{reason="RenderLimitExceeded"} by _failed.
+                logger.warning(
+                    "NotificationTemplate %s/%s ran over its render limits (%d of %d%s)",
+                    notification.policy_namespace,
+                    ref.name,
+                    strikes,
+                    rendering.RENDER_LIMIT_STRIKES,
+                    "; refused from now on" if strikes >= rendering.RENDER_LIMIT_STRIKES else "",
+                )
             return self._failed(notification, error.reason, str(error))
         resource = taskruns.build_run(
             event=notification.event,
