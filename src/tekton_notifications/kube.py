@@ -258,6 +258,32 @@ def child_outcomes(
     return tuple(filled)
 
 
+#: Where each Tekton run kind is read: CustomRun has only ``v1beta1``.
+RUN_RESOURCES: Final = {
+    "TaskRun": ("v1", "taskruns"),
+    "PipelineRun": ("v1", "pipelineruns"),
+    "CustomRun": ("v1beta1", "customruns"),
+}
+
+
+def get_run(api: client.ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """GET one Tekton run; failures as :class:`CreateError` (404: no such run)."""
+    version, plural = RUN_RESOURCES[kind]
+    try:
+        return cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "tekton.dev", version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+    except ApiException as error:
+        raise _create_error(error) from None
+    except (HTTPError, OSError) as error:
+        raise CreateError(
+            status=503, reason="Unavailable", message=_describe(error), retryable=True
+        ) from None
+
+
 def _create_error(error: ApiException) -> CreateError:
     status = int(error.status or 0)
     reason, message = str(error.reason or ""), str(error.body or error)

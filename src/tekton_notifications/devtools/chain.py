@@ -151,6 +151,7 @@ class LocalChain:
             plural,
             namespace,
             {**run, "apiVersion": "tekton.dev/v1", "kind": kind},
+            keep_uid=True,  # the policy filter confirms the event's run by its uid
         )
 
     def send_file(self, path: Path) -> int:
