@@ -16,6 +16,10 @@ import urllib3
 from tekton_notifications.notifications import OutgoingEvent
 
 TIMEOUT: Final = urllib3.Timeout(connect=2.0, read=10.0)
+#: Where a SinkBinding mounts its OIDC token when Knative's ``authentication-oidc`` is on
+#: (knative/eventing pkg/apis/sources/v1/sinkbinding_lifecycle.go). Knative renews the file
+#: before the token expires, so it is read for every publish.
+OIDC_TOKEN_FILE: Final = "/oidc/token"
 _POOL: Final = urllib3.PoolManager(retries=False, timeout=TIMEOUT)
 
 
@@ -32,10 +36,25 @@ def binary_message(event: OutgoingEvent) -> tuple[dict[str, str], bytes]:
     return headers, json.dumps(event.data, separators=(",", ":")).encode()
 
 
-def publish(sink: str, events: Iterable[OutgoingEvent]) -> None:
-    """POST each event to ``sink``; stop at the first refusal and raise :class:`PublishError`."""
+def oidc_token(path: str = OIDC_TOKEN_FILE) -> str | None:
+    """The workload's OIDC token for the broker, or None where none is mounted (OIDC off)."""
+    try:
+        with open(path, encoding="utf-8") as token:
+            return token.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def publish(sink: str, events: Iterable[OutgoingEvent], *, token: str | None = None) -> None:
+    """POST each event to ``sink``; stop at the first refusal and raise :class:`PublishError`.
+
+    ``token``: sent as ``Authorization: Bearer``, which a broker with ``authentication-oidc``
+    requires (401 without it, 403 when its EventPolicies don't admit the sender or type).
+    """
     for event in events:
         headers, body = binary_message(event)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         try:
             response = _POOL.request("POST", sink, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as error:

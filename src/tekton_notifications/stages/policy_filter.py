@@ -74,13 +74,15 @@ class PolicyFilter:
         index = PolicyIndex()
         target = environ.get("K_SINK")
         key = signing.key_from(environ)
+        token_file = environ.get("OIDC_TOKEN_FILE") or sink.OIDC_TOKEN_FILE
         publish = None
         if target:
             # Fan-out bypasses the reply, so these are signed here (base.SignedStage does
             # the reply).
             def publish(events: Sequence[OutgoingEvent]) -> None:
                 signed = [signing.sign(e, key) for e in events] if key is not None else events
-                sink.publish(target, signed)
+                # With authentication-oidc on, the broker wants the SinkBinding's token.
+                sink.publish(target, signed, token=sink.oidc_token(token_file))
 
         api = kube.api_client(environ)
         stage = cls(
