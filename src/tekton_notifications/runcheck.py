@@ -6,8 +6,10 @@ failed". Spending a rate limit or moving a ``fixed`` transition on such an event
 the real notifications. So, before a match of a policy with storm state is decided, the run
 is read (GET) and must exist with the event's ``uid``; a ``successful``/``failed`` event
 also needs the run to have finished that way, and the labels that name its pipeline must be
-the run's. A forged event can then only repeat what a real run did, and the rate limit
-counts each run's event once (:func:`tekton_notifications.storm.occurrence`).
+the run's. A terminal event for a run the API still shows running is retried (503), not
+refused: Tekton's controller (up to v1.11) sends the event before its status update lands.
+A forged event can then only repeat what a real run did, and the rate limit counts each
+run's event once (:func:`tekton_notifications.storm.occurrence`).
 
 Answers are cached by (kind, namespace, name, uid) for :data:`TTL` seconds, at most
 :data:`SIZE` of them, least recently used first out. A refusal stays true (an API server
@@ -76,12 +78,14 @@ Entry = tuple[float, Run | None]
 @dataclass(frozen=True)
 class Verdict:
     confirmed: bool
-    #: ``Confirmed``, ``NoUID``, ``NotFound``, ``UIDMismatch``, ``OutcomeMismatch`` or
-    #: ``LabelMismatch``: a metric label and the log's reason.
+    #: ``Confirmed``, ``NoUID``, ``NotFound``, ``UIDMismatch``, ``NotFinished``,
+    #: ``OutcomeMismatch`` or ``LabelMismatch``: a metric label and the log's reason.
     reason: str
     message: str
     #: Answered from the cache, without a request.
     cached: bool
+    #: Not confirmed yet, may be later (``NotFinished``): ask for a retry, don't refuse.
+    retry: bool = False
 
 
 class Unconfirmed(Exception):
@@ -132,7 +136,7 @@ class RunCheck:
         if cached is not None:
             verdict = _compare(event, cached[1], cached=True)
             # A run read while it was still running may have finished since: read it again.
-            if verdict.reason != "OutcomeMismatch":
+            if verdict.reason != "NotFinished":
                 return verdict
         return _compare(event, self._fetch(key), cached=False)
 
@@ -180,6 +184,14 @@ def _compare(event: RunEvent, run: Run | None, *, cached: bool) -> Verdict:
             False, "UIDMismatch", f"{where} has uid {run.uid}, the event says {event.uid}", cached
         )
     expected = TERMINAL.get(event.event)
+    if expected is not None and run.succeeded not in TERMINAL.values():
+        return Verdict(
+            False,
+            "NotFinished",
+            f"the event says {event.event}, {where} has not finished (yet)",
+            cached,
+            retry=True,
+        )
     if expected is not None and run.succeeded != expected:
         return Verdict(
             False,

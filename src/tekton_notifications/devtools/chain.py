@@ -144,6 +144,9 @@ class LocalChain:
         namespace, name = str(metadata.get("namespace") or "default"), str(metadata["name"])
         store = self.emulator.store
         with contextlib.suppress(KubeError):  # not there the first time the run is seen
+            stored = store.get("tekton.dev", plural, namespace, name)
+            if _finished(stored) and stored["metadata"].get("uid") == metadata.get("uid"):
+                return  # a finished run never changes: a late copy of an earlier event
             store.delete("tekton.dev", plural, namespace, name)
         store.create(
             "tekton.dev",
@@ -189,3 +192,11 @@ class LocalChain:
             )
             found.extend(listing.get("items") or [])
         return found
+
+
+def _finished(run: Mapping[str, Any]) -> bool:
+    """Whether a run's ``Succeeded`` condition is final (True or False)."""
+    conditions = (run.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") == "Succeeded" and c.get("status") in ("True", "False") for c in conditions
+    )
