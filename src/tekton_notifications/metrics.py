@@ -57,9 +57,10 @@ STATE_CONFLICTS: Final = Counter(
 RUN_CHECKS: Final = Counter(
     "tekton_notifications_run_checks_total",
     "Tekton events whose run was confirmed with the API before spending storm budget, by "
-    "result (Confirmed, NotFound, UIDMismatch, OutcomeMismatch, LabelMismatch, NoUID) and "
-    "whether the cache answered. Anything but Confirmed was refused (422): a forgery, or a "
-    "run deleted before its event arrived.",
+    "result (Confirmed, NotFound, UIDMismatch, NotFinished, OutcomeMismatch, LabelMismatch, "
+    "NoUID, Unavailable) and whether the cache answered. NotFinished and Unavailable are "
+    "retried (503); the others were refused (422): a forgery, or a run deleted before its "
+    "event arrived.",
     ["result", "cached"],
     registry=REGISTRY,
 )

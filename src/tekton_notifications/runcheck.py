@@ -79,12 +79,13 @@ Entry = tuple[float, Run | None]
 class Verdict:
     confirmed: bool
     #: ``Confirmed``, ``NoUID``, ``NotFound``, ``UIDMismatch``, ``NotFinished``,
-    #: ``OutcomeMismatch`` or ``LabelMismatch``: a metric label and the log's reason.
+    #: ``OutcomeMismatch``, ``LabelMismatch`` or ``Unavailable`` (the API did not answer):
+    #: a metric label and the log's reason.
     reason: str
     message: str
     #: Answered from the cache, without a request.
     cached: bool
-    #: Not confirmed yet, may be later (``NotFinished``): ask for a retry, don't refuse.
+    #: Not confirmed yet, may be later (``NotFinished``, ``Unavailable``): ask for a retry.
     retry: bool = False
 
 
@@ -121,10 +122,15 @@ class RunCheck:
     def confirm(self, event: RunEvent) -> Verdict:
         """Whether ``event``'s run exists as the event says; counted in a metric.
 
-        Raises :class:`kube.CreateError` (retryable) when the API cannot answer: the caller
-        answers 503 and the broker redelivers.
+        When the API cannot answer (down, throttled, forbidden) nothing is known, and spending
+        budget on an unknown run is what this module prevents: the verdict asks for a retry.
         """
-        verdict = self._confirm(event)
+        try:
+            verdict = self._confirm(event)
+        except kube.CreateError as error:
+            what = f"{event.kind} {event.namespace}/{event.name}"
+            message = f"confirming {what}: the API answered {error}"
+            verdict = Verdict(False, "Unavailable", message, cached=False, retry=True)
         metrics.RUN_CHECKS.labels(verdict.reason, "yes" if verdict.cached else "no").inc()
         return verdict
 
@@ -158,14 +164,7 @@ class RunCheck:
             run: Run | None = Run.of(self._read(kind, namespace, name))
         except kube.CreateError as error:
             if error.status != 404:
-                # Forbidden, throttled or down: nothing is known, and spending budget on an
-                # unknown run is what this module prevents. Retry (503) until it answers.
-                raise kube.CreateError(
-                    status=503,
-                    reason=error.reason or "Unavailable",
-                    message=f"confirming {kind} {namespace}/{name}: {error}",
-                    retryable=True,
-                ) from None
+                raise
             run = None
         with self._lock:
             self._cache[key] = (self._clock() + self._ttl, run)

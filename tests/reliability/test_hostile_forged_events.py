@@ -199,10 +199,12 @@ def test_an_api_outage_while_confirming_is_retried_and_spends_nothing(
     store_run(kubeapi, real)
     kubeapi.faults.add(503, method="GET", path="/pipelineruns/", count=100)
 
+    before = checks("Unavailable")
     response = respond(stage, real)
 
     assert response.status == 503
-    assert "confirming PipelineRun ci/web-build-001" in response.message
+    assert "(Unavailable): confirming PipelineRun ci/web-build-001" in response.message
+    assert checks("Unavailable") - before == 1
     assert spent(stage) == 0
     kubeapi.faults.clear()
     matched = respond(stage, real)

@@ -311,7 +311,7 @@ def _unconfirmed(event: RunEvent, matches: Sequence[Match], verdict: runcheck.Ve
     spent, and ``tekton_notifications_run_checks_total`` counts it by reason.
     """
     policies = sorted({m.policy.name for m in matches})
-    if verdict.retry:  # the API may not show the outcome yet: the broker retries
+    if verdict.retry:  # the API is down or does not show the outcome yet: the broker retries
         return unavailable(
             f"{event.type} {event.id}: run not confirmed yet ({verdict.reason}): "
             f"{verdict.message}; no storm budget spent"
