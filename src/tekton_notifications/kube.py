@@ -348,6 +348,20 @@ def child_outcomes(
     return tuple(filled)
 
 
+#: Where each Tekton run kind is read: CustomRun has only ``v1beta1``.
+RUN_RESOURCES: Final = {
+    "TaskRun": ("v1", "taskruns"),
+    "PipelineRun": ("v1", "pipelineruns"),
+    "CustomRun": ("v1beta1", "customruns"),
+}
+
+
+def get_run(api: client.ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """GET one Tekton run; failures as :class:`ApiError` (404: no such run)."""
+    version, plural = RUN_RESOURCES[kind]
+    return get_object(api, plural, namespace, name, group="tekton.dev", version=version)
+
+
 def _api_error(verb: str, what: str, error: ApiException) -> ApiError:
     status = int(error.status or 0)
     reason, message = str(error.reason or ""), str(error.body or error)

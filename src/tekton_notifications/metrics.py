@@ -54,6 +54,16 @@ STATE_CONFLICTS: Final = Counter(
     "Writes of a policy's storm state that met a newer version (409) and were decided again.",
     registry=REGISTRY,
 )
+RUN_CHECKS: Final = Counter(
+    "tekton_notifications_run_checks_total",
+    "Tekton events whose run was confirmed with the API before spending storm budget, by "
+    "result (Confirmed, NotFound, UIDMismatch, NotFinished, OutcomeMismatch, LabelMismatch, "
+    "NoUID, Unavailable) and whether the cache answered. NotFinished and Unavailable are "
+    "retried (503); the others were refused (422): a forgery, or a run deleted before its "
+    "event arrived.",
+    ["result", "cached"],
+    registry=REGISTRY,
+)
 RENDER_FAILURES: Final = Counter(
     "tekton_notifications_render_failures_total",
     "Notifications that could not be rendered, by reason.",

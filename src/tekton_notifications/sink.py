@@ -22,16 +22,35 @@ from tekton_notifications.notifications import OutgoingEvent
 #: Seconds to connect to, and then to hear back from, the broker.
 CONNECT_TIMEOUT: Final = 2.0
 READ_TIMEOUT: Final = 10.0
+#: Where a SinkBinding mounts its OIDC token when Knative's ``authentication-oidc`` is on
+#: (knative/eventing pkg/apis/sources/v1/sinkbinding_lifecycle.go). Knative renews the file
+#: before the token expires, so it is read for every publish.
+OIDC_TOKEN_FILE: Final = "/oidc/token"
 
 
 class PublishError(Exception):
     """The broker did not accept an event; the caller answers 5xx so the sender retries."""
 
 
-def publish(sink: str, events: Iterable[OutgoingEvent]) -> None:
-    """POST each event to ``sink``; stop at the first refusal and raise :class:`PublishError`."""
+def oidc_token(path: str = OIDC_TOKEN_FILE) -> str | None:
+    """The workload's OIDC token for the broker, or None where none is mounted (OIDC off)."""
+    try:
+        with open(path, encoding="utf-8") as token:
+            return token.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def publish(sink: str, events: Iterable[OutgoingEvent], *, token: str | None = None) -> None:
+    """POST each event to ``sink``; stop at the first refusal and raise :class:`PublishError`.
+
+    ``token``: sent as ``Authorization: Bearer``, which a broker with ``authentication-oidc``
+    requires (401 without it, 403 when its EventPolicies don't admit the sender or type).
+    """
     for event in events:
         headers, body = wire.binary_message(event)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         try:
             status, answer = post(sink, headers, body)
         except OSError as error:

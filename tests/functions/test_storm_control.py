@@ -4,6 +4,7 @@ suppressions counted by the status recorder."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tekton_notifications import notifications
-from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.serving import ServedFunction
 from tests.conftest import EXAMPLES, load_cloudevent, needs_shared, policy_object
 from tests.functions.serving import Reply, post_cloudevent, post_event
@@ -44,6 +45,20 @@ def run_of(fixture: str, serial: int, *, minute: int = 0) -> dict[str, Any]:
     return cloudevent
 
 
+def post_run(kubeapi: KubeAPIServer, url: str, cloudevent: dict[str, Any]) -> Reply:
+    """POST a Tekton event whose run exists, as Tekton's do: the filter confirms the run (by
+    name and uid) before the event may spend storm budget."""
+    ((key, run),) = cloudevent["data"].items()
+    kind = key[0].upper() + key[1:]
+    stored = {**run, "apiVersion": "tekton.dev/v1", "kind": kind}
+    with contextlib.suppress(KubeError):  # a redelivery: the run is already there
+        namespace = run["metadata"]["namespace"]
+        kubeapi.store.create(
+            "tekton.dev", "v1", f"{key.lower()}s", namespace, stored, keep_uid=True
+        )
+    return post_cloudevent(url, cloudevent)
+
+
 def status_of(kubeapi: KubeAPIServer, name: str) -> dict[str, Any]:
     status: dict[str, Any] = (
         kubeapi.store.get(GROUP, "notificationpolicies", "ci", name).get("status") or {}
@@ -61,7 +76,7 @@ def test_a_storm_sends_the_limit_and_answers_the_rest_with_suppressed_events(
     add_policy(kubeapi, policy_object("storm", rate_limit={"limit": 2, "window": "1h"}))
     function = filter_for(served, kubeconfig)
 
-    replies = [post_cloudevent(function.url, run_of(FAILED, n)) for n in range(5)]
+    replies = [post_run(kubeapi, function.url, run_of(FAILED, n)) for n in range(5)]
 
     assert [r.type for r in replies] == [notifications.MATCHED] * 2 + [notifications.SUPPRESSED] * 3
     suppressed = replies[2].data["suppressed"]
@@ -76,13 +91,13 @@ def test_the_budget_survives_a_restart_of_the_filter(
 ) -> None:
     add_policy(kubeapi, policy_object("storm", rate_limit={"limit": 1, "window": "1h"}))
     first = filter_for(served, kubeconfig)
-    assert post_cloudevent(first.url, run_of(FAILED, 1)).type == notifications.MATCHED
+    assert post_run(kubeapi, first.url, run_of(FAILED, 1)).type == notifications.MATCHED
     first.stop()
 
     restarted = filter_for(served, kubeconfig)
-    assert post_cloudevent(restarted.url, run_of(FAILED, 2)).type == notifications.SUPPRESSED
+    assert post_run(kubeapi, restarted.url, run_of(FAILED, 2)).type == notifications.SUPPRESSED
     # ... and a redelivery of the notification it already let through still goes through.
-    assert post_cloudevent(restarted.url, run_of(FAILED, 1)).type == notifications.MATCHED
+    assert post_run(kubeapi, restarted.url, run_of(FAILED, 1)).type == notifications.MATCHED
 
 
 def test_two_replicas_share_one_budget(
@@ -92,7 +107,7 @@ def test_two_replicas_share_one_budget(
     replicas = [filter_for(served, kubeconfig), filter_for(served, kubeconfig)]
 
     def post(serial: int) -> Reply:
-        return post_cloudevent(replicas[serial % 2].url, run_of(FAILED, serial))
+        return post_run(kubeapi, replicas[serial % 2].url, run_of(FAILED, serial))
 
     with ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(post, range(16)))
@@ -108,7 +123,7 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
     add_policy(kubeapi, policy_object("fixes", events=["failed", "fixed"]))
     function = filter_for(served, kubeconfig)
 
-    failure = post_cloudevent(function.url, run_of(FAILED, 1, minute=1))
+    failure = post_run(kubeapi, function.url, run_of(FAILED, 1, minute=1))
     assert failure.type == notifications.MATCHED
     assert failure.data["transition"] == {"name": "broken", "previous": None}
     (outcome,) = status_of(kubeapi, "fixes")["outcomes"]
@@ -117,7 +132,7 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
     function.stop()
     function = filter_for(served, kubeconfig)
 
-    fixed = post_cloudevent(function.url, run_of(SUCCEEDED, 2, minute=2))
+    fixed = post_run(kubeapi, function.url, run_of(SUCCEEDED, 2, minute=2))
     assert fixed.type == notifications.MATCHED
     assert fixed.data["transition"] == {
         "name": "fixed",
@@ -127,11 +142,11 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
             "completionTime": "2026-11-25T10:01:00Z",
         },
     }
-    redelivered = post_cloudevent(function.url, run_of(SUCCEEDED, 2, minute=2))
+    redelivered = post_run(kubeapi, function.url, run_of(SUCCEEDED, 2, minute=2))
     assert redelivered.headers["ce-id"] == fixed.headers["ce-id"]
     assert redelivered.data["transition"]["name"] == "fixed"
 
-    still_good = post_cloudevent(function.url, run_of(SUCCEEDED, 3, minute=3))
+    still_good = post_run(kubeapi, function.url, run_of(SUCCEEDED, 3, minute=3))
     assert (still_good.status, still_good.type) == (202, None)
 
 
@@ -140,7 +155,7 @@ def test_a_suspended_policy_answers_with_a_suppressed_event(
 ) -> None:
     add_policy(kubeapi, policy_object("paused", suspend=True))
     function = filter_for(served, kubeconfig)
-    reply = post_cloudevent(function.url, run_of(FAILED, 1))
+    reply = post_run(kubeapi, function.url, run_of(FAILED, 1))
     assert reply.type == notifications.SUPPRESSED
     assert reply.data["suppressed"] == {"reason": "suspended", "message": "policy is suspended"}
     assert "rateLimit" not in status_of(kubeapi, "paused"), "a suspension writes no state"
@@ -153,12 +168,12 @@ def test_the_filter_asks_for_a_retry_when_it_cannot_write_the_state(
     function = filter_for(served, kubeconfig)
     kubeapi.faults.add(503, method="PATCH", path="/status$", count=100)
 
-    reply = post_cloudevent(function.url, run_of(FAILED, 1))
+    reply = post_run(kubeapi, function.url, run_of(FAILED, 1))
 
     assert reply.status == 503
     assert "recording policy state" in reply.detail
     kubeapi.faults.clear()
-    assert post_cloudevent(function.url, run_of(FAILED, 1)).type == notifications.MATCHED
+    assert post_run(kubeapi, function.url, run_of(FAILED, 1)).type == notifications.MATCHED
 
 
 @pytest.fixture
@@ -177,7 +192,7 @@ def test_suppressions_are_counted_in_status_and_recorded_on_the_run_once_each(
         ),
     )
     function = filter_for(served, kubeconfig)
-    replies = [post_cloudevent(function.url, run_of(FAILED, n)) for n in range(4)]
+    replies = [post_run(kubeapi, function.url, run_of(FAILED, n)) for n in range(4)]
     suppressed = [r for r in replies if r.type == notifications.SUPPRESSED]
     assert len(suppressed) == 3
     for reply in [*suppressed, suppressed[0]]:  # the last one is a redelivery

@@ -25,7 +25,12 @@ from tekton_notifications.devtools.router import load_objects, manifest_files
 ROOT = Path(__file__).resolve().parents[2]
 KNATIVE = ROOT / "knative"
 OLDER = KNATIVE / "older"
-OVERLAYS = {"knative": KNATIVE, "knative/older": OLDER}
+SENDER_IDENTITY = KNATIVE / "overlays" / "sender-identity"
+OVERLAYS = {
+    "knative": KNATIVE,
+    "knative/older": OLDER,
+    "knative/overlays/sender-identity": SENDER_IDENTITY,
+}
 TEKTON_PATCHES = KNATIVE / "tekton"
 FUNCTIONS = ROOT / "functions"
 SHARED = Path(__file__).parents[2].parent / "shared"
@@ -135,8 +140,13 @@ def test_namespaced_objects_live_in_the_project_namespace() -> None:
 
 # --- schema validation ---------------------------------------------------------------------
 
-CORE_API_VERSIONS = {"v1", "rbac.authorization.k8s.io/v1"}
-CRD_FILES = {"Broker": "broker.yaml", "Trigger": "trigger.yaml", "SinkBinding": "sinkbindings.yaml"}
+CORE_API_VERSIONS = {"v1", "rbac.authorization.k8s.io/v1", "apps/v1", "networking.k8s.io/v1"}
+CRD_FILES = {
+    "Broker": "broker.yaml",
+    "Trigger": "trigger.yaml",
+    "SinkBinding": "sinkbindings.yaml",
+    "EventPolicy": "eventpolicy.yaml",
+}
 CORE_OBJECTS = [(i, o) for i, o in all_objects() if o["apiVersion"] in CORE_API_VERSIONS]
 KNATIVE_OBJECTS = [(i, o) for i, o in all_objects() if o["kind"] in CRD_FILES]
 
@@ -204,8 +214,9 @@ def crd_schema(kind: str, api_version: str) -> Obj:
     spec = schema["properties"]["spec"]
     if "delivery" in spec["properties"]:
         spec["properties"]["delivery"]["properties"].update(DELIVERY_EXTRAS)
-    if kind == "Trigger":  # filters nest: all/any hold filters, not holds one
-        spec["properties"]["filter"]["properties"]["attributes"] = STRING_MAP
+    if kind in ("Trigger", "EventPolicy"):  # filters nest: all/any hold filters, not one
+        if kind == "Trigger":
+            spec["properties"]["filter"]["properties"]["attributes"] = STRING_MAP
         one = spec["properties"]["filters"]["items"]
         for dialect in ("exact", "prefix", "suffix"):
             one["properties"][dialect] = STRING_MAP
@@ -259,6 +270,10 @@ def broken(kind: str, path: list[str | int], value: Any) -> Obj:
         broken("Trigger", ["spec", "filters"], [{"not": {"exact": {"type": 1}}}]),
         broken("Trigger", ["metadata", "name"], "Policy_Filter"),
         broken("SinkBinding", ["spec", "subject", "nam"], "x"),
+        broken("EventPolicy", ["spec", "form"], []),
+        broken("EventPolicy", ["spec", "from", 0, "ref", "nme"], "x"),
+        broken("EventPolicy", ["spec", "filters"], [{"any": [{"exactly": {"type": "x"}}]}]),
+        broken("EventPolicy", ["spec", "to", 0], {"ref": {"kind": 1}}),
     ],
     ids=[
         "broker-retries",
@@ -270,6 +285,10 @@ def broken(kind: str, path: list[str | int], value: Any) -> Obj:
         "nested-not-number",
         "bad-name",
         "sinkbinding-typo",
+        "eventpolicy-form",
+        "eventpolicy-ref-typo",
+        "eventpolicy-nested-typo",
+        "eventpolicy-kind-number",
     ],
 )
 def test_crd_validation_catches_mistakes(obj: Obj) -> None:
@@ -339,7 +358,7 @@ def test_trigger_subscribers_are_the_functions_and_the_failure_display(overlay: 
 def test_function_subscribers_exist_in_functions() -> None:
     functions = func_yamls()
     names = {spec["name"] for spec in functions.values()}
-    assert names == FUNCTION_NAMES
+    assert names == FUNCTION_NAMES | {"tekton-relay"}  # the relay: sender-identity overlay
     assert all(spec["name"] == directory for directory, spec in functions.items())
     for overlay in OVERLAYS.values():
         for name, trigger in triggers(overlay).items():
@@ -348,7 +367,7 @@ def test_function_subscribers_exist_in_functions() -> None:
 
 
 def test_functions_run_as_their_service_accounts() -> None:
-    accounts = of_kind("ServiceAccount")
+    accounts = of_kind("ServiceAccount", SENDER_IDENTITY)  # knative/'s, and the relay's
     for directory, spec in func_yamls().items():
         deploy = spec.get("deploy", {})
         assert deploy.get("namespace", spec.get("namespace")) == NAMESPACE, directory
@@ -456,6 +475,9 @@ LEAST_PRIVILEGE = {
         ("notifications.tekton.dev", f"{plural}/status", verb)
         for plural in ("notificationpolicies", "clusternotificationpolicies")
         for verb in ("get", "patch")
+    }
+    | {  # a run is confirmed before its event spends storm budget (runcheck.py)
+        ("tekton.dev", plural, "get") for plural in ("taskruns", "pipelineruns", "customruns")
     },
     "template-renderer": {
         ("notifications.tekton.dev", "notificationtemplates", verb)
@@ -550,3 +572,146 @@ def test_tekton_patch_points_at_the_broker_ingress(patch: str, target: tuple[str
         f"--patch-file knative/tekton/{patch}"
     )
     assert command in (KNATIVE / "README.md").read_text()
+
+
+# --- knative/overlays/sender-identity: who may send to the Broker ---------------------------
+
+RELAY_URL = f"http://tekton-relay.{NAMESPACE}.svc.cluster.local"
+EVENTING = "eventing.knative.dev/v1"
+SOURCES = "sources.knative.dev/v1"
+#: What each sender may post, as its function replies (stages/*.py) or publishes.
+SENDERS = {
+    "tekton-events": ({(SOURCES, "SinkBinding", "tekton-relay")}, "prefix dev.tekton.event."),
+    "policy-filter": (
+        {(EVENTING, "Trigger", "policy-filter"), (SOURCES, "SinkBinding", "policy-filter")},
+        "dev.tekton.notification.matched.v1 dev.tekton.notification.suppressed.v1",
+    ),
+    "template-renderer": (
+        {(EVENTING, "Trigger", "template-renderer")},
+        "dev.tekton.notification.failed.v1 dev.tekton.notification.rendered.v1",
+    ),
+    "task-launcher": (
+        {(EVENTING, "Trigger", "task-launcher")},
+        "dev.tekton.notification.failed.v1 dev.tekton.notification.launched.v1",
+    ),
+}
+
+
+def allowed_types(policy: Obj) -> str:
+    """An EventPolicy's filters as one word list: `prefix <p>` or the exact types it admits."""
+    (only,) = policy["spec"]["filters"]
+    if "prefix" in only:
+        return f"prefix {only['prefix']['type']}"
+    return " ".join(sorted(one["exact"]["type"] for one in only["any"]))
+
+
+@pytest.mark.parametrize(("name", "expected"), SENDERS.items(), ids=list(SENDERS))
+def test_each_sender_may_post_only_what_it_emits(name: str, expected: tuple[set[Any], str]) -> None:
+    senders, types = expected
+    policy = of_kind("EventPolicy", SENDER_IDENTITY)[name]
+    assert policy["spec"]["to"] == [
+        {"ref": {"apiVersion": EVENTING, "kind": "Broker", "name": BROKER}}
+    ]
+    refs = {
+        (f["ref"]["apiVersion"], f["ref"]["kind"], f["ref"]["name"]) for f in policy["spec"]["from"]
+    }
+    assert refs == senders
+    assert allowed_types(policy) == types
+    for api_version, kind, ref in refs:  # every sender exists in the overlay
+        assert ref in of_kind(kind, SENDER_IDENTITY), f"{kind} {ref}"
+        assert of_kind(kind, SENDER_IDENTITY)[ref]["apiVersion"] == api_version
+
+
+def test_every_routed_type_has_a_sender_and_no_sender_is_in_two_policies() -> None:
+    """Knative applies the filters of the first policy naming a sender: one policy each."""
+    policies = of_kind("EventPolicy", SENDER_IDENTITY)
+    assert set(policies) == set(SENDERS)
+    named = [
+        (f["ref"]["kind"], f["ref"]["name"]) for p in policies.values() for f in p["spec"]["from"]
+    ]
+    assert len(named) == len(set(named))
+    admitted = " ".join(allowed_types(p) for p in policies.values())
+    for trigger in triggers(SENDER_IDENTITY).values():
+        for condition in trigger["spec"]["filters"]:
+            ((dialect, attributes),) = condition.items()
+            wanted = attributes["type"]
+            assert (f"prefix {wanted}" if dialect == "prefix" else wanted) in admitted, wanted
+
+
+def test_the_overlay_adds_the_relay_and_policies_and_changes_nothing_else() -> None:
+    added = {key(o) for o in objects(SENDER_IDENTITY)} - {key(o) for o in objects(KNATIVE)}
+    assert sorted((kind, name) for _, kind, _, name in added) == sorted(
+        [("ServiceAccount", "tekton-relay"), ("Deployment", "tekton-relay")]
+        + [("Service", "tekton-relay"), ("SinkBinding", "tekton-relay")]
+        + [("NetworkPolicy", "tekton-relay")]
+        + [("EventPolicy", name) for name in SENDERS]
+    )
+    base = {key(o): o for o in objects(KNATIVE)}
+    assert all(base[key(o)] == o for o in objects(SENDER_IDENTITY) if key(o) in base)
+
+
+def test_the_relay_is_reached_only_by_tekton_and_posts_with_its_sinkbinding() -> None:
+    (deployment,) = of_kind("Deployment", SENDER_IDENTITY).values()
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == labels
+    assert pod["spec"]["serviceAccountName"] == "tekton-relay"
+    assert pod["spec"]["automountServiceAccountToken"] is False  # no API access, no RBAC
+    assert "tekton-relay" not in {
+        s["name"]
+        for b in of_kind("ClusterRoleBinding", SENDER_IDENTITY).values()
+        for s in b["subjects"]
+    }
+    (container,) = pod["spec"]["containers"]
+    (port,) = container["ports"]
+
+    (policy,) = of_kind("NetworkPolicy", SENDER_IDENTITY).values()
+    assert policy["spec"]["podSelector"] == {"matchLabels": labels}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    (peer,) = rule["from"]  # namespace AND pods in one peer; two peers would be OR
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "tekton-pipelines"}
+    }
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "tekton-pipelines"}
+    assert peer["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["controller", "events"]}
+    ]
+
+    service = of_kind("Service", SENDER_IDENTITY)["tekton-relay"]
+    assert service["spec"]["selector"] == labels
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": port["name"]}]
+    binding = of_kind("SinkBinding", SENDER_IDENTITY)["tekton-relay"]
+    assert binding["spec"]["subject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert binding["spec"]["sink"] == {
+        "ref": {"apiVersion": EVENTING, "kind": "Broker", "name": BROKER}
+    }
+
+
+def test_tekton_relay_patch_points_at_the_relay_service() -> None:
+    patch = "config-events-relay-patch.yaml"
+    body = yaml.safe_load((TEKTON_PATCHES / patch).read_text())
+    assert body == {"data": {"sink": RELAY_URL}}
+    command = (
+        "kubectl patch configmap config-events -n tekton-pipelines --type merge "
+        f"--patch-file knative/tekton/{patch}"
+    )
+    assert command in (SENDER_IDENTITY / "README.md").read_text()
+
+
+def test_the_overlay_readme_states_versions_and_flags() -> None:
+    text = (SENDER_IDENTITY / "README.md").read_text()
+    for needed in (
+        "Knative Eventing",
+        "v1.16",
+        "authentication-oidc",
+        "default-authorization-mode",
+        "transport-encryption",
+        "Tekton Pipelines",
+    ):
+        assert needed in text, needed

@@ -168,9 +168,15 @@ class CommitThenFail:
         self.fired: collections.Counter[str] = collections.Counter()
 
     def __call__(
-        self, group: str, version: str, plural: str, namespace: str | None, obj: dict[str, Any]
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        obj: dict[str, Any],
+        **options: Any,  # keep_uid, when LocalChain.send mirrors a source run
     ) -> dict[str, Any]:
-        created = self._create(group, version, plural, namespace, obj)
+        created = self._create(group, version, plural, namespace, obj, **options)
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if group != "tekton.dev" or taskruns.POLICY_LABEL not in labels:
             return created  # not a notification run (LocalChain.send mirrors source runs)

@@ -125,7 +125,14 @@ class SlowCreates:
         api.store.create = self  # type: ignore[method-assign]
 
     def __call__(
-        self, group: str, version: str, plural: str, namespace: str | None, obj: Any
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        obj: Any,
+        *,
+        keep_uid: bool = False,
     ) -> dict[str, Any]:
         if group == "tekton.dev":
             with self._lock:
@@ -133,7 +140,7 @@ class SlowCreates:
                 if self.started >= 4:
                     self.busy.set()
             time.sleep(self._delay)
-        return self._create(group, version, plural, namespace, obj)
+        return self._create(group, version, plural, namespace, obj, keep_uid=keep_uid)
 
 
 def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Path) -> None:

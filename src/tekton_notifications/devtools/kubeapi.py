@@ -423,7 +423,18 @@ class ObjectStore:
             ]
 
     # -- writes ----------------------------------------------------------------------
-    def create(self, group: str, version: str, plural: str, namespace: str | None, obj: Obj) -> Obj:
+    def create(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        obj: Obj,
+        *,
+        keep_uid: bool = False,
+    ) -> Obj:
+        """POST semantics. ``keep_uid``: keep ``metadata.uid`` as given, as a restore from a
+        backup does (for mirroring a Tekton run whose events carry its uid)."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -460,7 +471,8 @@ class ObjectStore:
                 msg = f'{_resource(group, plural)} "{name}" already exists'
                 raise KubeError(409, msg, "AlreadyExists", name=name, group=group, kind=plural)
             self._rv += 1
-            meta.update(name=name, uid=str(uuid.uuid4()), resourceVersion=str(self._rv))
+            uid = meta.get("uid") if keep_uid and meta.get("uid") else uuid.uuid4()
+            meta.update(name=name, uid=str(uid), resourceVersion=str(self._rv))
             meta.update(creationTimestamp=_now(), generation=1)
             if ns:
                 meta["namespace"] = ns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +14,7 @@ from tekton_notifications import (
     metrics,
     models,
     notifications,
+    runcheck,
     signing,
     sink,
     storm,
@@ -52,6 +53,7 @@ class PolicyFilter:
         publish: Publisher | None = None,
         informer: kube.Informer | None = None,
         states: PolicyStates | None = None,
+        runs: runcheck.RunCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
@@ -59,6 +61,9 @@ class PolicyFilter:
         self._informer = informer
         #: Without an API (tools, unit tests) state is kept in memory, per process.
         self.states = states if states is not None else MemoryStatus().states()
+        #: Confirms a run before its event spends storm budget; None (tools, unit tests of
+        #: matching) trusts the event. The served function always confirms.
+        self.runs = runs
         self._clock = clock
         self._cluster_informer: kube.Informer | None = None
         #: Policies that failed to parse, by (namespace, name): shown by ready() and logs.
@@ -69,16 +74,23 @@ class PolicyFilter:
         index = PolicyIndex()
         target = environ.get("K_SINK")
         key = signing.key_from(environ)
+        token_file = environ.get("OIDC_TOKEN_FILE") or sink.OIDC_TOKEN_FILE
         publish = None
         if target:
             # Fan-out bypasses the reply, so these are signed here (base.SignedStage does
             # the reply).
             def publish(events: Sequence[OutgoingEvent]) -> None:
                 signed = [signing.sign(e, key) for e in events] if key is not None else events
-                sink.publish(target, signed)
+                # With authentication-oidc on, the broker wants the SinkBinding's token.
+                sink.publish(target, signed, token=sink.oidc_token(token_file))
 
         api = kube.api_client(environ)
-        stage = cls(index, publish=publish, states=PolicyStates.on_api(api))
+        stage = cls(
+            index,
+            publish=publish,
+            states=PolicyStates.on_api(api),
+            runs=runcheck.RunCheck.on_api(api),
+        )
         stage._informer, stage._cluster_informer = kube.policy_informers(api, stage)
         return stage
 
@@ -173,6 +185,8 @@ class PolicyFilter:
         )
         try:
             outgoing, notifying = self._decide(matches, traced)
+        except runcheck.Unconfirmed as refused:
+            return _unconfirmed(traced, matches, refused.verdict)
         except kube.ApiError as error:
             return unavailable(f"recording policy state: {error}")
         for match in notifying:
@@ -235,6 +249,7 @@ class PolicyFilter:
             by_policy.setdefault(match.policy.key, []).append(match)
         outgoing: list[OutgoingEvent] = []
         notifying: list[Match] = []
+        self._confirm(event, by_policy.values())
         for group in by_policy.values():
             first, policy = group[0], group[0].policy
             if first.final:
@@ -275,6 +290,47 @@ class PolicyFilter:
             else:
                 logger.debug("policy %s: %s", policy.name, "; ".join(decision.notes))
         return outgoing, notifying
+
+    def _confirm(self, event: RunEvent, groups: Iterable[Sequence[Match]]) -> None:
+        """Raise :class:`runcheck.Unconfirmed` when a match would spend storm budget on a run
+        the API does not confirm; only then is the API asked (once per event)."""
+        if self.runs is None:
+            return
+        if all(group[0].final or group[0].suspended for group in groups):
+            return
+        verdict = self.runs.confirm(event)
+        if not verdict.confirmed:
+            raise runcheck.Unconfirmed(verdict)
+
+
+def _unconfirmed(event: RunEvent, matches: Sequence[Match], verdict: runcheck.Verdict) -> Response:
+    """A Tekton event whose run the API does not confirm: nothing is sent, nothing is spent.
+
+    422, not retried: the broker dead-letters it at once, so it shows in the dead-letter
+    display with ``knativeerrorcode: 422``; the log line names the policies it would have
+    spent, and ``tekton_notifications_run_checks_total`` counts it by reason.
+    """
+    policies = sorted({m.policy.name for m in matches})
+    if verdict.retry:  # the API is down or does not show the outcome yet: the broker retries
+        return unavailable(
+            f"{event.type} {event.id}: run not confirmed yet ({verdict.reason}): "
+            f"{verdict.message}; no storm budget spent"
+        )
+    message = (
+        f"refused {event.type} {event.id}: run not confirmed ({verdict.reason}): "
+        f"{verdict.message}; nothing sent, no storm budget spent"
+    )
+    logger.warning(
+        "%s; policies %s",
+        message,
+        ",".join(policies),
+        extra={
+            "notification": logs.fields(
+                event, policy=",".join(policies) or None, notes=verdict.reason
+            )
+        },
+    )
+    return Response(422, message=message)
 
 
 def _transition(decision: storm.Decision) -> dict[str, Any] | None:
