@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ LAUNCHES: Final = Counter(
     "tekton_notifications_launches_total",
     "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx).",
     ["result"],
+    registry=REGISTRY,
+)
+SIGNING_ENABLED: Final = Gauge(
+    "tekton_notifications_signing_enabled",
+    "1 when this function signs and checks stage events, 0 when NOTIFICATIONS_SIGNING=disabled.",
     registry=REGISTRY,
 )
 LATENCY: Final = Histogram(

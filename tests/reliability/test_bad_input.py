@@ -27,7 +27,7 @@ import yaml
 from tekton_notifications import notifications, types
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
+from tekton_notifications.devtools.serving import SERVERS, UNSIGNED, ServedFunction, serve_function
 from tekton_notifications.stages.base import MAX_EVENT_BYTES
 from tests.conftest import skip_unless_servable
 from tests.functions import serving
@@ -161,7 +161,7 @@ def served(
         try:
             for name in FUNCTIONS:
                 functions[name] = serve_function(
-                    name, {"KUBECONFIG": str(kubeconfig)}, workdir, server=server
+                    name, {"KUBECONFIG": str(kubeconfig), **UNSIGNED}, workdir, server=server
                 )
             yield with_good_requests(Served(server, api, functions))
         finally:

@@ -29,6 +29,7 @@ import pytest
 from tekton_notifications import notifications, taskruns, types
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import (
+    UNSIGNED,
     ServedFunction,
     free_port,
     serve_function,
@@ -143,7 +144,7 @@ def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Pa
         api.store.create_manifest(dict(POLICY))  # the launcher refuses claims to no policy
         kubeconfig = tmp_path / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
-        env = {"KUBECONFIG": str(kubeconfig)}
+        env = {"KUBECONFIG": str(kubeconfig), **UNSIGNED}
         launcher = serve_function("task-launcher", env, tmp_path)
         outcomes: list[str | int] = ["not sent"] * BURST
         finished_at = [0.0] * BURST
@@ -220,7 +221,7 @@ def test_started_before_the_api_it_is_unready_then_ready_by_itself(tmp_path: Pat
     port = free_port()
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, f"http://127.0.0.1:{port}")  # nothing listens there yet
-    env = {"KUBECONFIG": str(kubeconfig)}
+    env = {"KUBECONFIG": str(kubeconfig), **UNSIGNED}
     functions = {
         name: serve_function(name, env, tmp_path, wait_ready=False)
         for name in ("policy-filter", "template-renderer", "task-launcher")

@@ -12,6 +12,7 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import UNSIGNED
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import LAUNCHED, Notification
@@ -47,7 +48,9 @@ def test_a_launched_notification_becomes_an_event_on_the_run(tmp_path: Path) -> 
     with KubeAPIServer() as kubeapi:
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
-        function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
+        function.start(
+            {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
+        )
         try:
             response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
