@@ -62,7 +62,8 @@ RENDER_FAILURES: Final = Counter(
 )
 LAUNCHES: Final = Counter(
     "tekton_notifications_launches_total",
-    "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx).",
+    "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx), "
+    "refused (a run its template cannot produce, 400).",
     ["result"],
     registry=REGISTRY,
 )

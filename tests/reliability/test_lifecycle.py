@@ -12,6 +12,7 @@ the Kubernetes API is necessarily reachable. Neither may lose or half-do a notif
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import signal
@@ -142,6 +143,7 @@ def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Pa
     with KubeAPIServer() as api:
         creates = SlowCreates(api, CREATE_LATENCY)
         api.store.create_manifest(dict(POLICY))  # the launcher refuses claims to no policy
+        api.store.create_manifest(copy.deepcopy(TEMPLATE))  # and runs unlike their template
         kubeconfig = tmp_path / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
         env = {"KUBECONFIG": str(kubeconfig), **UNSIGNED}
