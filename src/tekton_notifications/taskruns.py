@@ -172,6 +172,7 @@ _SPEC_FIELDS: Final = {
     ),
 }
 _SHOWN: Final = 80
+_FIELD_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
 
 
 def not_allowed(resource: Mapping[str, Any]) -> str | None:
@@ -250,7 +251,8 @@ def _unknown(obj: Mapping[str, Any], allowed: frozenset[str], path: str) -> str 
     extra = sorted(str(name) for name in obj if name not in allowed)
     if not extra:
         return None
-    return f"{path}{shown(extra[0])} is not admitted: no NotificationTemplate produces it"
+    name = extra[0] if _FIELD_NAME.match(extra[0]) else shown(extra[0])
+    return f"{path}{name} is not admitted: no NotificationTemplate produces it"
 
 
 def _params_problem(params: object, names: frozenset[str] | None) -> str | None:
