@@ -8,6 +8,7 @@ maps to the same name, and the API server's 409 is our de-duplication.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -241,10 +242,17 @@ def not_from_template(
         policy=policy,
         policy_kind=policy_kind,
     )
+    if _canonical(resource) == _canonical(expected):  # the usual case, compared in C
+        return None
     difference = _difference(resource, expected, "")
     if difference is None:
         return None
     return f"{difference} (NotificationTemplate {template.namespace}/{template.name})"
+
+
+def _canonical(value: object) -> str:
+    """JSON text that is equal only for equal JSON values (``True`` is not ``1`` here)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _unknown(obj: Mapping[str, Any], allowed: frozenset[str], path: str) -> str | None:
