@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import claims, kube, notifications, signing
+from tekton_notifications import claims, events, kube, notifications, signing, taskruns
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import (
     SERVERS,
@@ -450,6 +450,21 @@ def test_what_a_template_sets_is_admitted(stages: Stages, template_name: str) ->
 Change = Callable[[dict[str, Any]], None]
 
 
+def renamed_run(name: str) -> Change:
+    """The run renamed, with the key made to fit: only the name can give it away."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["runEvent"]["data"]["pipelineRun"]["metadata"]["name"] = name
+        data["runEvent"]["attributes"]["source"] = f"/apis///namespaces/ci//{name}"
+        event = events.from_wire(data["runEvent"])
+        data["key"] = taskruns.notification_key(
+            event, policy_namespace="ci", policy="all-failed", template="plain"
+        )
+        data["launched"]["name"] = taskruns.run_name(event, data["key"])
+
+    return change
+
+
 RECORDER_FORGERIES = [
     pytest.param(
         notifications.LAUNCHED,
@@ -480,6 +495,12 @@ RECORDER_FORGERIES = [
         lambda d: d["launched"].update(name="anything"),
         "launched run must be ci/build-and-test-run-8x2kq-failed-",
         id="a run the launcher never names",
+    ),
+    pytest.param(
+        notifications.LAUNCHED,
+        renamed_run("Ship it\u202e" + "x" * 300),
+        "its run's name is not a Kubernetes object name",
+        id="a run name no run can have",
     ),
     pytest.param(
         notifications.LAUNCHED,
