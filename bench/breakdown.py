@@ -21,7 +21,7 @@ from typing import Any
 from bench import BENCH, workload
 from bench.cel_cost import interleaved_us
 from bench.table import Row, ratio
-from tekton_notifications import cel
+from tekton_notifications import cel, signing
 from tekton_notifications.stages.policy_filter import PolicyFilter
 
 Scope = dict[str, Any]
@@ -99,7 +99,7 @@ async def _measure(
     coroutines: dict[str, Callable[[], Awaitable[None]]] = {"no-op": noop_call}
     for label, stage in stages.items():
         app = asgi(function(lambda env, stage=stage: stage))
-        app.f.start({})
+        app.f.start({signing.SWITCH: signing.DISABLED})
         coroutines[f"policy-filter, {label}"] = _asgi_call(app, scope, load.body)
 
     async def to_thread_round_trip() -> None:

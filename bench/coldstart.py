@@ -167,7 +167,7 @@ def run(*, quick: bool, log_dir: Path) -> tuple[list[Row], list[str]]:
                     rss <= RSS_TARGET,
                 )
             )
-        environ = {**os.environ, **kube}
+        environ = {**os.environ, **serving.UNSIGNED, **kube}
         noop_ms, ranked = import_profile(NOOP, environ)
         notes.append(
             f"imports of the no-op ({noop_ms:.0f} ms): "

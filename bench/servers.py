@@ -22,6 +22,7 @@ import urllib3
 
 from bench import BENCH, ROOT
 from bench.loadgen import TOKEN, Load
+from tekton_notifications import signing
 from tekton_notifications.devtools import serving
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 
@@ -102,7 +103,9 @@ def spawn(
     """Start ``name`` (a function, or ``no-op``) without waiting for it."""
     port = port or serving.free_port()
     cmd, cwd, extra = command(name, server, port)
-    environ = {**os.environ, **env, **extra, "PYTHONUNBUFFERED": "1"}
+    # Benchmarks post stage events of their own: unsigned, unless ``env`` brings a key.
+    signing_env = {} if signing.ENVIRONMENT in env else dict(serving.UNSIGNED)
+    environ = {**os.environ, **signing_env, **env, **extra, "PYTHONUNBUFFERED": "1"}
     log_path = log_dir / f"{name}-{server.label.replace(' ', '')}-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT)

@@ -6,9 +6,11 @@ broker can post a ``matched`` or ``rendered`` event naming any policy. The names
 tenants; this module stops the rest: a claim to a policy that does not exist, to a template
 the policy does not use, to another home namespace, or (for a ClusterNotificationPolicy) to a
 run outside the namespaces it selects. The renderer checks before it reads anything about the
-run; the launcher before it creates anything.
+run; the launcher before it creates anything, and then compares the run it is handed with
+the NotificationTemplate it reads itself (:class:`TemplateDirectory`,
+:func:`taskruns.not_from_template`); the status recorder before it writes any Event or count.
 
-Pure: a :class:`PolicyDirectory` is fed by the stage's informers.
+Pure: the directories are fed by the stage's informers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tekton_notifications import matching, models
-from tekton_notifications.models import Policy
+from tekton_notifications.models import Policy, Template
 from tekton_notifications.notifications import Notification
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,51 @@ class PolicyDirectory:
         namespace = "" if notification.cluster_policy else notification.policy_namespace
         with self._lock:
             return self._policies.get((namespace, notification.policy_name))
+
+
+def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
+    """The params a rendered run may carry: the template's, and its policy's overrides."""
+    names = set(template.params)
+    for ref in policy.template_refs if policy is not None else ():
+        if ref.name == template.name:
+            names |= set(ref.params)
+    return frozenset(names)
+
+
+class TemplateDirectory:
+    """NotificationTemplates by (namespace, name): parsed, or why they cannot be."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._templates: dict[Key, Template | str] = {}
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def reset(self, objects: list[dict[str, Any]]) -> None:
+        parsed = {_key(obj, False): _parse_template(obj) for obj in objects}
+        with self._lock:
+            self._templates = parsed
+
+    def upsert(self, obj: dict[str, Any]) -> None:
+        parsed = _parse_template(obj)
+        with self._lock:
+            self._templates[_key(obj, False)] = parsed
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self._templates.pop(_key(obj, False), None)
+
+    def get(self, namespace: str, name: str) -> Template | str | None:
+        with self._lock:
+            return self._templates.get((namespace, name))
+
+
+def _parse_template(obj: Mapping[str, Any]) -> Template | str:
+    try:
+        return models.parse_template(obj)
+    except models.SpecError as error:
+        return str(error)  # the renderer logs it and fails the notification
 
 
 def refusal(notification: Notification, policy: Policy | None) -> str | None:

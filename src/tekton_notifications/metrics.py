@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,14 @@ RENDER_FAILURES: Final = Counter(
 )
 LAUNCHES: Final = Counter(
     "tekton_notifications_launches_total",
-    "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx).",
+    "Launch outcomes: created, existed (a redelivery), failed (not retried), retry (5xx), "
+    "refused (a run its template cannot produce, 400).",
     ["result"],
+    registry=REGISTRY,
+)
+SIGNING_ENABLED: Final = Gauge(
+    "tekton_notifications_signing_enabled",
+    "1 when this function signs and checks stage events, 0 when NOTIFICATIONS_SIGNING=disabled.",
     registry=REGISTRY,
 )
 LATENCY: Final = Histogram(

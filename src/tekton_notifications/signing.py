@@ -8,6 +8,11 @@ notification events it sends with HMAC-SHA256 over the type and the data, and re
 those that arrive unsigned or signed wrongly. Tekton's own events are not signed: the policy
 filter judges those by what they say, against the policies.
 
+Signing fails closed: a function refuses to start without a usable key (unset, empty,
+whitespace or short). Running unsigned takes ``NOTIFICATIONS_SIGNING=disabled`` (for the
+demo and tests that post stage events of their own); :func:`key_from` then returns None and
+the stage logs a warning, says so on ``/health/readiness`` and in a metric (stages/base.py).
+
 Pure: keys in, signatures out.
 """
 
@@ -25,23 +30,51 @@ from tekton_notifications.notifications import OutgoingEvent
 #: The CloudEvents extension attribute carrying the signature (lower-case, at most 20 chars).
 EXTENSION: Final = "notificationsig"
 ENVIRONMENT: Final = "NOTIFICATIONS_SIGNING_KEY"
+#: The explicit switch: ``disabled`` runs unsigned; unset, empty or ``required`` needs a key.
+SWITCH: Final = "NOTIFICATIONS_SIGNING"
+DISABLED: Final = "disabled"
+REQUIRED: Final = "required"
 #: Events between the functions: the only ones signed and checked.
 SIGNED_PREFIX: Final = "dev.tekton.notification."
 MIN_KEY_LENGTH: Final = 32
 
 
 class SigningKeyError(ValueError):
-    """The configured key is unusable (too short)."""
+    """The signing configuration is unusable: the function must not start."""
 
 
 def key_from(environ: Mapping[str, str]) -> bytes | None:
-    """The signing key, or None when signing is off (the variable unset or empty)."""
+    """The signing key, or None when signing is explicitly ``disabled``.
+
+    Anything else without a usable key raises :class:`SigningKeyError`, whose message says
+    what to set: an empty or whitespace value (a Secret mapped with nothing in it) is no
+    more a decision to run unsigned than a missing one.
+    """
+    switch = (environ.get(SWITCH) or "").strip().lower()
     value = (environ.get(ENVIRONMENT) or "").strip()
-    if not value:
+    if switch not in ("", REQUIRED, DISABLED):
+        raise SigningKeyError(
+            f"{SWITCH}={environ.get(SWITCH)!r} is not understood: leave it unset (signing "
+            f"required) or set it to {DISABLED!r} to run unsigned"
+        )
+    if switch == DISABLED:
+        if value:
+            raise SigningKeyError(
+                f"{SWITCH}={DISABLED} but {ENVIRONMENT} is set: remove one of them, so it is "
+                "clear whether the functions sign their events"
+            )
         return None
+    if not value:
+        state = "not set" if environ.get(ENVIRONMENT) is None else "empty"
+        raise SigningKeyError(
+            f"{ENVIRONMENT} is {state}: the functions refuse to start unsigned. Set it from "
+            "the Secret tekton-notifications-signing (for example `openssl rand -hex 32`), "
+            f"or set {SWITCH}={DISABLED} to run unsigned (anything in the cluster can then "
+            "forge stage events)"
+        )
     if len(value) < MIN_KEY_LENGTH:
         raise SigningKeyError(
-            f"{ENVIRONMENT} must be at least {MIN_KEY_LENGTH} characters "
+            f"{ENVIRONMENT} must be at least {MIN_KEY_LENGTH} characters, not {len(value)} "
             "(for example `openssl rand -hex 32`)"
         )
     return value.encode()

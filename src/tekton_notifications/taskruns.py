@@ -8,6 +8,7 @@ maps to the same name, and the API server's 409 is our de-duplication.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -155,3 +156,164 @@ def build_run(
 def _set(target: dict[str, Any], key: str, value: object) -> None:
     if value is not None:
         target[key] = value
+
+
+# What the launcher admits ------------------------------------------------------------------
+#: Every field :func:`build_run` can set; a rendered run with any other is a forgery.
+_TOP_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_METADATA_FIELDS: Final = frozenset(
+    {"name", "namespace", "labels", "annotations", "ownerReferences"}
+)
+_SPEC_FIELDS: Final = {
+    "TaskRun": frozenset(
+        {"params", "taskRef", "serviceAccountName", "podTemplate", "timeout", "workspaces"}
+    ),
+    "PipelineRun": frozenset(
+        {"params", "pipelineRef", "taskRunTemplate", "timeouts", "workspaces"}
+    ),
+}
+_SHOWN: Final = 80
+_FIELD_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+
+
+def not_allowed(resource: Mapping[str, Any]) -> str | None:
+    """Why ``resource`` has a field no NotificationTemplate can produce, or None.
+
+    The allowlist the launcher applies whatever the template: only :func:`build_run`'s
+    fields, labels and annotations under our prefixes, params as names to strings.
+    """
+    kind = str(resource.get("kind"))
+    problem = _unknown(resource, _TOP_FIELDS, "")
+    metadata, spec = resource.get("metadata"), resource.get("spec")
+    if problem or not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+        return problem or "metadata and spec must be objects"
+    problem = _unknown(metadata, _METADATA_FIELDS, "metadata.") or _unknown(
+        spec, _SPEC_FIELDS.get(kind, frozenset()), "spec."
+    )
+    if problem:
+        return problem
+    for field_name in ("labels", "annotations"):
+        values = metadata.get(field_name) or {}
+        if not isinstance(values, Mapping):
+            return f"metadata.{field_name} must be an object"
+        for name, value in values.items():
+            if name != types.MANAGED_BY_LABEL and not str(name).startswith(types.LABEL_PREFIX):
+                return (
+                    f"metadata.{field_name}[{shown(name)}] is not admitted: only "
+                    f"{types.LABEL_PREFIX}* and {types.MANAGED_BY_LABEL} are ours"
+                )
+            if not isinstance(value, str):
+                return f"metadata.{field_name}[{shown(name)}] must be a string"
+    return _params_problem(spec.get("params"), None)
+
+
+def params_of(resource: Mapping[str, Any]) -> dict[str, str]:
+    """The run's params as names to values (after :func:`not_allowed` found them well formed)."""
+    params = (resource.get("spec") or {}).get("params") or []
+    return {str(p["name"]): str(p["value"]) for p in params}
+
+
+def not_from_template(
+    resource: Mapping[str, Any],
+    *,
+    event: RunEvent,
+    template: Template,
+    param_names: frozenset[str],
+    policy_namespace: str,
+    policy: str,
+    policy_kind: str = POLICY_KIND,
+) -> str | None:
+    """Why ``resource`` is not the run ``template`` builds for this notification, or None.
+
+    Call after :func:`not_allowed`. Only the param values are the renderer's to choose (the
+    names must be the template's or its policy's overrides); everything else is compared with
+    :func:`build_run` of the template as the launcher reads it: service account, pod
+    template, workspaces, the ref (a resolver only if the template names one), timeout,
+    name, labels, annotations and owner.
+    """
+    problem = _params_problem((resource.get("spec") or {}).get("params"), param_names)
+    if problem:
+        return problem
+    expected = build_run(
+        event=event,
+        template=template,
+        params=params_of(resource),
+        policy_namespace=policy_namespace,
+        policy=policy,
+        policy_kind=policy_kind,
+    )
+    if _canonical(resource) == _canonical(expected):  # the usual case, compared in C
+        return None
+    difference = _difference(resource, expected, "")
+    if difference is None:
+        return None
+    return f"{difference} (NotificationTemplate {template.namespace}/{template.name})"
+
+
+def _canonical(value: object) -> str:
+    """JSON text that is equal only for equal JSON values (``True`` is not ``1`` here)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _unknown(obj: Mapping[str, Any], allowed: frozenset[str], path: str) -> str | None:
+    extra = sorted(str(name) for name in obj if name not in allowed)
+    if not extra:
+        return None
+    name = extra[0] if _FIELD_NAME.match(extra[0]) else shown(extra[0])
+    return f"{path}{name} is not admitted: no NotificationTemplate produces it"
+
+
+def _params_problem(params: object, names: frozenset[str] | None) -> str | None:
+    if params is None:
+        return None
+    if not isinstance(params, list):
+        return "spec.params must be a list"
+    seen: set[str] = set()
+    for index, param in enumerate(params):
+        if (
+            not isinstance(param, Mapping)
+            or set(param) != {"name", "value"}
+            or not isinstance(param["name"], str)
+            or not isinstance(param["value"], str)
+        ):
+            return f"spec.params[{index}] must be exactly a string name and a string value"
+        name = param["name"]
+        if name in seen:
+            return f"spec.params[{index}]: param {shown(name)} is given twice"
+        seen.add(name)
+        if names is not None and name not in names:
+            return (
+                f"spec.params[{index}]: param {shown(name)} is neither the template's nor an "
+                "override of its policy"
+            )
+    return None
+
+
+def _difference(actual: object, expected: object, path: str) -> str | None:
+    """The first place ``actual`` differs from ``expected``, as a message, or None."""
+    if isinstance(actual, Mapping) and isinstance(expected, Mapping):
+        for name in sorted(set(actual) | set(expected), key=str):
+            where = f"{path}.{name}" if path else str(name)
+            if name not in expected:
+                return f"{where} is not admitted: the template does not set it"
+            if name not in actual:
+                return f"{where} is missing: the template sets {shown(expected[name])}"
+            found = _difference(actual[name], expected[name], where)
+            if found:
+                return found
+        return None
+    if isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
+        for index, (one, other) in enumerate(zip(actual, expected, strict=True)):
+            found = _difference(one, other, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if actual == expected and type(actual) is type(expected):
+        return None
+    return f"{path} is {shown(actual)}, not {shown(expected)} as the template sets"
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to a length fit for a message."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."

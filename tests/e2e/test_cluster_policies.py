@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tekton_notifications import notifications, taskruns
+from tekton_notifications import notifications, signing, taskruns
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef, parse_template
@@ -116,7 +116,9 @@ def test_a_forged_rendered_event_cannot_launch_into_a_tenant_namespace(
         resource=resource,
         policy_kind="ClusterNotificationPolicy",
     )
-    outgoing = forged.to_event(notifications.RENDERED)
+    # Signed with the installation's key: the launcher's own checks refuse it all the same.
+    assert chain.signing_key is not None
+    outgoing = signing.sign(forged.to_event(notifications.RENDERED), chain.signing_key)
     reply = post_event(
         chain.functions["task-launcher"].url, dict(outgoing.attributes), dict(outgoing.data)
     )

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tekton_notifications import signing
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
+from tekton_notifications.devtools.serving import SERVERS, UNSIGNED, ServedFunction, serve_function
 from tests.conftest import skip_unless_servable
 from tests.functions.serving import CaptureServer
 
@@ -38,10 +39,15 @@ def server(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def served(tmp_path: Path, server: str) -> Iterator[Callable[..., ServedFunction]]:
-    """Start functions for one test; all are stopped at its end."""
+    """Start functions for one test; all are stopped at its end.
+
+    Unsigned (the tests post stage events of their own) unless ``env`` says otherwise.
+    """
     started: list[ServedFunction] = []
 
     def start(name: str, *, wait_ready: bool = True, **env: str) -> ServedFunction:
+        if signing.ENVIRONMENT not in env and signing.SWITCH not in env:
+            env = {**UNSIGNED, **env}
         function = serve_function(name, env, tmp_path, server=server, wait_ready=wait_ready)
         started.append(function)
         return function

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, serve_function
+from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, UNSIGNED, serve_function
 from tests.conftest import SHARED, load_cloudevent, needs_shared, policy_object
 from tests.functions.serving import post_cloudevent
 
@@ -138,7 +138,11 @@ def test_the_built_function_serves_cloudevents(name: str, core_wheel: Path, tmp_
         kubeconfig = tmp_path / "kubeconfig"
         kubeapi.write_kubeconfig(kubeconfig)
         served = serve_function(
-            name, {"KUBECONFIG": str(kubeconfig)}, tmp_path, python=str(python), source=elsewhere
+            name,
+            {"KUBECONFIG": str(kubeconfig), **UNSIGNED},
+            tmp_path,
+            python=str(python),
+            source=elsewhere,
         )
         try:
             reply = post_cloudevent(

@@ -40,7 +40,7 @@ def launched(n: Notification) -> tuple[dict[str, str], dict[str, Any]]:
         notifications.LAUNCHED,
         launched={
             "kind": "TaskRun",
-            "name": "build-and-test-run-8x2kq-failed-0123456789",
+            "name": taskruns.run_name(n.event, n.key),
             "namespace": "ci",
             "uid": "u",
             "created": True,
@@ -64,7 +64,7 @@ def recorder(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedF
         VERSION,
         "notificationpolicies",
         "ci",
-        policy_object("failed-pipelines", templates=["slack-webhook"]),
+        policy_object("failed-pipelines", templates=["slack-webhook", "email"]),
     )
     return served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="0.1")
 
@@ -102,7 +102,7 @@ def test_a_sent_notification_is_an_event_on_the_source_run_and_on_the_policy(
     assert (on_run["type"], on_run["reason"]) == ("Normal", "NotificationSent")
     assert on_run["message"] == (
         "Notification sent: policy failed-pipelines, template "
-        "slack-webhook, TaskRun build-and-test-run-8x2kq-failed-0123456789"
+        f"slack-webhook, TaskRun {taskruns.run_name(notification().event, notification().key)}"
     )
     (on_policy,) = events_about(kubeapi, "failed-pipelines")
     assert on_policy["involvedObject"]["kind"] == "NotificationPolicy"
@@ -195,7 +195,8 @@ def test_status_is_written_in_batches_not_per_event(
         VERSION,
         "notificationpolicies",
         "ci",
-        policy_object("failed-pipelines", templates=["slack-webhook"]),
+        # Twenty templates: twenty notifications of one run, each counted.
+        policy_object("failed-pipelines", templates=[f"t{index}" for index in range(20)]),
     )
     function = served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="1")
     for index in range(20):

@@ -6,6 +6,7 @@ answers map to success, a ``failed`` event (never retried) or a 5xx (retried by 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,18 @@ from tests.functions.serving import post_event
 pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 
-TEMPLATE = parse_template(
-    {
-        "metadata": {"name": "slack", "namespace": "ci"},
-        "spec": {
-            "taskRef": {"name": "send-to-webhook-slack"},
-            "params": {"message": "unused"},
-            "serviceAccountName": "notifier",
-            "timeout": "5m",
-        },
-    }
-)
+TEMPLATE_OBJECT = {
+    "apiVersion": "notifications.tekton.dev/v1alpha1",
+    "kind": "NotificationTemplate",
+    "metadata": {"name": "slack", "namespace": "ci"},
+    "spec": {
+        "taskRef": {"name": "send-to-webhook-slack"},
+        "params": {"message": "unused", "webhook-secret": "slack-webhook"},
+        "serviceAccountName": "notifier",
+        "timeout": "5m",
+    },
+}
+TEMPLATE = parse_template(TEMPLATE_OBJECT)
 
 
 def rendered_event(
@@ -66,7 +68,9 @@ def rendered_event(
 
 @pytest.fixture
 def launcher(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
-    # The policy the rendered events name: the launcher refuses claims to missing ones.
+    # The policy and template the rendered events name: the launcher refuses claims to
+    # missing ones, and compares the run with the template.
+    kubeapi.store.create_manifest(copy.deepcopy(TEMPLATE_OBJECT))
     kubeapi.store.create(
         "notifications.tekton.dev",
         "v1alpha1",

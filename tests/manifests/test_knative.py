@@ -489,7 +489,9 @@ LEAST_PRIVILEGE = {
         ("tekton.dev", "taskruns", "create"),
         ("tekton.dev", "pipelineruns", "create"),
     }
-    | POLICY_READER,
+    | POLICY_READER
+    # It compares each run with the template it reads itself (taskruns.not_from_template).
+    | {("notifications.tekton.dev", "notificationtemplates", verb) for verb in ("list", "watch")},
     "status-recorder": {
         ("notifications.tekton.dev", plural, verb)
         for plural in (

@@ -27,7 +27,7 @@ import yaml
 from tekton_notifications import notifications, types
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import SERVERS, ServedFunction, serve_function
+from tekton_notifications.devtools.serving import SERVERS, UNSIGNED, ServedFunction, serve_function
 from tekton_notifications.stages.base import MAX_EVENT_BYTES
 from tests.conftest import skip_unless_servable
 from tests.functions import serving
@@ -38,11 +38,13 @@ HTTP_CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "http.yaml").read_text
 TEKTON_CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "tekton-events.yaml").read_text())
 POLICY_CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "policies.yaml").read_text())
 TEMPLATE_CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "templates.yaml").read_text())
-FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher")
-GOOD_REPLY = {
-    "policy-filter": notifications.MATCHED,
-    "template-renderer": notifications.RENDERED,
-    "task-launcher": notifications.LAUNCHED,
+FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
+#: The good answer of each function: status and reply event type (None: no reply event).
+GOOD_ANSWER: dict[str, tuple[int, str | None]] = {
+    "policy-filter": (200, notifications.MATCHED),
+    "template-renderer": (200, notifications.RENDERED),
+    "task-launcher": (200, notifications.LAUNCHED),
+    "status-recorder": (202, None),
 }
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -161,7 +163,7 @@ def served(
         try:
             for name in FUNCTIONS:
                 functions[name] = serve_function(
-                    name, {"KUBECONFIG": str(kubeconfig)}, workdir, server=server
+                    name, {"KUBECONFIG": str(kubeconfig), **UNSIGNED}, workdir, server=server
                 )
             yield with_good_requests(Served(server, api, functions))
         finally:
@@ -176,16 +178,17 @@ def with_good_requests(served: Served) -> Served:
     for function, following in (
         ("policy-filter", "template-renderer"),
         ("template-renderer", "task-launcher"),
+        ("task-launcher", "status-recorder"),
     ):
         reply = post_good(served, function)
-        assert (reply.status, reply.type) == (200, GOOD_REPLY[function]), reply
+        assert (reply.status, reply.type) == GOOD_ANSWER[function], reply
         served.good[following] = reply.message()
     return served
 
 
 def assert_still_works(served: Served, function: str) -> None:
     reply = post_good(served, function)
-    assert (reply.status, reply.type) == (200, GOOD_REPLY[function]), (
+    assert (reply.status, reply.type) == GOOD_ANSWER[function], (
         f"the good event stopped working after a bad one:\n{served.log(function)[-3000:]}"
     )
 
@@ -258,6 +261,15 @@ def http_request(served: Served, case: Mapping[str, Any]) -> tuple[dict[str, Any
             data.pop(name, None)
         else:
             data[name] = value
+    for path, value in (case.get("data_set") or {}).items():
+        *parents, last = path.split(".")
+        holder = data
+        for name in parents:
+            holder = holder[name]
+        if value is None:
+            holder.pop(last, None)
+        else:
+            holder[last] = value
     if "data" in case:
         data = case["data"]
     mode = case.get("mode", "binary")

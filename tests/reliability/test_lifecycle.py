@@ -12,6 +12,7 @@ the Kubernetes API is necessarily reachable. Neither may lose or half-do a notif
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import signal
@@ -29,6 +30,7 @@ import pytest
 from tekton_notifications import notifications, taskruns, types
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import (
+    UNSIGNED,
     ServedFunction,
     free_port,
     serve_function,
@@ -148,9 +150,10 @@ def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Pa
     with KubeAPIServer() as api:
         creates = SlowCreates(api, CREATE_LATENCY)
         api.store.create_manifest(dict(POLICY))  # the launcher refuses claims to no policy
+        api.store.create_manifest(copy.deepcopy(TEMPLATE))  # and runs unlike their template
         kubeconfig = tmp_path / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
-        env = {"KUBECONFIG": str(kubeconfig)}
+        env = {"KUBECONFIG": str(kubeconfig), **UNSIGNED}
         launcher = serve_function("task-launcher", env, tmp_path)
         outcomes: list[str | int] = ["not sent"] * BURST
         finished_at = [0.0] * BURST
@@ -227,7 +230,7 @@ def test_started_before_the_api_it_is_unready_then_ready_by_itself(tmp_path: Pat
     port = free_port()
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, f"http://127.0.0.1:{port}")  # nothing listens there yet
-    env = {"KUBECONFIG": str(kubeconfig)}
+    env = {"KUBECONFIG": str(kubeconfig), **UNSIGNED}
     functions = {
         name: serve_function(name, env, tmp_path, wait_ready=False)
         for name in ("policy-filter", "template-renderer", "task-launcher")

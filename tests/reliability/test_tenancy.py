@@ -21,7 +21,7 @@ import pytest
 
 from tekton_notifications import notifications, types
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import ServedFunction, serve_function
+from tekton_notifications.devtools.serving import UNSIGNED, ServedFunction, serve_function
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,9 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
         functions: dict[str, ServedFunction] = {}
         try:
             for name in FUNCTIONS:
-                functions[name] = serve_function(name, {"KUBECONFIG": str(kubeconfig)}, workdir)
+                functions[name] = serve_function(
+                    name, {"KUBECONFIG": str(kubeconfig), **UNSIGNED}, workdir
+                )
             yield Tenants(api, functions)
         finally:
             for function in functions.values():

@@ -13,6 +13,7 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import UNSIGNED
 
 EVENT = {
     "ce-specversion": "1.0",
@@ -42,7 +43,9 @@ def test_a_failed_pipelinerun_is_answered_with_a_matched_event(tmp_path: Path) -
         )
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
-        function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
+        function.start(
+            {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
+        )
         try:
             assert function._stage._informer.wait_synced(10)
             response = asyncio.run(_post(ASGIApplication(function), EVENT, RUN))

@@ -11,12 +11,20 @@ import httpx
 from func_python.cloudevent import ASGIApplication
 from function import new
 
+from tekton_notifications import taskruns
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import UNSIGNED
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import LAUNCHED, Notification
 from tekton_notifications.wire import binary_message
 
+POLICY = {
+    "apiVersion": "notifications.tekton.dev/v1alpha1",
+    "kind": "NotificationPolicy",
+    "metadata": {"name": "failures", "namespace": "ci"},
+    "spec": {"events": ["failed"], "templateRefs": [{"name": "slack"}]},
+}
 RUN = {
     "metadata": {"name": "build-1", "namespace": "ci", "uid": "u1"},
     "status": {"conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]},
@@ -32,8 +40,11 @@ def test_a_launched_notification_becomes_an_event_on_the_run(tmp_path: Path) -> 
         },
         {"pipelineRun": RUN},
     )
+    key = taskruns.notification_key(
+        event, policy_namespace="ci", policy="failures", template="slack"
+    )
     launched = Notification(
-        key="k" * 64,
+        key=key,
         event=event,
         policy_name="failures",
         policy_namespace="ci",
@@ -41,14 +52,25 @@ def test_a_launched_notification_becomes_an_event_on_the_run(tmp_path: Path) -> 
     )
     headers, body = binary_message(
         launched.to_event(
-            LAUNCHED, launched={"kind": "TaskRun", "name": "build-1-failed-abc", "created": True}
+            LAUNCHED,
+            launched={
+                "kind": "TaskRun",
+                "name": taskruns.run_name(event, key),
+                "namespace": "ci",
+                "created": True,
+            },
         )
     )
     with KubeAPIServer() as kubeapi:
+        # The policy the notification claims: the recorder refuses claims to missing ones.
+        kubeapi.store.create_manifest(POLICY)
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
-        function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
+        function.start(
+            {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
+        )
         try:
+            assert all(i.wait_synced(10) for i in function._stage._informers)
             response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()

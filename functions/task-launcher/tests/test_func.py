@@ -13,13 +13,16 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import UNSIGNED
 
 
 def test_an_event_that_is_not_for_it_is_acknowledged_without_a_reply(tmp_path: Path) -> None:
     with KubeAPIServer() as kubeapi:
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
-        function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
+        function.start(
+            {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
+        )
         try:
             response = asyncio.run(_post(ASGIApplication(function)))
         finally:

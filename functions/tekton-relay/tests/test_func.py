@@ -14,6 +14,7 @@ import httpx
 from func_python.cloudevent import ASGIApplication
 from function import new
 
+from tekton_notifications.devtools.serving import UNSIGNED
 from tekton_notifications.notifications import OutgoingEvent
 from tekton_notifications.wire import binary_message
 
@@ -51,6 +52,7 @@ def test_a_tekton_event_reaches_the_broker_with_the_token(tmp_path: Path) -> Non
             "K_SINK": f"http://127.0.0.1:{broker.server_address[1]}",
             "OIDC_TOKEN_FILE": str(tmp_path / "token"),
             "METRICS_PORT": "0",
+            **UNSIGNED,
         }
     )
     try:

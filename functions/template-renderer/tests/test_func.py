@@ -13,6 +13,7 @@ from func_python.cloudevent import ASGIApplication
 from function import new
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
+from tekton_notifications.devtools.serving import UNSIGNED
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import MATCHED, Notification
@@ -66,7 +67,9 @@ def test_a_matched_event_is_rendered_into_a_taskrun(tmp_path: Path) -> None:
         )
         kubeapi.write_kubeconfig(tmp_path / "kubeconfig")
         function = new()
-        function.start({"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0"})
+        function.start(
+            {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
+        )
         try:
             assert all(i.wait_synced(10) for i in function._stage._all_informers())
             response = asyncio.run(_post(ASGIApplication(function), headers, body))

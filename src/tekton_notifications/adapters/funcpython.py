@@ -10,7 +10,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from tekton_notifications import logs, metrics
+from tekton_notifications import logs, metrics, signing
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.wire import attributes_as_text
@@ -31,7 +31,12 @@ class Function:
     def start(self, cfg: Mapping[str, str]) -> None:
         logs.configure(cfg)
         metrics.serve(cfg)
-        self._stage = base.build(self._factory, cfg)
+        try:
+            self._stage = base.build(self._factory, cfg)
+        except signing.SigningKeyError as error:
+            # func-python logs an exception from start() and serves on without a function:
+            # exit instead, so the pod fails visibly (CrashLoopBackOff) with this reason.
+            raise SystemExit(f"not starting: {error}") from None
         self._stage.start()
 
     def stop(self) -> None:

@@ -22,7 +22,7 @@ import flask
 import functions_framework
 from cloudevents.http import from_http
 
-from tekton_notifications import logs, metrics
+from tekton_notifications import logs, metrics, signing
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
@@ -104,6 +104,13 @@ def http_function(name: str, factory: Callable[[Mapping[str, str]], Stage]) -> H
     registered: HttpFunction = functions_framework.http(handle)
     return registered
 
+
+# Checked as functions-framework loads this file: the stages are made on the first request,
+# and a signing setting that can never work must stop the server, not fail every event.
+try:
+    signing.key_from(os.environ)
+except signing.SigningKeyError as _error:
+    raise SystemExit(f"not starting: {_error}") from None
 
 policy_filter = http_function("policy_filter", PolicyFilter.from_environ)
 template_renderer = http_function("template_renderer", TemplateRenderer.from_environ)

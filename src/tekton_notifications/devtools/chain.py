@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tekton_notifications import kube, sink, types, wire
+from tekton_notifications import kube, signing, sink, types, wire
 from tekton_notifications.devtools.display import EventDisplay
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.router import EventRouter
@@ -35,6 +36,10 @@ class LocalChain:
 
     Without ``kubeconfig`` an emulator is started and ``manifests`` are loaded into it;
     with one, the functions use that cluster as it is.
+
+    The functions sign their events as installed: with the key in ``env``, or a fresh random
+    one (:attr:`signing_key`, for a test that posts a stage event of its own); ``env`` with
+    ``NOTIFICATIONS_SIGNING=disabled`` runs them unsigned.
     """
 
     def __init__(
@@ -51,6 +56,10 @@ class LocalChain:
         self.workdir = workdir
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
         self._server, self._env, self._time_scale = server, dict(env or {}), time_scale
+        if signing.ENVIRONMENT not in self._env and signing.SWITCH not in self._env:
+            self._env[signing.ENVIRONMENT] = secrets.token_hex(32)
+        #: The key the functions sign with, None when signing is disabled.
+        self.signing_key = signing.key_from(self._env)
         self._stack = ExitStack()
         self.emulator: KubeAPIServer | None = None
         self.failures = EventDisplay()

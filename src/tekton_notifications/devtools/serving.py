@@ -17,6 +17,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from tekton_notifications import signing
 
 ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS = ROOT / "functions"
@@ -29,6 +32,16 @@ FUNC_PYTHON_MAIN = (
     "from function import new as handler\n"
     "serve(handler)\n"
 )
+
+
+#: The functions refuse to start without a signing key (signing.py). A test that posts stage
+#: events of its own runs them unsigned, and says so by passing this in ``env``.
+UNSIGNED: Final[Mapping[str, str]] = {signing.SWITCH: signing.DISABLED}
+
+
+def signed(key: str) -> dict[str, str]:
+    """The environment of functions that sign with ``key`` (as installed)."""
+    return {signing.ENVIRONMENT: key}
 
 
 def write_kubeconfig(path: Path, server: str) -> None:
@@ -95,11 +108,17 @@ def serve_function(
 
     ``func-python``: as kn func's scaffolding runs ``functions/<name>``. ``functions-framework``:
     the portable adapter, in its own venv (it pins cloudevents<=1.12).
+
+    Signing is what ``env`` says, never what the calling shell has: pass :func:`signed` or
+    :data:`UNSIGNED`; with neither the function refuses to start, as it would when deployed.
     """
     port = port or free_port()
     log_path = log_dir / f"{name}-{server}.log"
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in (signing.ENVIRONMENT, signing.SWITCH)
+    }
     # Metrics ports would collide between local functions; a test that wants one sets it.
-    environ = {"METRICS_PORT": "0", **os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    environ = {"METRICS_PORT": "0", **inherited, **env, "PYTHONUNBUFFERED": "1"}
     if server == "func-python":
         command = [python, "-c", FUNC_PYTHON_MAIN]
         cwd = source or FUNCTIONS / name

@@ -123,10 +123,12 @@ def handle(stage: Stage, attributes: Mapping[str, str], data: object) -> Respons
 class SignedStage:
     """A stage whose incoming stage events must be signed, and whose replies are.
 
-    See :mod:`tekton_notifications.signing`. Everything else is the wrapped stage's.
+    See :mod:`tekton_notifications.signing`. Everything else is the wrapped stage's. Without
+    a key (only when signing is explicitly disabled) events pass unchecked and unsigned, and
+    readiness says so, so an unsigned installation is visible where people look.
     """
 
-    def __init__(self, stage: Stage, key: bytes) -> None:
+    def __init__(self, stage: Stage, key: bytes | None) -> None:
         self.stage, self._key = stage, key
         self.name = stage.name
 
@@ -140,9 +142,14 @@ class SignedStage:
         self.stage.stop()
 
     def ready(self) -> tuple[bool, str]:
-        return self.stage.ready()
+        ready, message = self.stage.ready()
+        if self._key is None:
+            return ready, f"{message}; {SIGNING_DISABLED}"
+        return ready, message
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        if self._key is None:
+            return self.stage.respond(attributes, data)
         refused = signing.problem(attributes, data, self._key)
         if refused:
             return rejected(f"{attributes.get('id')}: {refused}")
@@ -152,8 +159,30 @@ class SignedStage:
         return replace(response, event=signing.sign(response.event, self._key))
 
 
+#: What readiness adds when stage events are not signed.
+SIGNING_DISABLED = "signing disabled"
+
+
 def build(factory: Callable[[Mapping[str, str]], Stage], cfg: Mapping[str, str]) -> Stage:
-    """The stage ``factory`` makes, signing and checking stage events when a key is set."""
-    stage = factory(cfg)
-    key = signing.key_from(cfg)
-    return SignedStage(stage, key) if key is not None else stage
+    """The stage ``factory`` makes, signing and checking stage events.
+
+    Fails closed: without a usable key and without ``NOTIFICATIONS_SIGNING=disabled`` it
+    raises :class:`signing.SigningKeyError` (logged) before the stage is made, so the function
+    never starts. Disabled, it logs a warning and sets ``tekton_notifications_signing_enabled``
+    to 0.
+    """
+    try:
+        key = signing.key_from(cfg)
+    except signing.SigningKeyError as error:
+        logger.error("not starting: %s", error)
+        raise
+    metrics.SIGNING_ENABLED.set(0 if key is None else 1)
+    if key is None:
+        logger.warning(
+            "%s (%s=%s): stage events are neither signed nor checked; anything that can post "
+            "to the broker can forge them",
+            SIGNING_DISABLED,
+            signing.SWITCH,
+            signing.DISABLED,
+        )
+    return SignedStage(factory(cfg), key)

@@ -7,17 +7,26 @@ goes on the run only), and keeps policy and template ``status`` current: a Ready
 (CEL compile error, template syntax error, missing template), match and suppression counters.
 Counters are batched and flushed every ``STATUS_FLUSH_SECONDS``: one status write per busy
 policy per interval, never one per event.
+
+It trusts the events no more than the other stages do: a notification must name a policy that
+exists, uses the template and sees the run (:mod:`claims`), carry the key the policy filter
+derives from them, and a ``launched`` run must be the one the launcher names; otherwise 400
+before anything is written. The text it copies into Events is bounded and stripped of control
+characters (:func:`_outcome`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import kube, models, notifications, recording, types
+from tekton_notifications import claims, kube, models, notifications, recording, taskruns, types
 from tekton_notifications.events import EventError
+from tekton_notifications.notifications import Notification
 from tekton_notifications.recording import Counters, Readiness
 from tekton_notifications.stages.base import Response, accepted, rejected, unavailable
 
@@ -26,6 +35,15 @@ logger = logging.getLogger(__name__)
 Key = tuple[str, str]
 EventWriter = Callable[[Mapping[str, Any]], bool]
 StatusWriter = Callable[[str, str, str, Mapping[str, Any]], object]
+
+#: The most characters of a failure's or suppression's message copied into an Event.
+MAX_MESSAGE_CHARS = 512
+#: Failure reasons are the launcher's API reasons and the renderer's RenderReasons.
+_REASON = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_STAGES = frozenset({"render", "launch"})
+_RUN_KINDS = frozenset({"TaskRun", "PipelineRun"})
+#: A Kubernetes object name (DNS-1123 subdomain): what a real run's name always is.
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class StatusRecorder:
@@ -50,6 +68,8 @@ class StatusRecorder:
         self._counters = Counters()
         #: Templates whose renders ran over their limits: key -> (generation, count, last).
         self._over_limits: dict[Key, tuple[int, int, str]] = {}
+        #: The valid policies, for the claim check (fed with the policy caches).
+        self.directory = claims.PolicyDirectory()
         self._stopping = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="status-flush", daemon=True)
 
@@ -119,6 +139,8 @@ class StatusRecorder:
             ]:
                 del cache[key]
             cache.update({_key(obj, plural): _with_kind(obj, plural) for obj in objects})
+            if plural != types.TEMPLATE_PLURAL:
+                self.directory.reset(objects, cluster=cluster)
             self._dirty_policies |= set(self.policies)
             self._dirty_templates |= set(self.templates)
 
@@ -127,12 +149,16 @@ class StatusRecorder:
         with self._lock:
             self._cache(plural)[key] = _with_kind(obj, plural)
             self._mark(plural, key)
+            if plural != types.TEMPLATE_PLURAL:
+                self.directory.upsert(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
 
     def delete(self, plural: str, obj: dict[str, Any]) -> None:
         key = _key(obj, plural)
         with self._lock:
             self._cache(plural).pop(key, None)
             self._mark(plural, key)
+            if plural != types.TEMPLATE_PLURAL:
+                self.directory.delete(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
 
     def _cache(self, plural: str) -> dict[Key, dict[str, Any]]:
         return self.templates if plural == types.TEMPLATE_PLURAL else self.policies
@@ -156,19 +182,19 @@ class StatusRecorder:
             return accepted(f"ignored: unsupported event type {event_type!r}")
         try:
             notification = notifications.parse_notification(data)
+            assert isinstance(data, Mapping)  # parse_notification refuses anything else
+            outcome, message = _outcome(event_type, notification, data)
         except EventError as error:
             return rejected(f"{attributes.get('id')}: {error}")
-        payload = data if isinstance(data, Mapping) else {}
-        if event_type == notifications.LAUNCHED:
-            run = payload.get("launched") or {}
-            outcome, message = "sent", recording.sent_message(notification, run)
-        elif event_type == notifications.SUPPRESSED:
-            details = payload.get("suppressed")
-            details = details if isinstance(details, Mapping) else {}
-            outcome, message = "suppressed", recording.suppressed_message(notification, details)
-        else:
-            outcome = "failed"
-            message = recording.failed_message(notification, payload.get("error") or {})
+        ready, why = self.ready()
+        if not ready:
+            return unavailable(why)
+        refused = claims.refusal(notification, self.directory.claimed(notification))
+        if refused:  # checked before any Event or count is written
+            return rejected(f"{attributes.get('id')}: {refused}")
+        refused = _not_ours(event_type, notification, data)
+        if refused:
+            return rejected(f"{attributes.get('id')}: {refused}")
         timestamp = recording.now()
         bodies = recording.run_events(
             notification, outcome=outcome, message=message, timestamp=timestamp
@@ -183,7 +209,7 @@ class StatusRecorder:
             first_time = True
         if first_time:  # a redelivered outcome is not a new match
             if outcome == "failed":
-                self._count_over_limits(notification, payload.get("error"))
+                self._count_over_limits(notification, data.get("error"))
             with self._lock:
                 key = (
                     "" if notification.cluster_policy else notification.policy_namespace,
@@ -302,6 +328,84 @@ class StatusRecorder:
             if cached is not None:
                 cached["status"] = {**(cached.get("status") or {}), **patch["status"]}
         return True
+
+
+def _outcome(
+    event_type: str, notification: Notification, payload: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The outcome and the Event message; :class:`EventError` when the payload is malformed.
+
+    Only fields of the expected types are used, and free text is bounded and printable: an
+    Event message is read by people (``kubectl describe``) and by tools.
+    """
+    if event_type == notifications.LAUNCHED:
+        run = _object(payload, "launched")
+        kind, name = run.get("kind"), run.get("name")
+        if not isinstance(kind, str) or kind not in _RUN_KINDS or not isinstance(name, str):
+            raise EventError("launched: needs kind TaskRun or PipelineRun and a name")
+        return "sent", recording.sent_message(notification, {"kind": kind, "name": name})
+    if event_type == notifications.SUPPRESSED:
+        details = _object(payload, "suppressed")
+        view = {name: _text(details.get(name)) for name in ("reason", "message")}
+        return "suppressed", recording.suppressed_message(notification, view)
+    error = _object(payload, "error")
+    stage, reason = error.get("stage"), error.get("reason")
+    if (
+        not isinstance(stage, str)
+        or stage not in _STAGES
+        or not isinstance(reason, str)
+        or not _REASON.match(reason)
+    ):
+        raise EventError(
+            "error: needs stage render or launch and a reason of at most 64 letters and digits"
+        )
+    view = {"stage": stage, "reason": reason, "message": _text(error.get("message"))}
+    return "failed", recording.failed_message(notification, view)
+
+
+def _not_ours(
+    event_type: str, notification: Notification, payload: Mapping[str, Any]
+) -> str | None:
+    """Why the notification cannot come from the stages, once its claim holds."""
+    key = taskruns.notification_key(
+        notification.event,
+        policy_namespace=notification.policy_namespace,
+        policy=notification.policy_name,
+        template=notification.template_ref.name,
+        policy_kind=notification.policy_kind,
+    )
+    if notification.key != key:
+        return "its key is not the one of its run, policy and template"
+    if not _OBJECT_NAME.match(notification.event.name):
+        return "its run's name is not a Kubernetes object name"
+    if event_type == notifications.LAUNCHED:
+        run = payload["launched"]
+        expected = taskruns.run_name(notification.event, key)
+        if run.get("name") != expected or run.get("namespace") != notification.policy_namespace:
+            return (
+                f"launched run must be {notification.policy_namespace}/{expected}, the run the "
+                "launcher names for this notification"
+            )
+    return None
+
+
+def _object(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = payload.get(name)
+    if not isinstance(value, Mapping):
+        raise EventError(f"notification data: {name!r} must be an object")
+    return value
+
+
+def _text(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``value`` as one printable line of at most ``limit`` characters (non-text: empty)."""
+    if not isinstance(value, str):
+        return ""
+    printable = "".join(
+        " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in value[: limit * 4]
+    )
+    line = " ".join(printable.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _key(obj: Mapping[str, Any], plural: str) -> Key:

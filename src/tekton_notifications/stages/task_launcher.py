@@ -1,4 +1,11 @@
-"""Task launcher: ``rendered`` in, the run created, ``launched`` (or ``failed``) out."""
+"""Task launcher: ``rendered`` in, the run created, ``launched`` (or ``failed``) out.
+
+It trusts nothing in the event: the claim (:mod:`claims`) must name a real policy and
+template, and the run must be the one that template builds (:func:`taskruns.not_allowed`,
+:func:`taskruns.not_from_template`): only the param values are the renderer's. A run with any
+other field (a pod template, workspaces, another service account or resolver) is refused
+with 400, signed or not.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import claims, kube, logs, metrics, notifications, types
+from tekton_notifications import claims, kube, logs, metrics, notifications, taskruns, types
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
@@ -31,21 +38,35 @@ class TaskLauncher:
         create: Creator,
         *,
         policies: claims.PolicyDirectory | None = None,
+        templates: claims.TemplateDirectory | None = None,
         informers: tuple[kube.Informer, ...] = (),
     ) -> None:
         self._create = create
         #: When set, a notification must name a policy that exists and uses its template.
         self.policies = policies
+        #: When set, the run must be what its template builds, not just allowed fields.
+        self.templates = templates
         self._informers = informers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TaskLauncher:
         api = kube.api_client(environ)
         policies = claims.PolicyDirectory()
+        templates = claims.TemplateDirectory()
+        template_informer = kube.Informer(
+            api,
+            group=types.GROUP,
+            version=types.VERSION,
+            plural=types.TEMPLATE_PLURAL,
+            on_reset=templates.reset,
+            on_upsert=templates.upsert,
+            on_delete=templates.delete,
+        )
         return cls(
             lambda body: kube.create_run(api, body),
             policies=policies,
-            informers=kube.policy_informers(api, policies),
+            templates=templates,
+            informers=(*kube.policy_informers(api, policies), template_informer),
         )
 
     def start(self) -> None:
@@ -72,18 +93,45 @@ class TaskLauncher:
             notification = notifications.parse_notification(data)
         except EventError as error:
             return rejected(f"{attributes.get('id')}: {error}")
+        malformed = _malformed(notification.resource)
+        if malformed:
+            return rejected(f"{attributes.get('id')}: {malformed}")
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
+        policy = self.policies.claimed(notification) if self.policies is not None else None
         if self.policies is not None:
-            refused = claims.refusal(notification, self.policies.claimed(notification))
+            refused = claims.refusal(notification, policy)
             if refused:
                 return rejected(f"{attributes.get('id')}: {refused}")
+        rendered = notification  # as the renderer built the run, before this hop
         notification = notification.next_hop()
         problem = _unsafe(notification)
         if problem:
             return self._failed(notification, "Refused", problem)
         assert notification.resource is not None
+        refused = taskruns.not_allowed(notification.resource)
+        if refused:
+            return self._not_admitted(attributes, rendered, refused)
+        if self.templates is not None:
+            template = self.templates.get(
+                notification.policy_namespace, notification.template_ref.name
+            )
+            if template is None or isinstance(template, str):
+                # Gone or broken since it was rendered: nothing to compare with, ever.
+                reason = "TemplateNotFound" if template is None else "InvalidTemplate"
+                return self._failed(notification, reason, template or "template deleted")
+            refused = taskruns.not_from_template(
+                notification.resource,
+                event=rendered.event,
+                template=template,
+                param_names=claims.param_names(policy, template),
+                policy_namespace=rendered.policy_namespace,
+                policy=rendered.policy_name,
+                policy_kind=rendered.policy_kind,
+            )
+            if refused:
+                return self._not_admitted(attributes, rendered, refused)
         try:
             created = self._create(notification.resource)
         except kube.ApiError as error:
@@ -110,6 +158,15 @@ class TaskLauncher:
         }
         return reply(notification.to_event(notifications.LAUNCHED, launched=run))
 
+    def _not_admitted(
+        self, attributes: Mapping[str, str], notification: Notification, why: str
+    ) -> Response:
+        """A run the template cannot have produced: a forgery, or a bug to look at (400)."""
+        metrics.LAUNCHES.labels("refused").inc()
+        return rejected(
+            f"{attributes.get('id')}: run not admitted for {_describe(notification)}: {why}"
+        )
+
     def _failed(self, notification: Notification, reason: str, message: str) -> Response:
         metrics.LAUNCHES.labels("failed").inc()
         logger.warning(
@@ -132,6 +189,19 @@ def _log_fields(notification: Notification, **more: str) -> dict[str, object]:
     )
 
 
+def _malformed(resource: Mapping[str, Any] | None) -> str | None:
+    """Why the run is not even shaped like one (400), before its content is judged."""
+    if resource is None:
+        return None  # a missing run is refused by _unsafe, as before
+    metadata, spec = resource.get("metadata"), resource.get("spec")
+    if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+        return "resource: metadata and spec must be objects"
+    for name in ("labels", "annotations"):
+        if not isinstance(metadata.get(name) or {}, Mapping):
+            return f"resource: metadata.{name} must be an object"
+    return None
+
+
 def _unsafe(notification: Notification) -> str | None:
     """Refuse a resource that would act outside the policy's namespace or escape the guard."""
     resource = notification.resource
@@ -145,8 +215,8 @@ def _unsafe(notification: Notification) -> str | None:
         return "only tekton.dev/v1 TaskRuns and PipelineRuns are launched"
     if metadata.get("namespace") != notification.policy_namespace:
         return (
-            f"run namespace {metadata.get('namespace')!r} differs from the policy's "
-            f"{notification.policy_namespace!r}"
+            f"run namespace {taskruns.shown(metadata.get('namespace'))} differs from the "
+            f"policy's {notification.policy_namespace!r}"
         )
     spec = resource.get("spec") or {}
     if (
