@@ -310,6 +310,8 @@ class PolicyIndex:
                 self._strikes.pop(key, None)
             return verdict
         with self._lock:
+            if key in self._disabled:  # another event in flight disabled it meanwhile
+                return verdict
             strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
             if strikes < COST_STRIKES:
                 return verdict
