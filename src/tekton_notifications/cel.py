@@ -153,7 +153,9 @@ class Expression:
 
     def check_cost(self, activation: Activation) -> float:
         """The estimate with this event's sizes; :class:`CelCostError` when over budget."""
-        if self.plan is None:
+        if self.plan is None or (
+            self.cost is not None and celcost.fits(self.cost, activation.shape)
+        ):
             return 0.0
         try:
             return celcost.check(self.plan, activation.shape, budget=self.budget)
