@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import cel, celcost, recording
+from tekton_notifications import cel, celcost, recording, types
 from tekton_notifications.events import RunEvent, parse_event
 from tekton_notifications.matching import COST_STRIKES, PolicyIndex
 from tekton_notifications.models import parse_policy
 from tekton_notifications.stages.base import MAX_EVENT_BYTES
+from tekton_notifications.stages.status_recorder import StatusRecorder
 from tests.conftest import EXAMPLES, policy_object
 
 ENGINES = cel.available_engines()
@@ -352,3 +353,34 @@ def test_readiness_says_cel_cost_exceeded_on_load_and_when_disabled() -> None:
 
 
 OK = recording.Readiness(True, "Ready", "")
+
+
+def test_the_status_recorder_marks_a_disabled_policy_not_ready() -> None:
+    """The policy filter only writes ``status.disabled``; the recorder's next flush turns it
+    into the Ready condition people read (``kubectl get notificationpolicies``)."""
+    written: list[tuple[str, str, str, Any]] = []
+    recorder = StatusRecorder(
+        write_event=lambda body: True,
+        write_status=lambda plural, ns, name, patch: written.append((plural, ns, name, patch)),
+    )
+    policy = policy_object("per-child", when=PER_CHILD)
+    policy["metadata"]["generation"] = 2
+    policy["status"] = recording.disabled_status(
+        reason="CELCostExceeded", message="disabled after 3 ...", generation=2, timestamp="t"
+    )
+    template = {
+        "apiVersion": "notifications.tekton.dev/v1alpha1",
+        "kind": "NotificationTemplate",
+        "metadata": {"name": "slack", "namespace": "ci"},
+        "spec": {"taskRef": {"name": "send"}, "params": {"message": "x"}},
+    }
+    recorder.reset(types.TEMPLATE_PLURAL, [template])
+    recorder.reset(types.POLICY_PLURAL, [policy])
+    recorder.flush()
+    conditions = {
+        name: patch["status"]["conditions"][-1]
+        for _, _, name, patch in written
+        if "conditions" in patch["status"]
+    }
+    assert conditions["per-child"]["status"] == "False"
+    assert conditions["per-child"]["reason"] == "CELCostExceeded"
