@@ -470,10 +470,17 @@ class _Walk:
 
     def _comprehension(self, method: str, children: list[Any]) -> _Value:
         arguments = [c for c in children[2].children if hasattr(c, "data")] if children[2:] else []
-        variable = next(iter(arguments[0].find_data("ident")), None) if arguments else None
-        if len(arguments) != 2 or variable is None:
-            return self._all(arguments)  # celpy refuses it at compile time
-        name = str(variable.children[0])
+        # Leading bare names are the loop variables (one, or two where an engine allows
+        # ``exists(i, v, ...)``); the rest are bodies, all run per element (``map(x, filter,
+        # transform)`` has two).
+        names: list[str] = []
+        for argument in arguments[:2]:
+            if argument.data != "ident" or len(arguments) - len(names) < 2:
+                break
+            names.append(str(argument.children[0]))
+        bodies = arguments[len(names) :]
+        if not names or not bodies:
+            return self._all(arguments)  # not a comprehension any engine runs
         source = self.visit(children[0])
         self._depth += 1
         if self._depth > MAX_NESTING:
@@ -481,15 +488,15 @@ class _Walk:
         # Elements measure at least 1 and take one more each in their list: at most
         # (s-1)/2 of them. Costs are convex in sizes, so they peak at an extreme shape: all
         # elements small, or all small but one, which has the rest of the measure.
-        small = self._body(name, 1, arguments[1])
+        small = self._body(names, 1, bodies)
         if source.count is not None:
             count = source.count
-            big = self._body(name, max(1.0, source.size - 2 * count), arguments[1])
+            big = self._body(names, max(1.0, source.size - 2 * count), bodies)
             iterations = count * _ITERATION + max(0, count - 1) * small.cost + big.cost
             iterations = iterations if count else 0
         else:
             count = max(0.0, math.floor((source.size - 1) / 2))
-            big = self._body(name, max(1.0, source.size - 2), arguments[1])
+            big = self._body(names, max(1.0, source.size - 2), bodies)
             iterations = max(count * (_ITERATION + small.cost), _ITERATION + big.cost)
         self._depth -= 1
         cost = source.cost + iterations
@@ -500,13 +507,17 @@ class _Walk:
             return _Value(cost + count, source.size)
         return _Value(cost, 1)
 
-    def _body(self, name: str, size: float, body: Any) -> _Value:
-        previous = self._bound.get(name)
-        self._bound[name] = size
+    def _body(self, names: list[str], size: float, bodies: list[Any]) -> _Value:
+        """The bodies' cost with the loop variables bound to an element of ``size``; the
+        result's size is the last body's (a map's transform)."""
+        previous = {name: self._bound.get(name) for name in names}
+        self._bound.update(dict.fromkeys(names, size))
         try:
-            return self.visit(body)
+            values = [self.visit(body) for body in bodies]
+            return _Value(sum(v.cost for v in values), values[-1].size)
         finally:
-            if previous is None:
-                del self._bound[name]
-            else:
-                self._bound[name] = previous
+            for name, value in previous.items():
+                if value is None:
+                    del self._bound[name]
+                else:
+                    self._bound[name] = value

@@ -46,6 +46,14 @@ def growth(levels: int, tail: str = '"yyyyyyyyyy"') -> str:
     return f"{body}.size() > 0"
 
 
+def map_filter(levels: int) -> str:
+    """``map(x, filter, transform)`` nested: both bodies run per element (the Rust engine)."""
+    body = "true"
+    for level in range(levels):
+        body = f"{TEN}.map(v{level}, v{level} >= 0, {body})"
+    return f"size({body}) > 0"
+
+
 #: Accepted on every engine: (expression, the load-time worst case stays under).
 CHEAP = [
     pytest.param('event.reason == "Failed"', 200_000, id="compare a field"),
@@ -93,6 +101,7 @@ HOSTILE = [
     pytest.param(nested("exists_one", 4), {PYTHON: FLOOR, RUST: None}, id="exists_one, 4 levels"),
     pytest.param(nested("exists_one", 7), {PYTHON: WORST, RUST: WORST}, id="exists_one, 7 levels"),
     pytest.param(nested("all", 6), {PYTHON: FLOOR, RUST: FLOOR}, id="nested all, 6 levels"),
+    pytest.param(map_filter(6), {PYTHON: FLOOR, RUST: FLOOR}, id="map with a filter, 6 levels"),
     pytest.param(
         "[" + ", ".join(["123456"] * 85_000) + "].size() > 0",
         {PYTHON: LENGTH, RUST: LENGTH},
