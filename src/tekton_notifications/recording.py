@@ -141,47 +141,6 @@ class Readiness:
         }
 
 
-def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness]) -> Readiness:
-    """Ready when the spec parses, CEL compiles and every referenced template is ready.
-
-    ``templates`` maps the names of templates in the policy's namespace to their readiness.
-    """
-    try:
-        policy = models.parse_policy(obj)
-    except models.SpecError as error:
-        return Readiness(False, "InvalidSpec", str(error))
-    if policy.when is not None:
-        try:
-            cel.compile_expression(policy.when)
-        except cel.CelCostError as error:
-            return Readiness(False, error.reason, f"spec.when: {error}")
-        except cel.CelError as error:
-            return Readiness(False, "CELCompileError", f"spec.when: {error}")
-    disabled = disabled_mark(obj)
-    if disabled is not None:
-        return Readiness(False, str(disabled.get("reason")), str(disabled.get("message")))
-    for index, ref in enumerate(policy.template_refs):
-        found = templates.get(ref.name)
-        if found is None:
-            return Readiness(
-                False,
-                "TemplateNotFound",
-                f"spec.templateRefs[{index}]: NotificationTemplate "
-                f"{policy.namespace}/{ref.name} does not exist",
-            )
-        if not found.ready:
-            return Readiness(
-                False,
-                "TemplateNotReady",
-                f"spec.templateRefs[{index}]: {ref.name}: {found.message}",
-            )
-    return Readiness(
-        True,
-        "Ready",
-        f"{len(policy.template_refs)} template(s), events {', '.join(sorted(policy.events))}",
-    )
-
-
 #: The status field where the policy filter marks a policy it disabled (see matching).
 DISABLED: Final = "disabled"
 
@@ -245,6 +204,47 @@ def policy_event(
         "lastTimestamp": timestamp,
         "count": 1,
     }
+
+
+def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness]) -> Readiness:
+    """Ready when the spec parses, CEL compiles and every referenced template is ready.
+
+    ``templates`` maps the names of templates in the policy's namespace to their readiness.
+    """
+    try:
+        policy = models.parse_policy(obj)
+    except models.SpecError as error:
+        return Readiness(False, "InvalidSpec", str(error))
+    if policy.when is not None:
+        try:
+            cel.compile_expression(policy.when)
+        except cel.CelCostError as error:
+            return Readiness(False, error.reason, f"spec.when: {error}")
+        except cel.CelError as error:
+            return Readiness(False, "CELCompileError", f"spec.when: {error}")
+    disabled = disabled_mark(obj)
+    if disabled is not None:
+        return Readiness(False, str(disabled.get("reason")), str(disabled.get("message")))
+    for index, ref in enumerate(policy.template_refs):
+        found = templates.get(ref.name)
+        if found is None:
+            return Readiness(
+                False,
+                "TemplateNotFound",
+                f"spec.templateRefs[{index}]: NotificationTemplate "
+                f"{policy.namespace}/{ref.name} does not exist",
+            )
+        if not found.ready:
+            return Readiness(
+                False,
+                "TemplateNotReady",
+                f"spec.templateRefs[{index}]: {ref.name}: {found.message}",
+            )
+    return Readiness(
+        True,
+        "Ready",
+        f"{len(policy.template_refs)} template(s), events {', '.join(sorted(policy.events))}",
+    )
 
 
 def template_readiness(obj: Mapping[str, Any]) -> Readiness:
