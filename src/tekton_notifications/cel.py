@@ -14,6 +14,11 @@ they differ: cel-python has no heterogeneous equality (``1 == 1.0``, ``event.dur
 on a number are errors), and the Rust engine's ``size()`` counts a string's UTF-8 bytes.
 Error messages are normalised to the same wording for the same kind of error.
 
+Every expression's cost is bounded (:mod:`tekton_notifications.celcost`): refused when it
+compiles if its worst case is over the static limit, refused before each evaluation if the
+estimate with the event's actual sizes is over the engine's budget, and, on cel-python, stopped
+by a step counter if it runs past that budget anyway (:class:`CelCostError` each time).
+
 Converting Tekton data to CEL values costs more than most evaluations, so an
 :class:`Activation` keeps the plain values and converts each variable lazily, once per event
 and engine, and only when a compiled expression refers to it.
@@ -30,9 +35,11 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
+
+from tekton_notifications import celcost
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,18 @@ DEFAULT_ENGINE: Final = "python"
 
 class CelError(ValueError):
     """A CEL expression that does not compile, fails at run time, or is not boolean."""
+
+
+class CelCostError(CelError):
+    """An expression over its cost limits: at load, before an evaluation, or during one."""
+
+    reason: Final = celcost.REASON
+
+
+#: cel-python's step counter allows this many parse-tree nodes visited per unit of the
+#: per-evaluation budget: above what the estimate allows (measured: 1-7 steps per unit on the
+#: expressions of tests/core/test_cel_cost.py), so it stops what the estimate missed.
+STEPS_PER_UNIT: Final = 10
 
 
 #: Field paths under a variable that an expression may read; ``()`` means all of it.
@@ -71,6 +90,7 @@ class Activation(dict[str, Any]):
         self.context: Any = None
         #: Which activation's value of each variable the context holds, and how much of it.
         self.context_sources: dict[str, tuple[Activation, Paths]] = {}
+        self._shapes: dict[tuple[str, tuple[str, ...]], celcost.Shape] = {}
 
     @property
     def root(self) -> Activation:
@@ -93,6 +113,15 @@ class Activation(dict[str, Any]):
         holder._converted[key] = (wanted, value)
         return value
 
+    def shape(self, name: str, path: tuple[str, ...]) -> celcost.Shape:
+        """The size of what ``path`` reaches in variable ``name``, measured once per event."""
+        holder = self.holder(name)
+        key = (name, path)
+        found = holder._shapes.get(key)
+        if found is None:
+            found = holder._shapes[key] = celcost.shape(celcost.lookup(holder[name], path))
+        return found
+
 
 @dataclass(frozen=True)
 class Expression:
@@ -102,6 +131,9 @@ class Expression:
     engine: str = DEFAULT_ENGINE
     #: The variables the expression refers to, with the field paths it reads in each.
     paths: Mapping[str, Paths] = field(default_factory=lambda: dict.fromkeys(VARIABLES, WHOLE))
+    #: The parsed expression the cost is estimated on, and its load-time estimate.
+    plan: celcost.Plan | None = None
+    cost: celcost.Static | None = None
 
     @property
     def variables(self) -> frozenset[str]:
@@ -111,12 +143,41 @@ class Expression:
         """Evaluate against an activation from :func:`activation`; non-bool is an error."""
         if not isinstance(activation, Activation):
             activation = Activation(activation)
+        self.check_cost(activation)
         return _engine(self.engine).evaluate(self, activation)
+
+    @property
+    def budget(self) -> int:
+        """Cost units one evaluation may spend on this expression's engine."""
+        return celcost.RUNTIME_BUDGET[self.engine]
+
+    def check_cost(self, activation: Activation) -> float:
+        """The estimate with this event's sizes; :class:`CelCostError` when over budget."""
+        if self.plan is None or (
+            self.cost is not None and celcost.fits(self.cost, activation.shape)
+        ):
+            return 0.0
+        try:
+            return celcost.check(self.plan, activation.shape, budget=self.budget)
+        except celcost.CostError as error:
+            raise CelCostError(str(error)) from None
 
 
 def compile_expression(source: str, engine: str | None = None) -> Expression:
-    """Parse and prepare ``source``; raises :class:`CelError` with the parser's message."""
-    return _engine(engine or selected_engine()).compile(source)
+    """Parse and prepare ``source``; raises :class:`CelError` with the parser's message, and
+    :class:`CelCostError` when it is too long or its estimated cost is over the limits."""
+    if len(source) > celcost.MAX_LENGTH:  # before parsing: parsing costs time in the length
+        raise CelCostError(
+            f"expression of {len(source)} characters is longer than the limit of "
+            f"{celcost.MAX_LENGTH}"
+        )
+    expression = _engine(engine or selected_engine()).compile(source)
+    assert expression.plan is not None  # both engines make one
+    try:
+        cost = celcost.static(expression.plan, budget=expression.budget)
+    except celcost.CostError as error:
+        raise CelCostError(str(error)) from None
+    return replace(expression, cost=cost)
 
 
 def activation(
@@ -232,7 +293,7 @@ class _PythonEngine:
         from celpy import celtypes
         from celpy.adapter import json_to_cel
         from celpy.celparser import CELParseError
-        from celpy.evaluation import CELEvalError
+        from celpy.evaluation import CELEvalError, Evaluator
 
         # celpy logs every evaluation error at ERROR before raising; we report them ourselves.
         logging.getLogger("celpy").setLevel(logging.CRITICAL)
@@ -254,17 +315,20 @@ class _PythonEngine:
             celtypes.DurationType: "duration",
             type(None): "null_type",
         }
+        self._evaluator = _budgeted(Evaluator)
 
     def compile(self, source: str) -> Expression:
         try:
-            program = self._environment.program(self._environment.compile(source))
+            tree = self._environment.compile(source)
+            program = self._environment.program(tree)
         except self._parse_error as error:
             raise CelError(f"syntax error: {' '.join(str(error).split())}") from None
         except Exception as error:
             raise CelError(f"{type(error).__name__}: {error}") from None
         variables = [v for v in VARIABLES if re.search(rf"\b{v}\b", source)]
         paths = {name: read_paths(source, name) for name in variables}
-        return Expression(source, program, self.name, paths)
+        plan = celcost.Plan(source, tree)
+        return Expression(source, program, self.name, paths, plan)
 
     def evaluate(self, expression: Expression, activation: Activation) -> bool:
         try:
@@ -273,7 +337,13 @@ class _PythonEngine:
                 for name, paths in expression.paths.items()
                 if name in activation
             }
-            result = expression._program.evaluate(values)
+            program = expression._program
+            evaluator = self._evaluator(
+                program.ast, program.new_activation(), _Steps(expression.budget * STEPS_PER_UNIT)
+            )
+            result = evaluator.evaluate(values)
+        except _Exhausted as exhausted:
+            raise CelCostError(str(exhausted)) from None
         except self._eval_error as error:
             raise CelError(self._describe(error)) from None
         except CelError:
@@ -336,7 +406,16 @@ class _RustEngine:
             raise CelError(f"{type(error).__name__}: {error}") from None
         variables = [v for v in VARIABLES if v in program.variables()]
         paths = {name: read_paths(source, name) for name in variables}
-        return Expression(source, program, self.name, paths)
+        try:
+            plan = celcost.plan(source)
+        except celcost.CostError as error:
+            raise CelCostError(str(error)) from None
+        except Exception as error:  # fail closed: what cannot be estimated does not run
+            raise CelError(
+                f"its cost cannot be estimated (cel-python does not parse it): "
+                f"{' '.join(str(error).split())[:300]}"
+            ) from None
+        return Expression(source, program, self.name, paths, plan)
 
     def evaluate(self, expression: Expression, activation: Activation) -> bool:
         root = activation.root
@@ -361,6 +440,49 @@ class _RustEngine:
         if not isinstance(result, bool):
             raise CelError(_not_bool(_rust_type_name(result), result))
         return result
+
+
+class _Exhausted(Exception):  # not an error of the expression's: the budget ran out
+    """Raised inside cel-python's evaluator when the steps run out (no CEL code catches it)."""
+
+
+class _Steps:
+    """The parse-tree nodes an evaluation may still visit, shared by its nested evaluators."""
+
+    __slots__ = ("budget", "left")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = self.left = budget
+
+
+def _budgeted(evaluator: type[Any]) -> type[Any]:
+    """cel-python's Evaluator, spending one step per node it visits.
+
+    Pure Python cannot be interrupted from another thread, so the evaluation counts its own
+    work and stops itself: every node (and so every comprehension iteration, which visits its
+    body) goes through ``_visit_tree``, and macros evaluate their bodies with
+    ``sub_evaluator``, which shares the counter.
+    """
+
+    class Budgeted(evaluator):  # type: ignore[misc]
+        def __init__(self, ast: Any, activation: Any, steps: _Steps) -> None:
+            super().__init__(ast, activation)
+            self.steps = steps
+
+        def sub_evaluator(self, ast: Any) -> Any:
+            return Budgeted(ast, self.activation, self.steps)
+
+        def _visit_tree(self, tree: Any) -> Any:
+            steps = self.steps
+            steps.left -= 1
+            if steps.left < 0:
+                raise _Exhausted(
+                    f"evaluation stopped after {steps.budget:,} steps: over the "
+                    f"per-evaluation budget"
+                )
+            return super()._visit_tree(tree)
+
+    return Budgeted
 
 
 def _load_rust() -> Any:

@@ -11,9 +11,9 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Final
 
 from tekton_notifications import cel, types
 from tekton_notifications.events import RunEvent
@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 #: The namespace key of cluster policies in the index (a namespaced policy never has "").
 CLUSTER = ""
+#: Evaluations in a row refused for cost that disable a policy until its spec changes. Each
+#: refusal costs at most one budget (most are refused by the estimate before they start), so
+#: the waste is bounded either way; three tells an expression that does not fit the events it
+#: meets from one unusually large event, which a success in between forgives.
+COST_STRIKES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class CompiledPolicy:
     policy: Policy
     when: cel.Expression | None
     error: str | None = None
+    #: The Ready reason of ``error``: CELCompileError or CELCostExceeded.
+    reason: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -49,6 +56,10 @@ class Verdict:
     #: The event is one the policy lists; False when it matched only because a transition
     #: (``fixed``) depends on it, so whether it notifies is decided by :mod:`storm`.
     direct: bool = True
+    #: The error is the cost budget (``CELCostExceeded``), at load or for this event.
+    cost_exceeded: bool = False
+    #: This refusal disabled the policy (the :data:`COST_STRIKES`-th in a row).
+    disabled: bool = False
 
     @property
     def suspended(self) -> bool:
@@ -57,9 +68,10 @@ class Verdict:
 
     @property
     def reason(self) -> str:
-        """The first failed check (``label team``), ``cel error``, or ``matched``."""
+        """The first failed check (``label team``), ``cel error``, ``cel cost`` or
+        ``matched``."""
         if self.error:
-            return "cel error"
+            return "cel cost" if self.cost_exceeded else "cel error"
         for check in self.checks:
             if not check.ok:
                 return check.field
@@ -86,8 +98,10 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         return CompiledPolicy(policy, None)
     try:
         return CompiledPolicy(policy, cel.compile_expression(policy.when))
+    except cel.CelCostError as error:
+        return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason=error.reason)
     except cel.CelError as error:
-        return CompiledPolicy(policy, None, error=f"spec.when: {error}")
+        return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason="CELCompileError")
 
 
 def evaluate(
@@ -120,11 +134,14 @@ def evaluate(
     if not all(check.ok for check in checks):
         return Verdict(policy, False, tuple(checks))
     if compiled.error:
-        return Verdict(policy, False, tuple(checks), error=compiled.error)
+        cost = compiled.reason == cel.CelCostError.reason
+        return Verdict(policy, False, tuple(checks), error=compiled.error, cost_exceeded=cost)
     if compiled.when is not None:
         base = activation if activation is not None else event_activation(event)
         try:
             result = compiled.when.evaluate(cel.with_policy(base, policy.view()))
+        except cel.CelCostError as error:
+            return Verdict(policy, False, tuple(checks), f"spec.when: {error}", cost_exceeded=True)
         except cel.CelError as error:
             return Verdict(policy, False, tuple(checks), error=f"spec.when: {error}")
         checks.append(Check("when", result, "true", str(result).lower()))
@@ -167,6 +184,10 @@ class PolicyIndex:
         self._buckets: dict[tuple[str, str, str], dict[tuple[str, str], CompiledPolicy]] = (
             defaultdict(dict)
         )
+        #: Consecutive cost refusals per policy, and the policies they disabled (with the
+        #: generation disabled and why): skipped until a new generation.
+        self._strikes: dict[tuple[str, str], int] = {}
+        self._disabled: dict[tuple[str, str], tuple[int, str]] = {}
         for policy in policies:
             self.upsert(policy)
 
@@ -186,11 +207,29 @@ class PolicyIndex:
             self._policies[policy.key] = compiled
             for bucket in self._bucket_keys(policy):
                 self._buckets[bucket][policy.key] = compiled
+            if previous is None or previous.policy.generation != policy.generation:
+                self._strikes.pop(policy.key, None)
+            disabled = self._disabled.get(policy.key)
+            if disabled is not None and disabled[0] != policy.generation:
+                del self._disabled[policy.key]  # a new spec gets a new chance
         return compiled
+
+    def disable(self, policy: Policy, message: str) -> None:
+        """Skip ``policy`` in matching until its generation changes (also when a replica or an
+        earlier process disabled it: its status says so)."""
+        with self._lock:
+            self._disabled[policy.key] = (policy.generation, message)
+
+    def disabled(self, namespace: str, name: str) -> str | None:
+        """Why the policy is disabled, or None."""
+        found = self._disabled.get((namespace, name))
+        return found[1] if found is not None else None
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
             self._drop((namespace, name))
+            self._strikes.pop((namespace, name), None)
+            self._disabled.pop((namespace, name), None)
 
     def replace_all(self, policies: Iterable[Policy], *, cluster: bool = False) -> None:
         """Swap in a fresh list of one kind (after a re-list), keeping compiled CEL where
@@ -240,7 +279,11 @@ class PolicyIndex:
         matches: list[Match] = []
         errors: list[Verdict] = []
         for compiled in candidates:
+            if compiled.policy.key in self._disabled:
+                continue  # logged and counted once, when it was disabled
             verdict = evaluate(compiled, event, activation)
+            if compiled.when is not None:  # refused at load: unready already, not a strike
+                verdict = self._strike(verdict)
             if verdict.error:
                 errors.append(verdict)
                 logger.warning(
@@ -259,6 +302,32 @@ class PolicyIndex:
                 )
         return matches, errors
 
+    def _strike(self, verdict: Verdict) -> Verdict:
+        """Count a cost refusal in a row; the :data:`COST_STRIKES`-th disables the policy."""
+        key = verdict.policy.key
+        if not verdict.cost_exceeded or verdict.error is None:
+            if verdict.error is None:
+                self._strikes.pop(key, None)
+            return verdict
+        with self._lock:
+            if key in self._disabled:  # another event in flight disabled it meanwhile
+                return verdict
+            strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
+            if strikes < COST_STRIKES:
+                return verdict
+            message = (
+                f"disabled after {strikes} evaluations in a row over the cost budget; "
+                f"last: {verdict.error}"
+            )
+            self._disabled[key] = (verdict.policy.generation, message)
+        logger.warning(
+            "%s %s disabled until its spec changes: %s",
+            verdict.policy.kind,
+            "/".join(filter(None, key)),
+            message,
+        )
+        return replace(verdict, disabled=True, error=message)
+
     def explain(self, event: RunEvent) -> list[Verdict]:
         """A verdict for every policy in the event's namespace and every cluster policy."""
         activation = event_activation(event)
@@ -269,7 +338,16 @@ class PolicyIndex:
                 if c.policy.namespace in (event.namespace, CLUSTER)
             ]
         in_scope.sort(key=lambda compiled: compiled.policy.key)
-        return [evaluate(compiled, event, activation) for compiled in in_scope]
+        verdicts = []
+        for compiled in in_scope:
+            disabled = self._disabled.get(compiled.policy.key)
+            if disabled is not None:
+                verdicts.append(
+                    Verdict(compiled.policy, False, (), error=disabled[1], cost_exceeded=True)
+                )
+            else:
+                verdicts.append(evaluate(compiled, event, activation))
+        return verdicts
 
     def _drop(self, key: tuple[str, str]) -> None:
         previous = self._policies.pop(key, None)

@@ -37,6 +37,13 @@ CEL_ERRORS: Final = Counter(
     ["namespace", "policy"],
     registry=REGISTRY,
 )
+CEL_COST: Final = Counter(
+    "tekton_notifications_cel_cost_exceeded_total",
+    "CEL `when` over its cost budget, by policy: `refused` per evaluation refused or stopped "
+    "(no match), `disabled` when that disabled the policy until its spec changes.",
+    ["namespace", "policy", "action"],
+    registry=REGISTRY,
+)
 SUPPRESSED: Final = Counter(
     "tekton_notifications_suppressed_total",
     "Matches that sent nothing, by policy and reason (ratelimit, suspended).",

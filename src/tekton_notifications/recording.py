@@ -141,6 +141,71 @@ class Readiness:
         }
 
 
+#: The status field where the policy filter marks a policy it disabled (see matching).
+DISABLED: Final = "disabled"
+
+
+def disabled_mark(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The policy filter's ``status.disabled``, if it was set for the current generation
+    (a new spec gets a new chance: an older mark is ignored)."""
+    status = obj.get("status")
+    mark = status.get(DISABLED) if isinstance(status, Mapping) else None
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    if isinstance(mark, Mapping) and mark.get("generation") == generation:
+        return mark
+    return None
+
+
+def disabled_status(
+    *, reason: str, message: str, generation: int, timestamp: str
+) -> dict[str, Any]:
+    """The ``status`` fields that mark a policy disabled for this generation."""
+    return {
+        DISABLED: {
+            "reason": reason,
+            "message": message[:1024],
+            "generation": generation,
+            "time": timestamp,
+        }
+    }
+
+
+def policy_event(
+    policy: models.Policy, *, reason: str, message: str, timestamp: str
+) -> dict[str, Any]:
+    """A Warning Event on a policy that is not ready, named per (generation, reason) so it is
+    recorded once however many replicas or reloads see it."""
+    namespace = policy.namespace or "default"  # cluster-scoped: its Events live in "default"
+    involved = {
+        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "kind": policy.kind,
+        "name": policy.name,
+        "uid": policy.uid,
+    }
+    if not policy.cluster:
+        involved["namespace"] = policy.namespace
+    suffix = f".g{policy.generation}.{reason.lower()}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": policy.name[: 253 - len(suffix)] + suffix,
+            "namespace": namespace,
+            "labels": {types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE},
+        },
+        "involvedObject": {k: v for k, v in involved.items() if v},
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning",
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"{COMPONENT}/policy-filter",
+        "reportingInstance": "policy-filter",
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }
+
+
 def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness]) -> Readiness:
     """Ready when the spec parses, CEL compiles and every referenced template is ready.
 
@@ -153,8 +218,13 @@ def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness])
     if policy.when is not None:
         try:
             cel.compile_expression(policy.when)
+        except cel.CelCostError as error:
+            return Readiness(False, error.reason, f"spec.when: {error}")
         except cel.CelError as error:
             return Readiness(False, "CELCompileError", f"spec.when: {error}")
+    disabled = disabled_mark(obj)
+    if disabled is not None:
+        return Readiness(False, str(disabled.get("reason")), str(disabled.get("message")))
     for index, ref in enumerate(policy.template_refs):
         found = templates.get(ref.name)
         if found is None:

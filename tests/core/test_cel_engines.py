@@ -364,11 +364,13 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_rust_engine_skips_the_packages_command_line_imports() -> None:
+    """celpy is imported on compiling, though: its parser gives the tree that the cost of
+    every expression is estimated on, whichever engine evaluates (celcost)."""
     code = (
         "import sys\n"
         "from tekton_notifications import cel\n"
         "assert cel.compile_expression('1 == 1', 'rust').evaluate({})\n"
-        "print(sorted(m for m in ('typer', 'prompt_toolkit', 'celpy') if m in sys.modules))\n"
+        "print(sorted(m for m in ('typer', 'prompt_toolkit') if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -212,7 +212,8 @@ def _wait_for_templates(renderer: ServedFunction, kubeapi: KubeAPIServer) -> Non
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            if httpx.get(renderer.url + "/health/readiness").text == f"{count} templates":
+            readiness = httpx.get(renderer.url + "/health/readiness").text
+            if readiness.split("; ")[0] == f"{count} templates":
                 return
         except httpx.HTTPError:
             pass

@@ -478,7 +478,8 @@ LEAST_PRIVILEGE = {
     }
     | {  # a run is confirmed before its event spends storm budget (runcheck.py)
         ("tekton.dev", plural, "get") for plural in ("taskruns", "pipelineruns", "customruns")
-    },
+    }
+    | {("", "events", "create")},  # CELCostExceeded on the policy
     "template-renderer": {
         ("notifications.tekton.dev", "notificationtemplates", verb)
         for verb in ("get", "list", "watch")

@@ -248,7 +248,9 @@ def served_renderer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served
             api.store.create_manifest(obj)
         kubeconfig = workdir / "kubeconfig"
         api.write_kubeconfig(kubeconfig)
-        function = serve_function("template-renderer", {"KUBECONFIG": str(kubeconfig)}, workdir)
+        function = serve_function(
+            "template-renderer", {"KUBECONFIG": str(kubeconfig), **UNSIGNED}, workdir
+        )
         try:
             yield function
         finally:

@@ -185,6 +185,9 @@ class Linter:
     def _cel(self, entry: Entry, source: str) -> None:
         try:
             cel.compile_expression(source)
+        except cel.CelCostError as error:
+            self._problem(entry, "spec.when", f"{error.reason}: {error}", "cel")
+            return
         except cel.CelError as error:
             self._problem(entry, "spec.when", f"CEL does not compile: {error}", "cel")
             return

@@ -9,20 +9,23 @@ from dataclasses import replace
 from typing import Any
 
 from tekton_notifications import (
+    cel,
     kube,
     logs,
     metrics,
     models,
     notifications,
+    recording,
     runcheck,
     signing,
     sink,
     storm,
     taskruns,
     tracing,
+    types,
 )
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
-from tekton_notifications.matching import Match, PolicyIndex
+from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Verdict
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
@@ -31,6 +34,9 @@ from tekton_notifications.storm import PolicyState
 logger = logging.getLogger(__name__)
 
 Publisher = Callable[[Sequence[OutgoingEvent]], None]
+#: Makes a cost refusal visible on the policy: (policy, message, disabled) -> an Event, and for
+#: a disabled policy the ``status.disabled`` mark that makes it not Ready.
+CostReporter = Callable[[models.Policy, str, bool], None]
 
 
 class PolicyFilter:
@@ -55,8 +61,10 @@ class PolicyFilter:
         states: PolicyStates | None = None,
         runs: runcheck.RunCheck | None = None,
         clock: Callable[[], float] = time.time,
+        report_cost: CostReporter | None = None,
     ) -> None:
         self.index = index
+        self._report_cost = report_cost
         self._publish = publish
         self._informer = informer
         #: Without an API (tools, unit tests) state is kept in memory, per process.
@@ -90,6 +98,9 @@ class PolicyFilter:
             publish=publish,
             states=PolicyStates.on_api(api),
             runs=runcheck.RunCheck.on_api(api),
+            report_cost=lambda policy, message, disabled: _report_cost(
+                api, policy, message, disabled=disabled
+            ),
         )
         stage._informer, stage._cluster_informer = kube.policy_informers(api, stage)
         return stage
@@ -115,18 +126,49 @@ class PolicyFilter:
     def reset(self, objects: list[dict[str, Any]], *, cluster: bool = False) -> None:
         for key in [k for k in self.invalid if (k[0] == "") == cluster]:
             del self.invalid[key]
-        parsed = (self._parse(obj, cluster) for obj in objects)
-        self.index.replace_all((p for p in parsed if p is not None), cluster=cluster)
-        for obj in objects:
+        parsed = [(obj, self._parse(obj, cluster)) for obj in objects]
+        self.index.replace_all((p for _, p in parsed if p is not None), cluster=cluster)
+        for obj, policy in parsed:
             self.states.observe(obj, cluster=cluster)
+            if policy is not None:
+                self._loaded(obj, policy)
 
     def upsert(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
         self.states.observe(obj, cluster=cluster)
         policy = self._parse(obj, cluster)
         if policy is not None:
             self.index.upsert(policy)
+            self._loaded(obj, policy)
         else:
             self.delete(obj, cluster=cluster)
+
+    def _loaded(self, obj: Mapping[str, Any], policy: models.Policy) -> None:
+        """A policy disabled for cost stays so across replicas and restarts (its status says
+        so, for this generation); one refused for cost at load gets its Event."""
+        mark = recording.disabled_mark(obj)
+        if mark is not None:
+            self.index.disable(policy, str(mark.get("message")))
+            return
+        compiled = self.index.get(*policy.key)
+        if compiled is not None and compiled.reason == cel.CelCostError.reason:
+            self._refused_at_load(compiled)
+
+    def _refused_at_load(self, compiled: CompiledPolicy) -> None:
+        policy = compiled.policy
+        logger.warning(
+            "%s %s refused: %s", policy.kind, "/".join(filter(None, policy.key)), compiled.error
+        )
+        if self._report_cost is not None:
+            self._report_cost(policy, str(compiled.error), False)
+
+    def _cost_exceeded(self, verdict: Verdict) -> None:
+        """Count a cost refusal; when it disabled the policy, show it on the policy."""
+        policy = verdict.policy
+        metrics.CEL_COST.labels(policy.namespace, policy.name, "refused").inc()
+        if verdict.disabled:
+            metrics.CEL_COST.labels(policy.namespace, policy.name, "disabled").inc()
+            if self._report_cost is not None:
+                self._report_cost(policy, str(verdict.error), True)
 
     def delete(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
         self.index.remove(*_key(obj, cluster))
@@ -174,7 +216,10 @@ class PolicyFilter:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
         matches, errors = self.index.match(event)
         for verdict in errors:
-            metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
+            if verdict.cost_exceeded:
+                self._cost_exceeded(verdict)
+            else:
+                metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
         # One trace per Tekton event: continue Tekton's, or start one here.
         traced = replace(
             event,
@@ -373,6 +418,26 @@ def suppressed_event(match: Match, event: RunEvent, reason: str, message: str) -
     return _notification(match, event).to_event(
         notifications.SUPPRESSED, suppressed={"reason": reason, "message": message}
     )
+
+
+def _report_cost(api: Any, policy: models.Policy, message: str, *, disabled: bool) -> None:
+    """An Event on the policy and, when disabled, its ``status.disabled`` mark (which the
+    status recorder turns into Ready False). Best effort: a failed write is logged; the
+    policy is skipped in this process either way."""
+    timestamp = recording.now()
+    reason = cel.CelCostError.reason
+    plural = types.CLUSTER_POLICY_PLURAL if policy.cluster else types.POLICY_PLURAL
+    try:
+        if disabled:
+            status = recording.disabled_status(
+                reason=reason, message=message, generation=policy.generation, timestamp=timestamp
+            )
+            kube.patch_status(api, plural, policy.namespace, policy.name, {"status": status})
+        kube.create_event(
+            api, recording.policy_event(policy, reason=reason, message=message, timestamp=timestamp)
+        )
+    except kube.ApiError as error:
+        logger.warning("%s %s: cost refusal not recorded: %s", policy.kind, policy.name, error)
 
 
 def _key(obj: Mapping[str, Any], cluster: bool) -> tuple[str, str]:
