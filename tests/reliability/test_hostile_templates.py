@@ -31,7 +31,7 @@ import pytest
 
 from tekton_notifications import notifications, rendering, types
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.serving import ServedFunction, serve_function
+from tekton_notifications.devtools.serving import UNSIGNED, ServedFunction, serve_function
 from tekton_notifications.events import parse_event
 from tekton_notifications.matching import Match
 from tekton_notifications.models import TemplateRef, parse_policy
