@@ -198,11 +198,19 @@ def test_the_status_recorder_marks_a_repeated_offender_not_ready() -> None:
     hostile_object = {**template("team-a", "hostile", **HOSTILE["issue-max-of-repeated-list"])}
     hostile_object["metadata"] = {**hostile_object["metadata"], "generation": 1}
     recorder.reset(types.TEMPLATE_PLURAL, [hostile_object])
+    # The recorder believes a failure only of a policy it knows (claims.py).
+    hostile_policies = [
+        o
+        for o in objects(HOSTILE["issue-max-of-repeated-list"])
+        if o["kind"] == "NotificationPolicy"
+    ]
+    recorder.reset(types.POLICY_PLURAL, hostile_policies)
     recorder.flush()
     for index in range(rendering.RENDER_LIMIT_STRIKES):
         response, _ = respond(renderer, hostile_event(f"a-run-{index}"))
         assert response.event is not None
-        recorder.respond(response.event.attributes, response.event.data)
+        answer = recorder.respond(response.event.attributes, response.event.data)
+        assert answer.status == 202, answer.message
     writes.clear()
     recorder.flush()
     [(plural, namespace, name, patch)] = [w for w in writes if w[0] == types.TEMPLATE_PLURAL]
