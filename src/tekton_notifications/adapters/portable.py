@@ -81,7 +81,7 @@ def respond(stage: Stage, admission: fairness.Admission, request: flask.Request)
             ready, message = stage.ready()
         return flask.Response(message, status=200 if ready else 503, mimetype="text/plain")
     if (request.content_length or 0) > base.MAX_EVENT_BYTES:  # before reading the body
-        return _plain(base.too_large(request.content_length or 0))
+        return _unread(_plain(base.too_large(request.content_length or 0)))
     # Chunked: Werkzeug reads no more than this (gunicorn terminates the input stream), and
     # stops quietly at the maximum: one byte more tells a body over the limit from one at it.
     request.max_content_length = base.MAX_EVENT_BYTES + 1
@@ -89,7 +89,7 @@ def respond(stage: Stage, admission: fairness.Admission, request: flask.Request)
     if len(body) > base.MAX_EVENT_BYTES:
         message = bodylimit.message(None, base.MAX_EVENT_BYTES)
         logger.warning("rejected: %s", message)
-        return _plain(Response(413, message=message))
+        return _unread(_plain(Response(413, message=message)))
     try:
         event = from_http(dict(request.headers), body)
     except Exception as error:  # the SDK raises several types for non-CloudEvents
@@ -111,6 +111,20 @@ def respond(stage: Stage, admission: fairness.Admission, request: flask.Request)
     # non-ASCII attribute values unencoded, and the server then fails on the header (500).
     headers, body = binary_message(response.event)
     return flask.Response(body, status=response.status, headers=headers)
+
+
+def _unread(response: flask.Response) -> flask.Response:
+    """An answer that leaves the rest of the body unread.
+
+    functions-framework reads the whole request after every response that is not streamed
+    (its ``read_request`` hook: 40 MB in memory for a refused 40 MB body), so the refusal is
+    streamed; the connection closes, as the unread body cannot be skipped cheaply.
+    """
+    body = response.get_data()
+    streamed = flask.Response(iter([body]), status=response.status_code, headers=response.headers)
+    streamed.headers["content-length"] = str(len(body))
+    streamed.headers["connection"] = "close"
+    return streamed
 
 
 def _plain(response: Response) -> flask.Response:

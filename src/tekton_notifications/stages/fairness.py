@@ -236,6 +236,6 @@ class Admission:
         ticket, age = stuck[0]
         return False, (
             f"{len(stuck)} worker(s) stuck: event {ticket.event_id} ({ticket.event_type}) of "
-            f"namespace {ticket.namespace} in flight for {age:.0f}s, past the "
+            f"namespace {ticket.namespace} in flight for {age:.1f}s, past the "
             f"{self.limits.stuck_after:g}s deadline; only a restart frees its worker"
         )
