@@ -47,14 +47,14 @@ pytestmark = pytest.mark.slow
 
 GROUP_VERSION = f"{types.GROUP}/{types.VERSION}"
 #: What flood's run creations cost: longer than the queue wait, under the liveness deadline.
-SLOW_CREATE = 2.0
+SLOW_CREATE = 4.0
 #: Flood events sent at once: four times flood's share of 4.
 FLOOD = 16
 SHARE = 4
-#: ci's event, answered in ~20-50 ms when idle, must be answered within this while flood is
-#: refused: the queue wait (1 s, the most a request can be held before its share is judged)
-#: plus generous slack for 2 shared cores.
-OTHER_NAMESPACE_BOUND = 2.5
+#: ci's event, answered in ~10-200 ms while flood is refused, must be answered within this:
+#: generous for 2 shared cores, and below one SLOW_CREATE, which ci would wait at least
+#: without admission (measured there: 2.5-8.7 s, docs/reliability.md, Tenant isolation).
+OTHER_NAMESPACE_BOUND = 3.0
 #: Liveness deadline for the served tests (deployed: 30 s): a create held past it is stuck.
 STUCK_AFTER = 3.0
 STUCK_CREATE = 6.0
@@ -116,11 +116,16 @@ def rendered(namespace: str, index: int) -> tuple[dict[str, str], dict[str, Any]
     return dict(outgoing.attributes), dict(outgoing.data)
 
 
+#: One client for every request: a new client per request costs tens of ms of CPU (its TLS
+#: context), which 16 threads at once turn into seconds of latency measured in the test.
+CLIENT = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64))
+
+
 def post(url: str, attributes: Mapping[str, str], data: Any) -> tuple[httpx.Response, float]:
     headers = {f"ce-{k}": v for k, v in attributes.items() if k != "datacontenttype"}
     headers["content-type"] = "application/json"
     started = time.monotonic()
-    response = httpx.post(url, headers=headers, content=json.dumps(data), timeout=30)
+    response = CLIENT.post(url, headers=headers, content=json.dumps(data))
     return response, time.monotonic() - started
 
 
@@ -132,14 +137,14 @@ class Served:
     metrics_url: str
 
     def in_flight(self, namespace: str) -> float:
-        text = httpx.get(self.metrics_url, timeout=10).text
+        text = CLIENT.get(self.metrics_url).text
         series = rf'tekton_notifications_in_flight{{namespace="{namespace}",stage="[^"]+"}}'
         pattern = rf"^{series} (\S+)$"
         found = re.search(pattern, text, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
     def liveness(self) -> httpx.Response:
-        return httpx.get(f"{self.launcher.url}/health/liveness", timeout=10)
+        return CLIENT.get(f"{self.launcher.url}/health/liveness")
 
 
 @pytest.fixture(scope="module", params=SERVERS)
