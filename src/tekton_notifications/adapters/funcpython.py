@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -91,16 +90,14 @@ class Function:
             logger.warning("refused: %s: %s", attributes.get("id"), ticket.message)
             await _plain(send, Response(ticket.status, message=ticket.message))
             return
-        try:
-            # Stages block on locks and, for the launcher, on the API: keep the loop free.
-            context = contextvars.copy_context()
-            call = functools.partial(context.run, base.handle, self._stage, attributes, data)
-            response = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        finally:
-            self._admission.release(ticket)
-            if self._released is not None:
-                self._released.set()
-                self._released = None
+        # Stages block on locks and, for the launcher, on the API: keep the loop free. The
+        # worker is released when its thread is done, not when this request ends: a request
+        # cancelled mid-way must not hide a thread that is still busy (or stuck).
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        work = self._pool.submit(context.run, base.handle, self._stage, attributes, data)
+        work.add_done_callback(lambda _: _soon(loop, self._release, ticket))
+        response = await asyncio.wrap_future(work)
         if response.event is None:
             await _plain(send, response)
             return
@@ -108,6 +105,14 @@ class Function:
             attributes=dict(response.event.attributes), data=dict(response.event.data)
         )
         await send.binary(reply, response.status)
+
+    def _release(self, ticket: fairness.Ticket) -> None:
+        """On the loop: free the worker and wake the events waiting for one."""
+        assert self._admission is not None
+        self._admission.release(ticket)
+        if self._released is not None:
+            self._released.set()
+            self._released = None
 
     async def _admit(
         self, attributes: Mapping[str, str], data: object
@@ -128,6 +133,12 @@ class Function:
                 return self._admission.settle(outcome)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), remaining)
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """``callback(*args)`` on ``loop`` from another thread; dropped once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _body_size(scope: Mapping[str, Any], data: object) -> int:
