@@ -97,6 +97,26 @@ LATENCY: Final = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+IN_FLIGHT: Final = Gauge(
+    "tekton_notifications_in_flight",
+    "Events holding a worker, by stage and namespace (series only while some are in flight).",
+    ["stage", "namespace"],
+    registry=REGISTRY,
+)
+REFUSED: Final = Counter(
+    "tekton_notifications_admission_refused_total",
+    "Events refused a worker after waiting: reason namespace (its share spent, 429, namespace "
+    "labelled) or workers (all busy, 503).",
+    ["stage", "namespace", "reason"],
+    registry=REGISTRY,
+)
+STUCK: Final = Gauge(
+    "tekton_notifications_stuck_workers",
+    "Workers busy with one event past the liveness deadline, at the last probe.",
+    ["stage"],
+    registry=REGISTRY,
+)
+
 
 def serve(environ: Mapping[str, str] | None = None) -> int | None:
     """Start the metrics endpoint once per process; ``METRICS_PORT=0`` turns it off."""

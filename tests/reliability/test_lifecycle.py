@@ -194,8 +194,10 @@ def test_sigterm_during_a_burst_loses_nothing_and_half_does_nothing(tmp_path: Pa
         # Every request got a complete answer, or an error the broker would retry; and
         # requests in flight at SIGTERM were finished, not dropped.
         retried = [i for i, outcome in enumerate(outcomes) if outcome != 200]
+        # 429: over its namespace's share of the workers for longer than the queue wait
+        # (stages/fairness.py), which a burst of 30 slow creates in one namespace is.
         for index in retried:
-            assert outcomes[index] == 503 or isinstance(outcomes[index], str), outcomes
+            assert outcomes[index] in (503, 429) or isinstance(outcomes[index], str), outcomes
         assert "not sent" not in outcomes
         drained = [i for i in range(BURST) if outcomes[i] == 200 and finished_at[i] > sigterm_at]
         assert drained, f"nothing in flight was finished after SIGTERM: {outcomes}"

@@ -1,17 +1,27 @@
-"""A stage as a ``kn func`` Python function instance (served by func-python, cloudevents 2)."""
+"""A stage as a ``kn func`` Python function instance (served by func-python, cloudevents 2).
+
+Each event runs on a worker thread of the function's own pool (stages block on locks and,
+for the launcher, on the API), admitted by :mod:`tekton_notifications.stages.fairness`: one
+namespace holds at most its share of the workers, and liveness fails while one is stuck.
+Oversized bodies are refused before func-python reads them (:mod:`.bodylimit`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
 from tekton_notifications import logs, metrics, signing
-from tekton_notifications.stages import base
+from tekton_notifications.adapters import bodylimit
+from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.wire import attributes_as_text
 
@@ -27,45 +37,72 @@ class Function:
     def __init__(self, factory: StageFactory) -> None:
         self._factory = factory
         self._stage: Stage | None = None
+        self._admission: fairness.Admission | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        #: Set and replaced on every release: what events waiting for a worker wait on.
+        self._released: asyncio.Event | None = None
+        # new() runs before func-python builds its server: the only moment to get in front.
+        bodylimit.install(base.MAX_EVENT_BYTES, detail_header=base.DETAIL_HEADER)
 
     def start(self, cfg: Mapping[str, str]) -> None:
         logs.configure(cfg)
         metrics.serve(cfg)
+        limits = fairness.Limits.from_config(cfg)
         try:
             self._stage = base.build(self._factory, cfg)
         except signing.SigningKeyError as error:
             # func-python logs an exception from start() and serves on without a function:
             # exit instead, so the pod fails visibly (CrashLoopBackOff) with this reason.
             raise SystemExit(f"not starting: {error}") from None
+        self._admission = fairness.Admission(limits, stage=self._stage.name)
+        self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix=self._stage.name)
         self._stage.start()
 
     def stop(self) -> None:
         if self._stage is not None:
             self._stage.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def alive(self) -> tuple[bool, str]:
-        return True, "alive"
+        if self._admission is None:
+            return True, "alive"
+        return self._admission.health()
 
     def ready(self) -> tuple[bool, str]:
-        if self._stage is None:
+        if self._stage is None or self._admission is None:
             return False, "not started"
-        return self._stage.ready()
+        alive, why = self._admission.health()
+        return (False, why) if not alive else self._stage.ready()
 
     async def handle(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Send
     ) -> None:
-        if self._stage is None:
+        if self._stage is None or self._admission is None or self._pool is None:
             await _plain(send, Response(503, message="function not started"))
             return
         event = scope["event"]
         size = _body_size(scope, event.get_data())
         if size > base.MAX_EVENT_BYTES:
-            # func-python has read the body already; this keeps it from going further.
+            # Where bodylimit could not be installed, func-python has read the body already;
+            # this keeps it from going further.
             await _plain(send, base.too_large(size))
             return
         attributes = attributes_as_text(event.get_attributes())
-        # Stages block on locks and, for the launcher, on the API: keep the loop free.
-        response = await asyncio.to_thread(base.handle, self._stage, attributes, event.get_data())
+        data = event.get_data()
+        ticket = await self._admit(attributes, data)
+        if isinstance(ticket, fairness.Refusal):
+            logger.warning("refused: %s: %s", attributes.get("id"), ticket.message)
+            await _plain(send, Response(ticket.status, message=ticket.message))
+            return
+        # Stages block on locks and, for the launcher, on the API: keep the loop free. The
+        # worker is released when its thread is done, not when this request ends: a request
+        # cancelled mid-way must not hide a thread that is still busy (or stuck).
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        work = self._pool.submit(context.run, base.handle, self._stage, attributes, data)
+        work.add_done_callback(lambda _: _soon(loop, self._release, ticket))
+        response = await asyncio.wrap_future(work)
         if response.event is None:
             await _plain(send, response)
             return
@@ -73,6 +110,40 @@ class Function:
             attributes=dict(response.event.attributes), data=dict(response.event.data)
         )
         await send.binary(reply, response.status)
+
+    def _release(self, ticket: fairness.Ticket) -> None:
+        """On the loop: free the worker and wake the events waiting for one."""
+        assert self._admission is not None
+        self._admission.release(ticket)
+        if self._released is not None:
+            self._released.set()
+            self._released = None
+
+    async def _admit(
+        self, attributes: Mapping[str, str], data: object
+    ) -> fairness.Ticket | fairness.Refusal:
+        """A worker for this event, waiting up to ``queue_wait`` while its share is spent."""
+        assert self._admission is not None
+        namespace = fairness.namespace_of(attributes, data)
+        event_id, event_type = attributes.get("id", ""), attributes.get("type", "")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._admission.limits.queue_wait
+        while True:
+            if self._released is None:
+                self._released = asyncio.Event()
+            released = self._released  # taken before trying, so no release is missed
+            outcome = self._admission.try_admit(namespace, event_id, event_type)
+            remaining = deadline - loop.time()
+            if isinstance(outcome, fairness.Ticket) or remaining <= 0:
+                return self._admission.settle(outcome)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), remaining)
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """``callback(*args)`` on ``loop`` from another thread; dropped once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _body_size(scope: Mapping[str, Any], data: object) -> int:
@@ -88,6 +159,8 @@ def _body_size(scope: Mapping[str, Any], data: object) -> int:
 async def _plain(send: Send, response: Response) -> None:
     status, headers, body = response.http()
     headers["content-length"] = str(len(body))
+    if status in (429, 503):
+        headers["retry-after"] = "1"
     start = {
         "type": "http.response.start",
         "status": status,

@@ -8,6 +8,10 @@ event; replies are built with the cloudevents SDK 1.x that functions-framework p
 Serve one with ``functions-framework --source <this file> --target policy_filter``, or from a
 ``main.py`` that imports the target. Gunicorn (functions-framework's production server) forks
 after importing this module, so each stage is started lazily in the process that serves.
+
+Gunicorn's threads are the workers here: :mod:`tekton_notifications.stages.fairness` admits
+each event (one namespace holds at most its share of them) and fails liveness while one is
+stuck. Bodies are limited by Flask's per-request ``max_content_length``, before they are read.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import functions_framework
 from cloudevents.http import from_http
 
 from tekton_notifications import logs, metrics, signing
-from tekton_notifications.stages import base
+from tekton_notifications.adapters import bodylimit
+from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
 from tekton_notifications.stages.status_recorder import StatusRecorder
@@ -47,39 +52,59 @@ class LazyStage:
         self._factory = factory
         self._lock = threading.Lock()
         self._stage: Stage | None = None
+        self._admission: fairness.Admission | None = None
         self._pid = 0
 
-    def get(self) -> Stage:
+    def get(self) -> tuple[Stage, fairness.Admission]:
         with self._lock:
-            if self._stage is None or self._pid != os.getpid():
+            if self._stage is None or self._admission is None or self._pid != os.getpid():
                 logs.configure()
                 metrics.serve()
-                self._stage = base.build(self._factory, dict(os.environ))
+                cfg = dict(os.environ)
+                limits = fairness.Limits.from_config(cfg)
+                self._stage = base.build(self._factory, cfg)
+                self._admission = fairness.Admission(limits, stage=self._stage.name)
                 self._stage.start()
                 self._pid = os.getpid()
                 deadline = time.monotonic() + STARTUP_WAIT
                 while not self._stage.ready()[0] and time.monotonic() < deadline:
                     time.sleep(0.05)
-            return self._stage
+            return self._stage, self._admission
 
 
-def respond(stage: Stage, request: flask.Request) -> flask.Response:
+def respond(stage: Stage, admission: fairness.Admission, request: flask.Request) -> flask.Response:
     """Decode the CloudEvent, run the stage, encode its answer (binary mode for events)."""
     if request.method == "GET" and request.path in HEALTH_PATHS:
         # The same probes func-python serves, for hosts that can use them.
-        ready, message = stage.ready() if request.path.endswith("readiness") else (True, "alive")
+        ready, message = admission.health()
+        if ready and request.path.endswith("readiness"):
+            ready, message = stage.ready()
         return flask.Response(message, status=200 if ready else 503, mimetype="text/plain")
     if (request.content_length or 0) > base.MAX_EVENT_BYTES:  # before reading the body
-        return _plain(base.too_large(request.content_length or 0))
+        return _unread(_plain(base.too_large(request.content_length or 0)))
+    # Chunked: Werkzeug reads no more than this (gunicorn terminates the input stream), and
+    # stops quietly at the maximum: one byte more tells a body over the limit from one at it.
+    request.max_content_length = base.MAX_EVENT_BYTES + 1
     body = request.get_data()
-    if len(body) > base.MAX_EVENT_BYTES:  # chunked: no Content-Length to go by
-        return _plain(base.too_large(len(body)))
+    if len(body) > base.MAX_EVENT_BYTES:
+        message = bodylimit.message(None, base.MAX_EVENT_BYTES)
+        logger.warning("rejected: %s", message)
+        return _unread(_plain(Response(413, message=message)))
     try:
         event = from_http(dict(request.headers), body)
     except Exception as error:  # the SDK raises several types for non-CloudEvents
         return _plain(Response(400, message=f"not a CloudEvent: {error}"))
     attributes = attributes_as_text(event.get_attributes())
-    response = base.handle(stage, attributes, event.get_data())
+    data = event.get_data()
+    namespace = fairness.namespace_of(attributes, data)
+    ticket = admission.admit(namespace, attributes.get("id", ""), attributes.get("type", ""))
+    if isinstance(ticket, fairness.Refusal):
+        logger.warning("refused: %s: %s", attributes.get("id"), ticket.message)
+        return _plain(Response(ticket.status, message=ticket.message))
+    try:
+        response = base.handle(stage, attributes, data)
+    finally:
+        admission.release(ticket)
     if response.event is None:
         return _plain(response)
     # The project's own binary encoding (as for K_SINK): cloudevents 1.x's to_binary leaves
@@ -88,8 +113,24 @@ def respond(stage: Stage, request: flask.Request) -> flask.Response:
     return flask.Response(body, status=response.status, headers=headers)
 
 
+def _unread(response: flask.Response) -> flask.Response:
+    """An answer that leaves the rest of the body unread.
+
+    functions-framework reads the whole request after every response that is not streamed
+    (its ``read_request`` hook: 40 MB in memory for a refused 40 MB body), so the refusal is
+    streamed; the connection closes, as the unread body cannot be skipped cheaply.
+    """
+    body = response.get_data()
+    streamed = flask.Response(iter([body]), status=response.status_code, headers=response.headers)
+    streamed.headers["content-length"] = str(len(body))
+    streamed.headers["connection"] = "close"
+    return streamed
+
+
 def _plain(response: Response) -> flask.Response:
     status, headers, body = response.http()
+    if status in (429, 503):
+        headers["retry-after"] = "1"
     return flask.Response(body, status=status, headers=headers)
 
 
@@ -98,7 +139,7 @@ def http_function(name: str, factory: Callable[[Mapping[str, str]], Stage]) -> H
     lazy = LazyStage(factory)
 
     def handle(request: flask.Request) -> flask.Response:
-        return respond(lazy.get(), request)
+        return respond(*lazy.get(), request)
 
     handle.__name__ = handle.__qualname__ = name
     registered: HttpFunction = functions_framework.http(handle)
