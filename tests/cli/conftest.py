@@ -22,9 +22,9 @@ from tests.conftest import EXAMPLES, load_cloudevent
 
 Invoke = Callable[..., Result]
 
-#: The real PipelineRun failure most tests explain: PipelineRun ci/build-and-test-run-8x2kq.
-FAILED_PIPELINERUN = "current/08-pipelinerun-failed.json"
-RUN_NAME = "build-and-test-run-8x2kq"
+#: The real PipelineRun failure most tests explain: PipelineRun ci/storefront-ci-run-p7v2k.
+FAILED_PIPELINERUN = "08-pipelinerun-failed.json"
+RUN_NAME = "storefront-ci-run-p7v2k"
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ import yaml
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, serve_function
-from tests.conftest import SHARED, load_cloudevent, needs_shared, policy_object
+from tests.conftest import SCHEMAS, load_cloudevent, policy_object
 from tests.functions.serving import post_cloudevent
 
 NAMES = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
-FUNC_SCHEMA = SHARED / "schemas" / "func_yaml-schema.json"
+FUNC_SCHEMA = SCHEMAS / "func_yaml-schema.json"
 
 
 def project_version() -> str:
@@ -34,7 +34,7 @@ def project_version() -> str:
     raise AssertionError("no version in pyproject.toml")
 
 
-@pytest.mark.skipif(not FUNC_SCHEMA.exists(), reason=f"func.yaml schema not found at {FUNC_SCHEMA}")
+@pytest.mark.reference("schemas/func_yaml-schema.json")
 @pytest.mark.parametrize("name", NAMES)
 def test_func_yaml_validates_against_knative_funcs_schema(name: str) -> None:
     func_yaml = yaml.safe_load((FUNCTIONS / name / "func.yaml").read_text())
@@ -95,7 +95,6 @@ def build_like_kn_func(name: str, wheel: Path, workdir: Path) -> Path:
 
 
 @pytest.mark.slow
-@needs_shared
 # Two of the four: their pyprojects differ only in name, and each build is a fresh venv
 # (~1 min on CI). policy-filter needs K_SINK-free matching; status-recorder three informers.
 @pytest.mark.parametrize("name", ["policy-filter", "status-recorder"])
@@ -117,9 +116,7 @@ def test_the_built_function_serves_cloudevents(name: str, core_wheel: Path, tmp_
             name, {"KUBECONFIG": str(kubeconfig)}, tmp_path, python=str(python), source=elsewhere
         )
         try:
-            reply = post_cloudevent(
-                served.url, load_cloudevent("current/08-pipelinerun-failed.json")
-            )
+            reply = post_cloudevent(served.url, load_cloudevent("08-pipelinerun-failed.json"))
         finally:
             served.stop()
     if name == "policy-filter":
