@@ -1,7 +1,7 @@
-"""`tkn-notify explain` says, field by field, why a policy did not match a real Tekton event.
+"""`tkn-notify explain` says, field by field, why a policy did not match a Tekton event.
 
 One case per reason the policy filter can refuse an event, each checked in the text a human
-reads and in the JSON a script reads. The event is Tekton's own: PipelineRun
+reads and in the JSON a script reads. The event is from tests/data/events: PipelineRun
 ci/storefront-ci-run-p7v2k failed (labels tekton.dev/pipeline=storefront-ci, annotation
 example.com/git-repo=https://github.com/example/storefront), or its unit-tests TaskRun.
 """

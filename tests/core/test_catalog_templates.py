@@ -154,7 +154,7 @@ def test_at_least_one_example_uses_the_hub_resolver() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering real events
+# Rendering Tekton events
 
 RUNS = {
     "failed": EVENTS / "08-pipelinerun-failed.json",

@@ -1,4 +1,4 @@
-"""The policy-filter function, served as kn func serves it, fed real Tekton CloudEvents.
+"""The policy-filter function, served as kn func serves it, fed tests/data/events.
 
 Policies come from the Kubernetes API emulator through the official client (list + watch).
 """
