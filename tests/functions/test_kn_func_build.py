@@ -97,6 +97,9 @@ def build_like_kn_func(name: str, wheel: Path, workdir: Path) -> Path:
 @pytest.mark.slow
 # Two of the four: their pyprojects differ only in name, and each build is a fresh venv
 # (~1 min on CI). policy-filter needs K_SINK-free matching; status-recorder three informers.
+# pip installs func-python from the index into that venv: 90 s here on a busy two-core
+# machine, over the suite's 120 s default when the wheel is built in the same test.
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", ["policy-filter", "status-recorder"])
 def test_the_built_function_serves_cloudevents(name: str, core_wheel: Path, tmp_path: Path) -> None:
     python = build_like_kn_func(name, core_wheel, tmp_path)
