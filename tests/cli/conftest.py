@@ -22,9 +22,9 @@ from tests.conftest import EXAMPLES, load_cloudevent
 
 Invoke = Callable[..., Result]
 
-#: The real PipelineRun failure most tests explain: PipelineRun ci/build-and-test-run-8x2kq.
-FAILED_PIPELINERUN = "current/08-pipelinerun-failed.json"
-RUN_NAME = "build-and-test-run-8x2kq"
+#: The PipelineRun failure most tests explain (tests/data/events): ci/storefront-ci-run-p7v2k.
+FAILED_PIPELINERUN = "08-pipelinerun-failed.json"
+RUN_NAME = "storefront-ci-run-p7v2k"
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def write_event(path: Path, cloudevent: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def failed_pipelinerun(tmp_path: Path) -> Path:
-    """The real failed PipelineRun event, as a file (skips when shared data is absent)."""
+    """The failed PipelineRun event of tests/data/events, as a file."""
     return write_event(tmp_path / "event.json", load_cloudevent(FAILED_PIPELINERUN))
 
 

@@ -153,7 +153,7 @@ def test_the_failed_children_of_a_pipelinerun_are_read_for_templates(
         {"kind": "TaskRun", "name": f"{RUN_NAME}-unit-tests", "pipelineTaskName": "unit-tests"}
     ]
     create_run(kubeapi, run)
-    child = run_object(load_cloudevent("current/07-taskrun-failed.json"))
+    child = run_object(load_cloudevent("07-taskrun-failed.json"))
     create_run(kubeapi, child)
     create_notification_object(kubeapi, policy_object(templates=["slack"]))
     failed = "{% for c in event.failed %}{{ c.pipelineTaskName }}: {{ c.reason }}{% endfor %}"
@@ -353,9 +353,9 @@ def test_a_success_after_a_recorded_failure_is_explained_as_fixed(
     create_notification_object(kubeapi, policy_object("fixes", events=["fixed"]))
     failure = {
         "kind": "PipelineRun",
-        "pipeline": "build-and-test",
+        "pipeline": "storefront-ci",
         "outcome": "failed",
-        "run": "build-and-test-run-earlier",
+        "run": "storefront-ci-run-earlier",
         "uid": "earlier",
         "completionTime": "2020-01-01T00:00:00Z",
     }
@@ -371,7 +371,7 @@ def test_a_success_after_a_recorded_failure_is_explained_as_fixed(
     result = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig)
 
     assert result.exit_code == 0, result.output
-    assert "storm control: previous outcome: build-and-test: failed -> succeeded" in result.stdout
+    assert "storm control: previous outcome: storefront-ci: failed -> succeeded" in result.stdout
     assert "✓ notifies as fixed" in result.stdout
 
 

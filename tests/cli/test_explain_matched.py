@@ -228,7 +228,7 @@ def test_the_event_can_come_from_stdin(invoke: Invoke, tmp_path: Path) -> None:
 def test_a_saved_run_object_is_explained_as_the_event_its_status_produces(
     invoke: Invoke, tmp_path: Path
 ) -> None:
-    run = run_object(load_cloudevent("current/10-pipelinerun-cancelled.json"))
+    run = run_object(load_cloudevent("10-pipelinerun-cancelled.json"))
     saved = write_event(tmp_path / "run.json", run)
     policies = write_yaml(tmp_path / "policy.yaml", policy_object(events=["cancelled"]))
 

@@ -1,9 +1,9 @@
-"""`tkn-notify explain` says, field by field, why a policy did not match a real Tekton event.
+"""`tkn-notify explain` says, field by field, why a policy did not match a Tekton event.
 
 One case per reason the policy filter can refuse an event, each checked in the text a human
-reads and in the JSON a script reads. The event is Tekton's own: PipelineRun
-ci/build-and-test-run-8x2kq failed (labels tekton.dev/pipeline=build-and-test, annotation
-example.com/git-repo=https://github.com/example/app), or its unit-tests TaskRun.
+reads and in the JSON a script reads. The event is from tests/data/events: PipelineRun
+ci/storefront-ci-run-p7v2k failed (labels tekton.dev/pipeline=storefront-ci, annotation
+example.com/git-repo=https://github.com/example/storefront), or its unit-tests TaskRun.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ REASONS = {
     ),
     "label with another value": Reason(
         policy_object(selector={"matchLabels": {"tekton.dev/pipeline": "deploy"}}),
-        "label tekton.dev/pipeline ✗ wanted deploy got build-and-test",
+        "label tekton.dev/pipeline ✗ wanted deploy got storefront-ci",
         "label tekton.dev/pipeline",
     ),
     "label absent": Reason(
@@ -58,7 +58,7 @@ REASONS = {
                 ]
             }
         ),
-        "label tekton.dev/pipeline ✗ wanted in (a, b) got build-and-test",
+        "label tekton.dev/pipeline ✗ wanted in (a, b) got storefront-ci",
         "label tekton.dev/pipeline",
     ),
     "annotation": Reason(
@@ -68,12 +68,12 @@ REASONS = {
             }
         ),
         "annotation example.com/git-repo ✗ wanted https://github.com/example/web "
-        "got https://github.com/example/app",
+        "got https://github.com/example/storefront",
         "annotation example.com/git-repo",
     ),
     "name glob": Reason(
         policy_object(selector={"names": ["deploy-*", "release-?"]}),
-        "name ✗ wanted deploy-* or release-? got build-and-test-run-8x2kq",
+        "name ✗ wanted deploy-* or release-? got storefront-ci-run-p7v2k",
         "name",
     ),
     "event": Reason(
@@ -97,7 +97,7 @@ REASONS = {
         policy_object(selector={"kinds": ["TaskRun"]}),
         "loop guard ✗ wanted not a notification run got notification run",
         "loop guard",
-        event="current/07-taskrun-failed.json",
+        event="07-taskrun-failed.json",
         extra_labels=(("app.kubernetes.io/managed-by", "tekton-notifications"),),
     ),
 }
@@ -156,9 +156,9 @@ def test_checks_are_listed_in_the_order_the_policy_filter_makes_them(
     policy = policy_object(
         selector={
             "kinds": ["PipelineRun"],
-            "names": ["build-*"],
-            "matchLabels": {"tekton.dev/pipeline": "build-and-test"},
-            "matchAnnotations": {"example.com/git-repo": "https://github.com/example/app"},
+            "names": ["storefront-*"],
+            "matchLabels": {"tekton.dev/pipeline": "storefront-ci"},
+            "matchAnnotations": {"example.com/git-repo": "https://github.com/example/storefront"},
         },
         when='event.reason == "Failed"',
     )

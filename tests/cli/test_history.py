@@ -90,7 +90,7 @@ def test_lists_notification_runs_with_policy_template_source_and_status(
     assert row.split()[:8] == [
         run["metadata"]["name"],
         "TaskRun",
-        "PipelineRun/build-and-test-run-8x2kq",
+        "PipelineRun/storefront-ci-run-p7v2k",
         "failed",
         "pipelinerun-failed-slack",
         "slack",
@@ -118,7 +118,7 @@ def test_json_has_every_label_and_the_condition(
         "policyNamespace": "ci",
         "template": "slack",
         "sourceKind": "PipelineRun",
-        "sourceName": "build-and-test-run-8x2kq",
+        "sourceName": "storefront-ci-run-p7v2k",
         "sourceUid": labels[taskruns.SOURCE_UID_LABEL],
         "event": "failed",
         "status": "Failed",
@@ -164,32 +164,32 @@ def test_runs_created_in_different_seconds_are_ordered_by_creation_time() -> Non
         pytest.param(
             [],
             {
-                ("ci", "p1", "build-and-test-run-8x2kq"),
-                ("ci", "p2", "build-and-test-run-8x2kq-unit-tests"),
+                ("ci", "p1", "storefront-ci-run-p7v2k"),
+                ("ci", "p2", "storefront-ci-run-p7v2k-unit-tests"),
             },
             id="context namespace",
         ),
-        pytest.param(["-n", "prod"], {("prod", "p1", "build-and-test-run-8x2kq")}, id="-n"),
+        pytest.param(["-n", "prod"], {("prod", "p1", "storefront-ci-run-p7v2k")}, id="-n"),
         pytest.param(
             ["-A"],
             {
-                ("ci", "p1", "build-and-test-run-8x2kq"),
-                ("ci", "p2", "build-and-test-run-8x2kq-unit-tests"),
-                ("prod", "p1", "build-and-test-run-8x2kq"),
+                ("ci", "p1", "storefront-ci-run-p7v2k"),
+                ("ci", "p2", "storefront-ci-run-p7v2k-unit-tests"),
+                ("prod", "p1", "storefront-ci-run-p7v2k"),
             },
             id="-A",
         ),
         pytest.param(
-            ["--policy", "p2"], {("ci", "p2", "build-and-test-run-8x2kq-unit-tests")}, id="--policy"
+            ["--policy", "p2"], {("ci", "p2", "storefront-ci-run-p7v2k-unit-tests")}, id="--policy"
         ),
         pytest.param(
-            ["--run", "build-and-test-run-8x2kq"],
-            {("ci", "p1", "build-and-test-run-8x2kq")},
+            ["--run", "storefront-ci-run-p7v2k"],
+            {("ci", "p1", "storefront-ci-run-p7v2k")},
             id="--run",
         ),
         pytest.param(
             ["--limit", "1", "--policy", "p1"],
-            {("ci", "p1", "build-and-test-run-8x2kq")},
+            {("ci", "p1", "storefront-ci-run-p7v2k")},
             id="--limit",
         ),
     ],
@@ -204,7 +204,7 @@ def test_filters_select_by_namespace_policy_and_source_run(
     store(
         kubeapi,
         notification_run(policy="p1"),
-        notification_run(policy="p2", source="current/07-taskrun-failed.json"),
+        notification_run(policy="p2", source="07-taskrun-failed.json"),
         notification_run(policy="p1", namespace="prod"),
     )
 

@@ -17,12 +17,7 @@ from tests.cli.conftest import (
     template_object,
     write_yaml,
 )
-from tests.conftest import EXAMPLES, FIXTURES, SHARED, needs_shared, policy_object
-
-CATALOG = SHARED / "catalog"
-needs_catalog = pytest.mark.skipif(
-    not CATALOG.is_dir(), reason=f"catalog tasks not found at {CATALOG} (shared data absent)"
-)
+from tests.conftest import CATALOG, EVENTS, EXAMPLES, policy_object
 
 
 def problems(invoke: Invoke, *args: Any) -> list[dict[str, str]]:
@@ -40,7 +35,7 @@ def one(found: list[dict[str, str]], check: str) -> dict[str, str]:
 
 
 def slack_task(tmp_path: Path) -> Path:
-    """A Task like the catalog's send-to-webhook-slack 0.1 (when shared data is absent)."""
+    """A Task like the catalog's send-to-webhook-slack 0.1, written here: no ../shared needed."""
     return write_yaml(
         tmp_path / "task.yaml",
         {
@@ -73,7 +68,7 @@ def test_the_examples_have_no_problems(invoke: Invoke) -> None:
     assert result.stdout == "✓ 13 object(s) in 12 file(s): no problems.\n"
 
 
-@needs_catalog
+@pytest.mark.reference("catalog")
 def test_the_example_templates_fit_the_catalog_tasks_they_run(invoke: Invoke) -> None:
     result = invoke("lint", EXAMPLE_POLICIES, EXAMPLE_TEMPLATES, "--tasks", CATALOG, "-o", "json")
 
@@ -259,11 +254,10 @@ def test_policy_overrides_are_rendered_with_the_policy(invoke: Invoke, tmp_path:
     assert clean == []
 
 
-@needs_shared
 def test_own_events_can_replace_the_samples(invoke: Invoke, tmp_path: Path) -> None:
     template = template_object(params={"message": "{{ event.results.commit }}"})
     path = write_yaml(tmp_path / "t.yaml", template)
-    succeeded = FIXTURES / "current" / "06-taskrun-successful.json"
+    succeeded = EVENTS / "06-taskrun-successful.json"
 
     assert problems(invoke, path, "--event", succeeded) == []
     assert one(problems(invoke, path), "render")

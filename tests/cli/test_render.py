@@ -67,7 +67,7 @@ def test_prints_the_taskrun_yaml_that_build_run_makes(
 def test_a_policy_applies_its_param_overrides_name_and_namespace(
     invoke: Invoke, tmp_path: Path
 ) -> None:
-    cancelled = load_cloudevent("current/10-pipelinerun-cancelled.json")
+    cancelled = load_cloudevent("10-pipelinerun-cancelled.json")
     event = tmp_path / "event.json"
     event.write_text(json.dumps(cancelled))
 
@@ -90,7 +90,7 @@ def test_text_output_summarises_the_run(invoke: Invoke, failed_pipelinerun: Path
 
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("TaskRun ci/build-and-test-run-8x2kq-failed-")
+    assert lines[0].startswith("TaskRun ci/storefront-ci-run-p7v2k-failed-")
     assert "  ref: sendmail" in lines
     assert "    recipients: ci-team@example.com" in lines
 

@@ -1,9 +1,13 @@
 """The example NotificationTemplates against the Tekton catalog tasks they drive.
 
-Checks each example's params against its catalog task, renders it against real Tekton events,
+Checks each example's params against its catalog task, renders it against Tekton events,
 and runs the catalog task's own step script (sh or Python, with curl/smtplib stubbed) on the
 rendered params, the way Tekton would substitute them, to prove hostile run data (quotes,
 backslashes, newlines, $(...), backticks, globs) arrives intact and harmless.
+
+The events are the project's own (tests/data/events). The catalog tasks as published and a
+run captured from a production Tekton are reference data in ../shared: the tests that read
+them are marked ``reference``.
 """
 
 from __future__ import annotations
@@ -31,17 +35,15 @@ from tekton_notifications.rendering import (
     oneline,
     slack_escape,
 )
+from tests.conftest import CATALOG, EVENTS, REALWORLD
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CATALOG = SHARED / "catalog"
-FIXTURES = SHARED / "fixtures" / "tekton-events"
 EXAMPLES = ROOT / "examples" / "templates"
 
-pytestmark = pytest.mark.skipif(
-    not (CATALOG.is_dir() and FIXTURES.is_dir()),
-    reason=f"Tekton catalog tasks and fixture events are read from {SHARED}, which is absent",
-)
+#: The catalog tasks as published (reference data in ../shared/catalog).
+CATALOG_TASKS = pytest.mark.reference("catalog")
+#: A PipelineRun captured from a production Tekton (reference data in ../shared).
+CAPTURED = pytest.mark.reference("fixtures/tekton-events/realworld")
 
 POLICY = {"name": "notify", "namespace": "ci"}
 DASHBOARD = RenderSettings(dashboard_url="https://tekton.example.com")
@@ -86,8 +88,9 @@ def load_task(template: Template) -> dict[str, Any]:
     return task
 
 
-def load_event(name: str, mutate: Any = None) -> RunEvent:
-    cloudevent = json.loads((FIXTURES / name).read_text())
+def load_event(path: Path, mutate: Any = None) -> RunEvent:
+    """An event of tests/data/events (or, for ``reference`` tests, a captured one)."""
+    cloudevent = json.loads(path.read_text())
     data = cloudevent.pop("data")
     if mutate is not None:
         data = copy.deepcopy(data)
@@ -131,6 +134,7 @@ def test_example_is_a_notification_template_in_ci(name: str) -> None:
     compile_template(template)  # every param compiles
 
 
+@CATALOG_TASKS
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_params_match_the_catalog_task(name: str) -> None:
     _, template = load_example(name)
@@ -150,14 +154,25 @@ def test_at_least_one_example_uses_the_hub_resolver() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering real events
+# Rendering Tekton events
 
-EVENTS = {
-    "failed": "current/08-pipelinerun-failed.json",
-    "realworld-failed": "realworld/event-pipelinerun.failed.json",
-    "cancelled": "current/10-pipelinerun-cancelled.json",
-    "succeeded": "current/09-pipelinerun-successful.json",
+RUNS = {
+    "failed": EVENTS / "08-pipelinerun-failed.json",
+    "realworld-failed": REALWORLD / "event-pipelinerun.failed.json",
+    "older-failed": EVENTS / "15-pipelinerun-failed-older-taskruns.json",
+    "cancelled": EVENTS / "10-pipelinerun-cancelled.json",
+    "succeeded": EVENTS / "09-pipelinerun-successful.json",
 }
+
+
+def runs(names: list[str]) -> list[Any]:
+    """Params for ``names`` of RUNS; the captured run is marked a ``reference`` case."""
+    return [
+        pytest.param(name, id=name, marks=[CAPTURED] if name.startswith("realworld") else [])
+        for name in names
+    ]
+
+
 DASH = "https://tekton.example.com/#/namespaces"
 IMAGE = "ghcr.io/pingcap-qe/cd/builders/tikv@sha256:" + (
     "a6cda05e45e34c8409c6c04b953e317a7ec5e63c1224dc5101d38293964e5463"
@@ -165,39 +180,54 @@ IMAGE = "ghcr.io/pingcap-qe/cd/builders/tikv@sha256:" + (
 STEP_FAILED = f'"step-build" exited with code 1 (image: "{IMAGE}"); for logs run: kubectl -n ee-cd'
 RW = "ee-cd/build-package-tikv-tikv-linux-9bn55"
 RW_URL = f"{DASH}/ee-cd/pipelineruns/build-package-tikv-tikv-linux-9bn55"
-F_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-8x2kq"
-C_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-c4nc3"
-S_URL = f"{DASH}/ci/pipelineruns/build-and-test-run-zq4m7"
+F_URL = f"{DASH}/ci/pipelineruns/storefront-ci-run-p7v2k"
+C_URL = f"{DASH}/ci/pipelineruns/storefront-ci-run-q5n8h"
+S_URL = f"{DASH}/ci/pipelineruns/storefront-ci-run-w3x9d"
 F_MSG = "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1"
+OLD = "ci/docs-site-pr-1042-h8d5m"
+OLD_URL = f"{DASH}/ci/pipelineruns/docs-site-pr-1042-h8d5m"
+HUGO = "docker.io/klakegg/hugo@sha256:" + (
+    "7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e"
+)
+HUGO_FAILED = f'"step-hugo" exited with code 255 (image: "{HUGO}"); for logs run: kubectl -n ci'
 RW_MSG = "Tasks Completed: 3 (Failed: 1, Cancelled 0), Skipped: 1"
-C_MSG = 'PipelineRun "build-and-test-run-c4nc3" was cancelled'
+C_MSG = 'PipelineRun "storefront-ci-run-q5n8h" was cancelled'
 S_MSG = "Tasks Completed: 3 (Failed: 0, Cancelled 0), Skipped: 0"
 
 #: The text each example sends, for the failed, realworld-failed, cancelled and succeeded runs.
 EXPECTED_TEXT: dict[str, dict[str, str]] = {
     "slack-webhook": {
-        "failed": ":x: PipelineRun *ci/build-and-test-run-8x2kq* failed after 1m 58s\n"
+        "older-failed": f":x: PipelineRun *{OLD}* failed after 1m 55s\n> {F_MSG}\n"
+        f"• `build` Failed: {HUGO_FAILED} logs...\n<{OLD_URL}|Open in Tekton Dashboard>",
+        "failed": ":x: PipelineRun *ci/storefront-ci-run-p7v2k* failed after 1m 58s\n"
         f"> {F_MSG}\n<{F_URL}|Open in Tekton Dashboard>",
         "realworld-failed": f":x: PipelineRun *{RW}* failed after 4m 52s\n> {RW_MSG}\n"
         f"• `build-binaries` Failed: {STEP_FAILED} logs...\n<{RW_URL}|Open in Tekton Dashboard>",
-        "cancelled": ":no_entry_sign: PipelineRun *ci/build-and-test-run-c4nc3* cancelled "
+        "cancelled": ":no_entry_sign: PipelineRun *ci/storefront-ci-run-q5n8h* cancelled "
         f"after 1m 29s\n> {C_MSG}\n<{C_URL}|Open in Tekton Dashboard>",
-        "succeeded": ":white_check_mark: PipelineRun *ci/build-and-test-run-zq4m7* succeeded "
+        "succeeded": ":white_check_mark: PipelineRun *ci/storefront-ci-run-w3x9d* succeeded "
         f"after 4m 43s\n> {S_MSG}\n<{S_URL}|Open in Tekton Dashboard>",
     },
     "slack-channel": {
-        "failed": "*PipelineRun ci/build-and-test-run-8x2kq: failed* (1m 58s)\nReason: Failed\n"
+        "older-failed": f"*PipelineRun {OLD}: failed* (1m 55s)\nReason: Failed\n{F_MSG}\n"
+        f"• build (Failed): {HUGO_FAILED} logs...\n<{OLD_URL}|Open in Tekton Dashboard>",
+        "failed": "*PipelineRun ci/storefront-ci-run-p7v2k: failed* (1m 58s)\nReason: Failed\n"
         f"{F_MSG}\n<{F_URL}|Open in Tekton Dashboard>",
         "realworld-failed": f"*PipelineRun {RW}: failed* (4m 52s)\nReason: Failed\n{RW_MSG}\n"
         f"• build-binaries (Failed): {STEP_FAILED} logs...\n<{RW_URL}|Open in Tekton Dashboard>",
-        "cancelled": "*PipelineRun ci/build-and-test-run-c4nc3: cancelled* (1m 29s)\n"
+        "cancelled": "*PipelineRun ci/storefront-ci-run-q5n8h: cancelled* (1m 29s)\n"
         f"Reason: Cancelled\n{C_MSG}\n<{C_URL}|Open in Tekton Dashboard>",
-        "succeeded": "*PipelineRun ci/build-and-test-run-zq4m7: succeeded* (4m 43s)\n"
+        "succeeded": "*PipelineRun ci/storefront-ci-run-w3x9d: succeeded* (4m 43s)\n"
         f"Reason: Succeeded\n{S_MSG}\n<{S_URL}|Open in Tekton Dashboard>",
     },
     "email": {
-        "failed": "PipelineRun ci/build-and-test-run-8x2kq failed.\n\n"
-        "Started:   2025-06-12T09:14:05Z\nCompleted: 2025-06-12T09:16:03Z\n"
+        "older-failed": f"PipelineRun {OLD} failed.\n\n"
+        "Started:   2026-10-16T09:12:01Z\nCompleted: 2026-10-16T09:13:56Z\n"
+        f"Duration:  1m 55s\nReason:    Failed\n\n{F_MSG}\n\nFailed tasks:\n"
+        "  - build (docs-site-pr-1042-h8d5m-build): Failed\n"
+        f"    {HUGO_FAILED} logs docs-site-pr-1042-h8d5m-build-pod -c step-hugo\n\n{OLD_URL}",
+        "failed": "PipelineRun ci/storefront-ci-run-p7v2k failed.\n\n"
+        "Started:   2026-10-14T13:41:22Z\nCompleted: 2026-10-14T13:43:20Z\n"
         f"Duration:  1m 58s\nReason:    Failed\n\n{F_MSG}\n\n{F_URL}",
         "realworld-failed": f"PipelineRun {RW} failed.\n\n"
         "Started:   2023-12-07T06:28:37Z\nCompleted: 2023-12-07T06:33:29Z\n"
@@ -205,44 +235,51 @@ EXPECTED_TEXT: dict[str, dict[str, str]] = {
         "  - build-binaries (build-package-tikv-tikv-linux-9bn55-build-binaries): Failed\n"
         f"    {STEP_FAILED} logs build-package-tikv-tikv-linux-9bn55-build-binaries-pod "
         f"-c step-build\n\n{RW_URL}",
-        "cancelled": "PipelineRun ci/build-and-test-run-c4nc3 cancelled.\n\n"
-        "Started:   2025-06-12T12:19:02Z\nCompleted: 2025-06-12T12:20:31Z\n"
+        "cancelled": "PipelineRun ci/storefront-ci-run-q5n8h cancelled.\n\n"
+        "Started:   2026-10-14T16:07:45Z\nCompleted: 2026-10-14T16:09:14Z\n"
         f"Duration:  1m 29s\nReason:    Cancelled\n\n{C_MSG}\n\n{C_URL}",
-        "succeeded": "PipelineRun ci/build-and-test-run-zq4m7 succeeded.\n\n"
-        "Started:   2025-06-12T10:58:01Z\nCompleted: 2025-06-12T11:02:44Z\n"
+        "succeeded": "PipelineRun ci/storefront-ci-run-w3x9d succeeded.\n\n"
+        "Started:   2026-10-14T14:52:09Z\nCompleted: 2026-10-14T14:56:52Z\n"
         f"Duration:  4m 43s\nReason:    Succeeded\n\n{S_MSG}\n\n{S_URL}",
     },
     "teams": {
-        "failed": "**PipelineRun ci/build-and-test-run-8x2kq: failed** after 1m 58s\n\n"
+        "older-failed": f"**PipelineRun {OLD}: failed** after 1m 55s\n\n{F_MSG}\n\n"
+        f"- build: Failed - {HUGO_FAILED} logs...\n\n[Open in Tekton Dashboard]({OLD_URL})",
+        "failed": "**PipelineRun ci/storefront-ci-run-p7v2k: failed** after 1m 58s\n\n"
         f"{F_MSG}\n\n[Open in Tekton Dashboard]({F_URL})",
         "realworld-failed": f"**PipelineRun {RW}: failed** after 4m 52s\n\n{RW_MSG}\n\n"
         f"- build-binaries: Failed - {STEP_FAILED} logs...\n\n"
         f"[Open in Tekton Dashboard]({RW_URL})",
-        "cancelled": "**PipelineRun ci/build-and-test-run-c4nc3: cancelled** after 1m 29s\n\n"
+        "cancelled": "**PipelineRun ci/storefront-ci-run-q5n8h: cancelled** after 1m 29s\n\n"
         f"{C_MSG}\n\n[Open in Tekton Dashboard]({C_URL})",
-        "succeeded": "**PipelineRun ci/build-and-test-run-zq4m7: succeeded** after 4m 43s\n\n"
+        "succeeded": "**PipelineRun ci/storefront-ci-run-w3x9d: succeeded** after 4m 43s\n\n"
         f"{S_MSG}\n\n[Open in Tekton Dashboard]({S_URL})",
     },
     "telegram": {
-        "failed": f"PipelineRun ci/build-and-test-run-8x2kq: failed after 1m 58s\n{F_MSG}\n{F_URL}",
+        "older-failed": f"PipelineRun {OLD}: failed after 1m 55s\n{F_MSG}\n- build: Failed\n"
+        f"{OLD_URL}",
+        "failed": f"PipelineRun ci/storefront-ci-run-p7v2k: failed after 1m 58s\n{F_MSG}\n{F_URL}",
         "realworld-failed": f"PipelineRun {RW}: failed after 4m 52s\n{RW_MSG}\n"
         f"- build-binaries: Failed\n{RW_URL}",
-        "cancelled": f"PipelineRun ci/build-and-test-run-c4nc3: cancelled after 1m 29s\n{C_MSG}\n"
+        "cancelled": f"PipelineRun ci/storefront-ci-run-q5n8h: cancelled after 1m 29s\n{C_MSG}\n"
         f"{C_URL}",
-        "succeeded": f"PipelineRun ci/build-and-test-run-zq4m7: succeeded after 4m 43s\n{S_MSG}\n"
+        "succeeded": f"PipelineRun ci/storefront-ci-run-w3x9d: succeeded after 4m 43s\n{S_MSG}\n"
         f"{S_URL}",
     },
     "discord": {
-        "failed": f"**PipelineRun ci/build-and-test-run-8x2kq**: failed after 1m 58s\n> {F_MSG}\n"
+        "older-failed": f"**PipelineRun {OLD}**: failed after 1m 55s\n> {F_MSG}\n"
+        f"- `build` Failed: {HUGO_FAILED} logs...\n{OLD_URL}",
+        "failed": f"**PipelineRun ci/storefront-ci-run-p7v2k**: failed after 1m 58s\n> {F_MSG}\n"
         f"{F_URL}",
         "realworld-failed": f"**PipelineRun {RW}**: failed after 4m 52s\n> {RW_MSG}\n"
         f"- `build-binaries` Failed: {STEP_FAILED} logs...\n{RW_URL}",
-        "cancelled": f"**PipelineRun ci/build-and-test-run-c4nc3**: cancelled after 1m 29s\n"
+        "cancelled": f"**PipelineRun ci/storefront-ci-run-q5n8h**: cancelled after 1m 29s\n"
         f"> {C_MSG}\n{C_URL}",
-        "succeeded": f"**PipelineRun ci/build-and-test-run-zq4m7**: succeeded after 4m 43s\n"
+        "succeeded": f"**PipelineRun ci/storefront-ci-run-w3x9d**: succeeded after 4m 43s\n"
         f"> {S_MSG}\n{S_URL}",
     },
     "github-status": {
+        "older-failed": f"PipelineRun failed: {F_MSG}",
         "failed": f"PipelineRun failed: {F_MSG}",
         "realworld-failed": f"PipelineRun failed: {RW_MSG}",
         "cancelled": f"PipelineRun cancelled: {C_MSG}",
@@ -251,91 +288,87 @@ EXPECTED_TEXT: dict[str, dict[str, str]] = {
 }
 
 
-@pytest.mark.parametrize("event_name", sorted(EVENTS))
+@pytest.mark.parametrize("event_name", runs(sorted(RUNS)))
 @pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))
 def test_example_renders_the_expected_text(name: str, event_name: str) -> None:
-    out = render_example(name, load_event(EVENTS[event_name]))
+    out = render_example(name, load_event(RUNS[event_name]))
     value = out[TEXT_PARAM.get(name, "message")]
     text = value if name == "github-status" else decoded(value)
     assert text == EXPECTED_TEXT[name][event_name]
 
 
 def test_slack_webhook_without_a_dashboard_has_no_link() -> None:
-    out = render_example("slack-webhook", load_event(EVENTS["failed"]), settings=RenderSettings())
+    out = render_example("slack-webhook", load_event(RUNS["failed"]), settings=RenderSettings())
     assert out == {
         "webhook-secret": "slack-webhook",
         "bot-name": "Tekton",
         "icon-emoji": ":tekton:",
-        "message": ":x: PipelineRun \\u002aci/build-and-test-run-8x2kq\\u002a failed after "
+        "message": ":x: PipelineRun \\u002aci/storefront-ci-run-p7v2k\\u002a failed after "
         "1m 58s\\u000a> Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1",
     }
 
 
 def test_email_params() -> None:
-    out = render_example("email", load_event(EVENTS["failed"]))
+    out = render_example("email", load_event(RUNS["failed"]))
     assert out["server"] == "smtp-server"
     assert out["sender"] == "tekton@example.com"
     assert out["recipients"] == "ci-team@example.com"
-    assert decoded(out["subject"]) == "[Tekton] PipelineRun ci/build-and-test-run-8x2kq failed"
+    assert decoded(out["subject"]) == "[Tekton] PipelineRun ci/storefront-ci-run-p7v2k failed"
 
 
 def test_slack_channel_routes_by_label() -> None:
     def label(run: dict[str, Any]) -> None:
         run["metadata"]["labels"]["example.com/slack-channel"] = "C0TEAM"
 
-    out = render_example("slack-channel", load_event(EVENTS["failed"], label))
+    out = render_example("slack-channel", load_event(RUNS["failed"], label))
     assert out["channel"] == "C0TEAM"
-    assert render_example("slack-channel", load_event(EVENTS["failed"]))["channel"] == (
-        "C0123456789"
-    )
+    assert render_example("slack-channel", load_event(RUNS["failed"]))["channel"] == ("C0123456789")
 
 
 @pytest.mark.parametrize(
     ("fixture", "state"),
     [
-        ("current/01-pipelinerun-queued.json", "pending"),
-        ("current/02-pipelinerun-started.json", "pending"),
-        ("current/03-pipelinerun-running.json", "pending"),
-        ("realworld/event-taskrun.unknown.json", "pending"),
-        ("current/09-pipelinerun-successful.json", "success"),
-        ("current/08-pipelinerun-failed.json", "failure"),
-        ("current/10-pipelinerun-cancelled.json", "error"),
+        ("01-pipelinerun-queued.json", "pending"),
+        ("02-pipelinerun-started.json", "pending"),
+        ("03-pipelinerun-running.json", "pending"),
+        ("12-taskrun-unknown.json", "pending"),
+        ("09-pipelinerun-successful.json", "success"),
+        ("08-pipelinerun-failed.json", "failure"),
+        ("10-pipelinerun-cancelled.json", "error"),
+        ("14-pipelinerun-timedout.json", "error"),
     ],
 )
 def test_github_status_state_follows_the_outcome(fixture: str, state: str) -> None:
-    assert render_example("github-status", load_event(fixture))["STATE"] == state
+    assert render_example("github-status", load_event(EVENTS / fixture))["STATE"] == state
 
 
 def test_github_status_timed_out_run_is_an_error() -> None:
     def timeout(run: dict[str, Any]) -> None:
         run["status"]["conditions"][0]["reason"] = "PipelineRunTimeout"
 
-    assert render_example("github-status", load_event(EVENTS["failed"], timeout))["STATE"] == (
+    assert render_example("github-status", load_event(RUNS["failed"], timeout))["STATE"] == (
         "error"
     )
 
 
 def test_github_status_params_from_annotations_params_and_defaults() -> None:
-    out = render_example("github-status", load_event(EVENTS["failed"]))
+    out = render_example("github-status", load_event(RUNS["failed"]))
     assert out == {
-        "REPO_FULL_NAME": "example/app",
-        "SHA": "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c",
+        "REPO_FULL_NAME": "example/storefront",
+        "SHA": "9c41e7b2d05a8f36e1c4b7a90d2e5f8316ab4c07",
         "STATE": "failure",
         "TARGET_URL": F_URL,
         "DESCRIPTION": f"PipelineRun failed: {F_MSG}",
-        "CONTEXT": "tekton/build-and-test",
+        "CONTEXT": "tekton/storefront-ci",
     }
-    realworld = render_example("github-status", load_event(EVENTS["realworld-failed"]))
-    assert (realworld["REPO_FULL_NAME"], realworld["SHA"]) == ("tikv/tikv", "v6.5.6")
-    assert realworld["CONTEXT"] == "tekton/pingcap-build-package"
 
     def from_params(run: dict[str, Any]) -> None:
         run["metadata"]["annotations"] = {}
 
-    params = render_example("github-status", load_event(EVENTS["failed"], from_params))
+    params = render_example("github-status", load_event(RUNS["failed"], from_params))
     assert (params["REPO_FULL_NAME"], params["SHA"]) == (
-        "example/app",
-        "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c",
+        "example/storefront",
+        "9c41e7b2d05a8f36e1c4b7a90d2e5f8316ab4c07",
     )
 
     def bare(run: dict[str, Any]) -> None:
@@ -343,16 +376,23 @@ def test_github_status_params_from_annotations_params_and_defaults() -> None:
         run["spec"].pop("params")
 
     nothing = render_example(
-        "github-status", load_event(EVENTS["failed"], bare), settings=RenderSettings()
+        "github-status", load_event(RUNS["failed"], bare), settings=RenderSettings()
     )
     assert (nothing["REPO_FULL_NAME"], nothing["SHA"], nothing["TARGET_URL"]) == ("", "", "")
+
+
+@CAPTURED
+def test_github_status_params_of_a_captured_run_come_from_its_params() -> None:
+    realworld = render_example("github-status", load_event(RUNS["realworld-failed"]))
+    assert (realworld["REPO_FULL_NAME"], realworld["SHA"]) == ("tikv/tikv", "v6.5.6")
+    assert realworld["CONTEXT"] == "tekton/pingcap-build-package"
 
 
 def test_github_status_description_fits_githubs_140_characters() -> None:
     def long_message(run: dict[str, Any]) -> None:
         run["status"]["conditions"][0]["message"] = "x " * 200
 
-    out = render_example("github-status", load_event(EVENTS["failed"], long_message))
+    out = render_example("github-status", load_event(RUNS["failed"], long_message))
     assert len(out["DESCRIPTION"]) == 140
     assert out["DESCRIPTION"].endswith("...")
 
@@ -405,8 +445,9 @@ def hostile_child(run: dict[str, Any]) -> None:
 
 
 HOSTILE_EVENTS = {
-    "failed": lambda: load_event(EVENTS["failed"], hostile_condition),
-    "realworld-failed": lambda: load_event(EVENTS["realworld-failed"], hostile_child),
+    "failed": lambda: load_event(RUNS["failed"], hostile_condition),
+    "older-failed": lambda: load_event(RUNS["older-failed"], hostile_child),
+    "realworld-failed": lambda: load_event(RUNS["realworld-failed"], hostile_child),
 }
 
 
@@ -508,8 +549,9 @@ SHELL_TASKS = {
 }
 
 
+@CATALOG_TASKS
 @pytest.mark.parametrize("shell", shells())
-@pytest.mark.parametrize("event_name", sorted(HOSTILE_EVENTS))
+@pytest.mark.parametrize("event_name", runs(sorted(HOSTILE_EVENTS)))
 @pytest.mark.parametrize("name", sorted(SHELL_TASKS))
 def test_example_survives_the_task_script(
     name: str, event_name: str, shell: tuple[str, ...], tmp_path: Path
@@ -530,6 +572,7 @@ def test_example_survives_the_task_script(
     assert not (tmp_path / "step" / "PWNED").exists()
 
 
+@CATALOG_TASKS
 @pytest.mark.parametrize("shell", shells())
 @pytest.mark.parametrize("name", sorted(SHELL_TASKS))
 def test_every_character_arrives_exactly(name: str, shell: tuple[str, ...], tmp_path: Path) -> None:
@@ -545,6 +588,7 @@ def test_every_character_arrives_exactly(name: str, shell: tuple[str, ...], tmp_
     assert json.loads(body)[SHELL_TASKS[name]] == HOSTILE
 
 
+@CATALOG_TASKS
 @pytest.mark.parametrize("shell", shells())
 def test_why_json_escape_is_not_enough_for_the_env_and_sed_tasks(
     shell: tuple[str, ...], tmp_path: Path
@@ -562,6 +606,7 @@ def test_why_json_escape_is_not_enough_for_the_env_and_sed_tasks(
     assert body.startswith('{"text": "say \\\\\\"hi\\\\\\"')  # text would read: say \"hi\"
 
 
+@CATALOG_TASKS
 @pytest.mark.parametrize("shell", shells())
 def test_why_telegram_needs_escaping_of_globs_and_spaces(
     shell: tuple[str, ...], tmp_path: Path
@@ -620,7 +665,8 @@ def run_sendmail(task: dict[str, Any], rendered: dict[str, str], workdir: Path) 
     return [json.loads(line) for line in capture.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("event_name", sorted(HOSTILE_EVENTS))
+@CATALOG_TASKS
+@pytest.mark.parametrize("event_name", runs(sorted(HOSTILE_EVENTS)))
 def test_email_survives_the_sendmail_script(event_name: str, tmp_path: Path) -> None:
     _, template = load_example("email")
     task = load_task(template)
@@ -631,7 +677,7 @@ def test_email_survives_the_sendmail_script(event_name: str, tmp_path: Path) -> 
             "dev@example.com\nBcc: spy@example.com"
         )
 
-    event = load_event(EVENTS[event_name], hostile_recipients)
+    event = load_event(RUNS[event_name], hostile_recipients)
     # A subject made of run data, to show a newline in it cannot add a mail header.
     subject_override = (
         "{{ ('Re: ' ~ event.message) | oneline | truncate(150) | json_escape_strict }}"
@@ -659,6 +705,7 @@ def test_email_survives_the_sendmail_script(event_name: str, tmp_path: Path) -> 
 # github-set-status: params go through env vars to os.getenv
 
 
+@CATALOG_TASKS
 def test_github_status_values_survive_kubernetes_env_expansion() -> None:
     _, template = load_example("github-status")
     task = load_task(template)
@@ -667,7 +714,7 @@ def test_github_status_values_survive_kubernetes_env_expansion() -> None:
     env = step_environment(task, task_params(task, rendered), {})
     assert env["DESCRIPTION"] == oneline(f"PipelineRun failed: {HOSTILE}")[:137] + "..."
     assert env["STATE"] == "failure"
-    assert env["SHA"] == "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c"
+    assert env["SHA"] == "9c41e7b2d05a8f36e1c4b7a90d2e5f8316ab4c07"
     # Without k8s_env_escape, Kubernetes replaces $(VAR) by an earlier env var and $$ by $.
     text = "see $(REPO_FULL_NAME), pay $$5"
     raw = step_environment(task, {"REPO_FULL_NAME": "x/y", "DESCRIPTION": text}, {})

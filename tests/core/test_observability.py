@@ -12,7 +12,7 @@ from tekton_notifications import logs, metrics, tracing
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import MATCHED, Notification
 from tekton_notifications.stages.base import Response, handle
-from tests.conftest import load_event, needs_shared
+from tests.conftest import load_event
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -43,9 +43,8 @@ def test_an_absent_or_invalid_parent_starts_a_new_trace(parent: str | None) -> N
     assert tracing.trace_id(started) != tracing.trace_id(parent)
 
 
-@needs_shared
 def test_each_hop_of_a_notification_continues_the_trace() -> None:
-    event = load_event("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     traced = Notification(
         key="k" * 64,
         policy_name="p",
@@ -59,9 +58,8 @@ def test_each_hop_of_a_notification_continues_the_trace() -> None:
     assert outgoing.attributes["traceparent"] != TRACEPARENT
 
 
-@needs_shared
 def test_json_logs_carry_the_notifications_identity_at_the_top_level() -> None:
-    event = load_event("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     record = logging.LogRecord(
         "tekton_notifications.stages", logging.INFO, __file__, 1, "launched %s", ("x",), None
     )
@@ -83,7 +81,7 @@ def test_json_logs_carry_the_notifications_identity_at_the_top_level() -> None:
     } == {
         "event_id": event.id,
         "run_kind": "PipelineRun",
-        "run": "build-and-test-run-8x2kq",
+        "run": "storefront-ci-run-p7v2k",
         "namespace": "ci",
         "policy": "p",
         "template": "t",

@@ -32,18 +32,10 @@ from tekton_notifications.rendering import (
     shell_single_quote_escape,
     slack_escape,
 )
+from tests.conftest import load_event, load_realworld
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "tekton-events"
 POLICY = {"name": "notify-failures", "namespace": "ci"}
 DASHBOARD = RenderSettings(dashboard_url="https://tekton.example.com/")
-
-
-def fixture(name: str) -> RunEvent:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"fixture {path} not found (shared reference data absent)")
-    cloudevent = json.loads(path.read_text())
-    return parse_event(cloudevent, cloudevent.pop("data"))
 
 
 def make_event(
@@ -115,7 +107,7 @@ def render_error(source: str, event: RunEvent | None = None, **kwargs: Any) -> R
 
 
 def test_event_fields_from_the_failed_pipelinerun_fixture() -> None:
-    event = fixture("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     source = (
         "{{ event.kind }}|{{ event.event }}|{{ event.outcome }}|{{ event.namespace }}/"
         "{{ event.name }}|{{ event.reason }}|{{ event.message }}|{{ event.startTime }}|"
@@ -123,21 +115,22 @@ def test_event_fields_from_the_failed_pipelinerun_fixture() -> None:
         "{{ event.labels['tekton.dev/pipeline'] }}|{{ event.failed | length }}"
     )
     assert render(source, event) == (
-        "PipelineRun|failed|failed|ci/build-and-test-run-8x2kq|Failed|"
-        "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1|2025-06-12T09:14:05Z|"
-        "2025-06-12T09:16:03Z|118.0|dev.tekton.event.pipelinerun.failed.v1|build-and-test|0"
+        "PipelineRun|failed|failed|ci/storefront-ci-run-p7v2k|Failed|"
+        "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 1|2026-10-14T13:41:22Z|"
+        "2026-10-14T13:43:20Z|118.0|dev.tekton.event.pipelinerun.failed.v1|storefront-ci|0"
     )
 
 
 def test_run_is_the_tekton_object_as_sent() -> None:
-    event = fixture("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     source = (
         "{{ run.metadata.annotations['example.com/git-sha'] }} "
         "{{ run.spec.params | selectattr('name', 'equalto', 'git-url') | map(attribute='value')"
         " | first }} {{ run.status.skippedTasks[0].name }}"
     )
     assert render(source, event) == (
-        "3f2a9c1d7e5b4a6c8d0e2f4a6b8c0d2e4f6a8b0c https://github.com/example/app.git build-image"
+        "9c41e7b2d05a8f36e1c4b7a90d2e5f8316ab4c07 https://github.com/example/storefront.git "
+        "build-image"
     )
 
 
@@ -150,7 +143,7 @@ def test_policy_and_template_variables() -> None:
 
 
 def test_cancelled_outcome_is_more_specific_than_failed() -> None:
-    event = fixture("current/10-pipelinerun-cancelled.json")
+    event = load_event("10-pipelinerun-cancelled.json")
     assert render("{{ event.event }} {{ event.outcome }} {{ event.reason }}", event) == (
         "failed cancelled Cancelled"
     )
@@ -172,8 +165,28 @@ def test_url_links_the_run_in_tekton_dashboard(kind: str, path: str) -> None:
     )
 
 
+def test_failed_children_from_an_older_tekton_pipelinerun() -> None:
+    """Before v0.45 a PipelineRun's status embeds each TaskRun's status: failures are named."""
+    event = load_event("15-pipelinerun-failed-older-taskruns.json")
+    context = render_context(
+        event, policy=POLICY, template={"name": "t", "namespace": "ci"}, settings=DASHBOARD
+    )
+    failed = context["event"]["failed"]
+    assert [(c["name"], c["pipelineTaskName"], c["reason"]) for c in failed] == [
+        ("docs-site-pr-1042-h8d5m-build", "build", "Failed")
+    ]
+    assert failed[0]["message"].endswith("-c step-hugo")
+    source = (
+        "{% for c in event.failed %}{{ c.pipelineTaskName }}: {{ c.reason }} - "
+        "{{ c.message | truncate(30) }}{% endfor %}"
+    )
+    assert render(source, event) == 'build: Failed - "step-hugo" exited with...'
+
+
+@pytest.mark.reference("fixtures/tekton-events/realworld")
 def test_failed_children_from_the_realworld_pipelinerun() -> None:
-    event = fixture("realworld/event-pipelinerun.failed.json")
+    """A PipelineRun captured from a production Tekton (v0.3x, ``status.taskRuns``)."""
+    event = load_realworld("event-pipelinerun.failed.json")
     context = render_context(
         event, policy=POLICY, template={"name": "t", "namespace": "ci"}, settings=DASHBOARD
     )
@@ -359,7 +372,7 @@ def test_render_error_pickles() -> None:
 
 
 def test_none_is_never_rendered_silently() -> None:
-    event = fixture("current/01-pipelinerun-queued.json")
+    event = load_event("01-pipelinerun-queued.json")
     error = render_error("started {{ event.startTime }}", event)
     assert error.reason == "UndefinedVariable"
     assert "event.startTime is None" in str(error)
@@ -367,10 +380,10 @@ def test_none_is_never_rendered_silently() -> None:
 
 
 def test_default_replaces_none_too() -> None:
-    event = fixture("current/01-pipelinerun-queued.json")
+    event = load_event("01-pipelinerun-queued.json")
     assert render("{{ event.startTime | default('not started') }}", event) == "not started"
     assert render("{{ event.duration | d('?') }} {{ '' | default('x', true) }}", event) == "? x"
-    assert render("{{ event.name | default('x') }}", event) == "build-and-test-run-8x2kq"
+    assert render("{{ event.name | default('x') }}", event) == "storefront-ci-run-p7v2k"
 
 
 def test_none_in_concatenation_is_an_error() -> None:

@@ -34,10 +34,10 @@ from tekton_notifications.devtools.router import (
     parse_duration,
     parse_filters,
 )
+from tests.conftest import event_files
 
 ROOT = Path(__file__).resolve().parents[2]
 KNATIVE = ROOT / "knative"
-TEKTON_FIXTURES = ROOT.parent / "shared" / "fixtures" / "tekton-events"
 
 TEKTON_TYPES = [
     f"dev.tekton.event.{kind}.{event}.v1"
@@ -437,16 +437,11 @@ def test_every_type_reaches_its_subscriber(
         assert len(made[name].got(event_id)) == 1
 
 
-def tekton_fixtures() -> list[Path]:
-    return sorted(TEKTON_FIXTURES.glob("*/*.json")) if TEKTON_FIXTURES.is_dir() else []
-
-
-@pytest.mark.skipif(not tekton_fixtures(), reason=f"no Tekton fixtures at {TEKTON_FIXTURES}")
-def test_captured_tekton_events_reach_the_policy_filter(
+def test_tekton_events_reach_the_policy_filter(
     sinks: dict[str, Sink], start_router: Callable[..., EventRouter]
 ) -> None:
     router = start_router(KNATIVE, sinks)
-    for path in tekton_fixtures():
+    for path in event_files():
         event = json.loads(path.read_text())
         data = json.dumps(event.pop("data")).encode()
         extra = {f"ce-{k}": str(v) for k, v in event.items() if k != "datacontenttype"}
@@ -455,7 +450,7 @@ def test_captured_tekton_events_reach_the_policy_filter(
         assert response.status_code == 202, path.name
     assert router.wait_idle(5)
     got = sinks["policy-filter"].received
-    assert len(got) == len(tekton_fixtures())
+    assert len(got) == len(event_files())
     assert all(json.loads(r.body) for r in got)
     assert not any(s.received for name, s in sinks.items() if name != "policy-filter")
 

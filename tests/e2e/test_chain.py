@@ -12,24 +12,33 @@ import pytest
 
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT
-from tests.conftest import EXAMPLES, fixture_files, load_cloudevent, needs_shared
+from tests.conftest import EXAMPLES, event_files, load_cloudevent
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
-#: What the example policies must do with each real Tekton event: (policy, template) pairs.
+#: What the example policies must do with each of tests/data/events: (policy, template) pairs.
 EXPECTED: dict[str, set[tuple[str, str]]] = {
-    "current/02-pipelinerun-started.json": {("triggers-started-github", "github-status")},
-    "current/07-taskrun-failed.json": {("taskrun-failed-discord", "discord")},
-    "current/08-pipelinerun-failed.json": {("pipelinerun-failed-slack", "slack-webhook")},
-    # build-and-test succeeds after 08's failure: the policy's `fixed` (see SENT_BEFORE).
-    "current/09-pipelinerun-successful.json": {("pipelinerun-failed-slack", "slack-webhook")},
-    "current/10-pipelinerun-cancelled.json": {
+    "02-pipelinerun-started.json": {("triggers-started-github", "github-status")},
+    "07-taskrun-failed.json": {("taskrun-failed-discord", "discord")},
+    "08-pipelinerun-failed.json": {("pipelinerun-failed-slack", "slack-webhook")},
+    # storefront-ci succeeds after 08's failure: the policy's `fixed` (see SENT_BEFORE).
+    "09-pipelinerun-successful.json": {("pipelinerun-failed-slack", "slack-webhook")},
+    "10-pipelinerun-cancelled.json": {
         ("pipelinerun-failed-slack", "slack-webhook"),
         ("pipelinerun-cancelled-slack", "slack-webhook"),
     },
+    # The cancelled run's unit-tests TaskRun: "failed" covers cancelled.
+    "11-taskrun-cancelled.json": {("taskrun-failed-discord", "discord")},
+    "13-taskrun-timedout.json": {("run-timed-out-teams", "teams")},
+    "14-pipelinerun-timedout.json": {
+        ("pipelinerun-failed-slack", "slack-webhook"),
+        ("run-timed-out-teams", "teams"),
+    },
+    "15-pipelinerun-failed-older-taskruns.json": {("pipelinerun-failed-slack", "slack-webhook")},
+    "17-customrun-timedout.json": {("run-timed-out-teams", "teams")},
 }
 #: Events a case depends on, sent first (again, harmlessly, when the run order already did).
-SENT_BEFORE = {"current/09-pipelinerun-successful.json": "current/08-pipelinerun-failed.json"}
+SENT_BEFORE = {"09-pipelinerun-successful.json": "08-pipelinerun-failed.json"}
 MANIFESTS = (EXAMPLES / "policies", EXAMPLES / "templates")
 
 
@@ -65,11 +74,11 @@ def pairs(runs: list[dict[str, Any]]) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_each_real_tekton_event_creates_exactly_the_expected_taskruns(
+@pytest.mark.parametrize("path", event_files(), ids=lambda p: p.name)
+def test_each_tekton_event_creates_exactly_the_expected_taskruns(
     chain: LocalChain, path: Path
 ) -> None:
-    name = f"{path.parent.name}/{path.name}"
+    name = path.name
     cloudevent = load_cloudevent(name)
     if name in SENT_BEFORE:
         assert chain.send(load_cloudevent(SENT_BEFORE[name])) == 202
@@ -86,14 +95,14 @@ def test_each_real_tekton_event_creates_exactly_the_expected_taskruns(
 
 
 def test_a_created_taskrun_is_what_the_template_asked_for(chain: LocalChain) -> None:
-    cloudevent = load_cloudevent("current/08-pipelinerun-failed.json")
+    cloudevent = load_cloudevent("08-pipelinerun-failed.json")
     chain.send(cloudevent)
     chain.wait_idle()
     (run,) = runs_for(chain, cloudevent)
     assert run["spec"]["taskRef"] == {"name": "send-to-webhook-slack"}
     params = {p["name"]: p["value"] for p in run["spec"]["params"]}
     assert params["webhook-secret"] == "slack-webhook"
-    assert "build-and-test-run-8x2kq" in params["message"]
+    assert "storefront-ci-run-p7v2k" in params["message"]
     assert (
         run["metadata"]["annotations"]["notifications.tekton.dev/source-event-id"]
         == (cloudevent["id"])
@@ -101,7 +110,7 @@ def test_a_created_taskrun_is_what_the_template_asked_for(chain: LocalChain) -> 
 
 
 def test_redelivered_and_repeated_events_create_nothing_new(chain: LocalChain) -> None:
-    cloudevent = load_cloudevent("current/10-pipelinerun-cancelled.json")
+    cloudevent = load_cloudevent("10-pipelinerun-cancelled.json")
     chain.send(cloudevent)
     chain.wait_idle()
     count = len(chain.notification_runs())
@@ -114,7 +123,7 @@ def test_redelivered_and_repeated_events_create_nothing_new(chain: LocalChain) -
 
 
 def test_a_notification_runs_own_events_never_notify(chain: LocalChain) -> None:
-    cloudevent = load_cloudevent("current/08-pipelinerun-failed.json")
+    cloudevent = load_cloudevent("08-pipelinerun-failed.json")
     chain.send(cloudevent)
     chain.wait_idle()
     (ours,) = runs_for(chain, cloudevent)
@@ -169,7 +178,7 @@ def test_a_wrong_trigger_in_knative_breaks_the_chain(tmp_path: Path) -> None:
     with LocalChain(
         tmp_path / "run", knative=knative, manifests=MANIFESTS, time_scale=0.05
     ) as chain:
-        chain.send(load_cloudevent("current/08-pipelinerun-failed.json"))
+        chain.send(load_cloudevent("08-pipelinerun-failed.json"))
         chain.wait_idle()
         assert chain.notification_runs() == []
         rendered = [
@@ -181,7 +190,7 @@ def test_a_wrong_trigger_in_knative_breaks_the_chain(tmp_path: Path) -> None:
 def test_one_trace_follows_a_notification_from_tekton_to_the_created_run(
     chain: LocalChain,
 ) -> None:
-    cloudevent = load_cloudevent("current/07-taskrun-failed.json")
+    cloudevent = load_cloudevent("07-taskrun-failed.json")
     cloudevent["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     cloudevent["data"]["taskRun"]["metadata"]["uid"] = "a-run-not-seen-before"
     chain.send(cloudevent)
@@ -208,7 +217,7 @@ def test_kubectl_describe_of_the_source_run_shows_the_notification(chain: LocalC
     events = [
         e
         for e in chain.kubernetes_events("ci")
-        if e["involvedObject"]["name"] == "build-and-test-run-8x2kq"
+        if e["involvedObject"]["name"] == "storefront-ci-run-p7v2k"
     ]
     assert any(
         e["reason"] == "NotificationSent" and "pipelinerun-failed-slack" in e["message"]

@@ -14,10 +14,10 @@ from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef, parse_template
 from tekton_notifications.notifications import Notification
-from tests.conftest import EXAMPLES, load_cloudevent, needs_shared
+from tests.conftest import EXAMPLES, load_cloudevent
 from tests.functions.serving import post_event
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 PLATFORM = "tekton-notifications"
 
 
@@ -29,7 +29,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChain]:
 
 
 def in_namespace(namespace: str, uid: str) -> dict[str, Any]:
-    cloudevent = copy.deepcopy(load_cloudevent("current/08-pipelinerun-failed.json"))
+    cloudevent = copy.deepcopy(load_cloudevent("08-pipelinerun-failed.json"))
     run = cloudevent["data"]["pipelineRun"]
     run["metadata"].update(namespace=namespace, uid=uid)
     cloudevent["source"] = f"/apis///namespaces/{namespace}//{run['metadata']['name']}"

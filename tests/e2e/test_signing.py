@@ -12,10 +12,10 @@ import pytest
 from tekton_notifications import notifications, signing
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import SERVERS
-from tests.conftest import EXAMPLES, load_cloudevent, needs_shared, skip_unless_servable
+from tests.conftest import EXAMPLES, load_cloudevent, skip_unless_servable
 from tests.functions.serving import post_cloudevent, post_event
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 KEY = "0123456789abcdef" * 4
 
 
@@ -38,7 +38,7 @@ def chain(
 
 def test_a_tekton_event_still_becomes_a_notification_run(chain: LocalChain) -> None:
     # The cancelled fixture matches two policies: one reply and one fan-out POST, both signed.
-    cloudevent = load_cloudevent("current/10-pipelinerun-cancelled.json")
+    cloudevent = load_cloudevent("10-pipelinerun-cancelled.json")
     assert chain.send(cloudevent) == 202
     assert chain.wait_idle()
     uid = cloudevent["data"]["pipelineRun"]["metadata"]["uid"]
@@ -55,7 +55,7 @@ def test_replies_are_signed_and_forged_or_altered_stage_events_are_refused(
     chain: LocalChain,
 ) -> None:
     filter_url = chain.functions["policy-filter"].url
-    tekton_event = load_cloudevent("current/08-pipelinerun-failed.json")
+    tekton_event = load_cloudevent("08-pipelinerun-failed.json")
     chain.store_run(tekton_event)  # the filter confirms the run before a rate limit is spent
     reply = post_cloudevent(filter_url, tekton_event)
     assert reply.type == notifications.MATCHED

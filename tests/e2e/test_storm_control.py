@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tekton_notifications.devtools.chain import LocalChain
-from tests.conftest import EXAMPLES, load_cloudevent, needs_shared
+from tests.conftest import EXAMPLES, load_cloudevent
 
-pytestmark = [needs_shared, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 STORM = 12
 LIMIT = 5  # examples/policies/pipelinerun-failed-slack.yaml: 5 per 10m per pipeline
@@ -57,9 +57,7 @@ def policy_status(chain: LocalChain) -> dict[str, Any]:
 def test_a_failing_loop_sends_the_limit_counts_the_rest_and_says_when_it_is_fixed(
     chain: LocalChain,
 ) -> None:
-    failures = [
-        run_of("current/08-pipelinerun-failed.json", "flaky", n, minute=n) for n in range(STORM)
-    ]
+    failures = [run_of("08-pipelinerun-failed.json", "flaky", n, minute=n) for n in range(STORM)]
     # The broker delivers concurrently, so which of two failures in flight the filter decides
     # first is not fixed (each waits for its run's confirmation, runcheck.py): let the first
     # one land, as a looping pipeline's failures are minutes apart.
@@ -81,7 +79,7 @@ def test_a_failing_loop_sends_the_limit_counts_the_rest_and_says_when_it_is_fixe
     }
     assert len(suppressed_on) == STORM - LIMIT
 
-    fixed = run_of("current/09-pipelinerun-successful.json", "flaky", 99, minute=59)
+    fixed = run_of("09-pipelinerun-successful.json", "flaky", 99, minute=59)
     assert chain.send(fixed) == 202
     assert chain.wait_idle()
 
@@ -101,7 +99,7 @@ def test_a_failing_loop_sends_the_limit_counts_the_rest_and_says_when_it_is_fixe
 
 def test_a_budget_per_pipeline_leaves_other_pipelines_alone(chain: LocalChain) -> None:
     for n in range(3):
-        event = run_of("current/08-pipelinerun-failed.json", "steady", n, minute=n)
+        event = run_of("08-pipelinerun-failed.json", "steady", n, minute=n)
         assert chain.send(event) == 202
     assert chain.wait_idle()
     assert len(slack_runs(chain, "steady")) == 3

@@ -1,4 +1,4 @@
-"""The policy-filter function, served as kn func serves it, fed real Tekton CloudEvents.
+"""The policy-filter function, served as kn func serves it, fed tests/data/events.
 
 Policies come from the Kubernetes API emulator through the official client (list + watch).
 """
@@ -15,12 +15,10 @@ import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction, free_port, write_kubeconfig
-from tests.conftest import load_cloudevent, needs_shared, policy_object
+from tests.conftest import load_cloudevent, policy_object
 from tests.functions.serving import CaptureServer, post_cloudevent, post_event
 
-pytestmark = needs_shared
-
-FAILED_PIPELINERUN = "current/08-pipelinerun-failed.json"
+FAILED_PIPELINERUN = "08-pipelinerun-failed.json"
 Serve = Callable[..., ServedFunction]
 
 
@@ -56,7 +54,7 @@ def test_a_matching_tekton_event_is_answered_with_one_matched_event(
     assert reply.headers["ce-source"] == (
         "/apis/notifications.tekton.dev/v1alpha1/namespaces/ci/notificationpolicies/failed-pipelines"
     )
-    assert reply.headers["ce-subject"] == "pipelineruns/ci/build-and-test-run-8x2kq"
+    assert reply.headers["ce-subject"] == "pipelineruns/ci/storefront-ci-run-p7v2k"
     data = reply.data
     assert data["policy"] == {
         "name": "failed-pipelines",
@@ -81,9 +79,7 @@ def test_a_tekton_redelivery_yields_the_same_matched_event_id(
 def test_an_event_no_policy_matches_is_accepted_without_a_reply(
     policy_filter: ServedFunction,
 ) -> None:
-    reply = post_cloudevent(
-        policy_filter.url, load_cloudevent("current/06-taskrun-successful.json")
-    )
+    reply = post_cloudevent(policy_filter.url, load_cloudevent("06-taskrun-successful.json"))
     assert (reply.status, reply.type) == (202, None)
     assert reply.detail == "no policy matched"
 
@@ -117,7 +113,7 @@ def test_a_broker_that_refuses_fan_out_makes_the_whole_event_retryable(
 def test_a_policy_created_after_start_is_seen_through_the_watch(
     kubeapi: KubeAPIServer, policy_filter: ServedFunction
 ) -> None:
-    event = load_cloudevent("current/06-taskrun-successful.json")
+    event = load_cloudevent("06-taskrun-successful.json")
     assert post_cloudevent(policy_filter.url, event).status == 202
     add_policy(
         kubeapi,

@@ -15,16 +15,15 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import Notification, failure
-from tests.conftest import EXAMPLES, load_event, needs_shared, policy_object
+from tests.conftest import EXAMPLES, load_event, policy_object
 from tests.functions.serving import post_event
 
-pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 GROUP, VERSION = "notifications.tekton.dev", "v1alpha1"
 
 
 def notification(policy: str = "failed-pipelines", template: str = "slack-webhook") -> Notification:
-    event = load_event("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     key = taskruns.notification_key(event, policy_namespace="ci", policy=policy, template=template)
     return Notification(
         key=key,
@@ -96,9 +95,9 @@ def test_a_sent_notification_is_an_event_on_the_source_run_and_on_the_policy(
     reply = post_event(recorder.url, *launched(notification()))
     assert (reply.status, reply.type) == (202, None)
 
-    (on_run,) = events_about(kubeapi, "build-and-test-run-8x2kq")
+    (on_run,) = events_about(kubeapi, "storefront-ci-run-p7v2k")
     assert on_run["involvedObject"]["kind"] == "PipelineRun"
-    assert on_run["involvedObject"]["uid"] == "5f1c2d3e-7a4b-4c8d-9e0f-1a2b3c4d5e6f"
+    assert on_run["involvedObject"]["uid"] == "b2e8c4a1-6d3f-4f70-9a15-3c7e0d8b4f26"
     assert (on_run["type"], on_run["reason"]) == ("Normal", "NotificationSent")
     assert on_run["message"] == (
         "Notification sent: policy failed-pipelines, template "
@@ -112,7 +111,7 @@ def test_a_failed_notification_is_a_warning_event_with_the_reason(
     kubeapi: KubeAPIServer, recorder: ServedFunction
 ) -> None:
     post_event(recorder.url, *failed(notification()))
-    (on_run,) = events_about(kubeapi, "build-and-test-run-8x2kq")
+    (on_run,) = events_about(kubeapi, "storefront-ci-run-p7v2k")
     assert (on_run["type"], on_run["reason"]) == ("Warning", "NotificationFailed")
     assert "render UndefinedVariable: event.nmae is undefined" in on_run["message"]
 
@@ -133,7 +132,7 @@ def test_matches_are_counted_in_the_policy_status_once_per_notification(
     )
     assert status["matchCount"] == 2
     assert status["lastMatchedTime"].endswith("Z")
-    assert len(events_about(kubeapi, "build-and-test-run-8x2kq")) == 2
+    assert len(events_about(kubeapi, "storefront-ci-run-p7v2k")) == 2
 
 
 def test_a_ready_policy_says_so(kubeapi: KubeAPIServer, recorder: ServedFunction) -> None:

@@ -17,14 +17,13 @@ import pytest
 from tekton_notifications import notifications
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.serving import ServedFunction
-from tests.conftest import EXAMPLES, load_cloudevent, needs_shared, policy_object
+from tests.conftest import EXAMPLES, load_cloudevent, policy_object
 from tests.functions.serving import Reply, post_cloudevent, post_event
 
-pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 GROUP, VERSION = "notifications.tekton.dev", "v1alpha1"
-FAILED = "current/08-pipelinerun-failed.json"
-SUCCEEDED = "current/09-pipelinerun-successful.json"
+FAILED = "08-pipelinerun-failed.json"
+SUCCEEDED = "09-pipelinerun-successful.json"
 
 
 def add_policy(kubeapi: KubeAPIServer, obj: dict[str, Any]) -> None:
@@ -38,7 +37,7 @@ def run_of(fixture: str, serial: int, *, minute: int = 0) -> dict[str, Any]:
     metadata = run["metadata"]
     metadata["name"] = f"{metadata['name']}-{serial}"
     metadata["uid"] = f"uid-{serial}"
-    metadata.setdefault("labels", {})["tekton.dev/pipeline"] = "build-and-test"
+    metadata.setdefault("labels", {})["tekton.dev/pipeline"] = "storefront-ci"
     run["status"]["completionTime"] = f"2026-11-25T10:{minute:02d}:00Z"
     cloudevent["id"] = f"event-{serial}"
     cloudevent["source"] = f"/apis///namespaces/ci//{metadata['name']}"
@@ -127,7 +126,7 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
     assert failure.type == notifications.MATCHED
     assert failure.data["transition"] == {"name": "broken", "previous": None}
     (outcome,) = status_of(kubeapi, "fixes")["outcomes"]
-    assert (outcome["pipeline"], outcome["outcome"]) == ("build-and-test", "failed")
+    assert (outcome["pipeline"], outcome["outcome"]) == ("storefront-ci", "failed")
 
     function.stop()
     function = filter_for(served, kubeconfig)
@@ -138,7 +137,7 @@ def test_failed_and_fixed_notifies_once_when_the_pipeline_is_fixed_even_after_a_
         "name": "fixed",
         "previous": {
             "outcome": "failed",
-            "run": "build-and-test-run-8x2kq-1",
+            "run": "storefront-ci-run-p7v2k-1",
             "completionTime": "2026-11-25T10:01:00Z",
         },
     }
@@ -208,7 +207,7 @@ def test_suppressions_are_counted_in_status_and_recorded_on_the_run_once_each(
     on_run = [
         e
         for e in kubeapi.store.list("", "events", "ci")
-        if e["involvedObject"]["name"] == "build-and-test-run-8x2kq-1"
+        if e["involvedObject"]["name"] == "storefront-ci-run-p7v2k-1"
     ]
     assert [(e["type"], e["reason"]) for e in on_run] == [("Normal", "NotificationSuppressed")]
     assert on_run[0]["message"].startswith(

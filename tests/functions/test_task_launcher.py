@@ -18,10 +18,9 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction
 from tekton_notifications.models import TemplateRef, parse_template
 from tekton_notifications.notifications import Notification
-from tests.conftest import load_event, needs_shared, policy_object
+from tests.conftest import load_event, policy_object
 from tests.functions.serving import post_event
 
-pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 
 TEMPLATE_OBJECT = {
@@ -41,14 +40,14 @@ TEMPLATE = parse_template(TEMPLATE_OBJECT)
 def rendered_event(
     *, namespace: str = "ci", **resource_changes: Any
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    event = load_event("current/08-pipelinerun-failed.json")
+    event = load_event("08-pipelinerun-failed.json")
     key = taskruns.notification_key(
         event, policy_namespace="ci", policy="failed-pipelines", template="slack"
     )
     resource = taskruns.build_run(
         event=event,
         template=TEMPLATE,
-        params={"message": "build-and-test-run-8x2kq failed", "webhook-secret": "slack-webhook"},
+        params={"message": "storefront-ci-run-p7v2k failed", "webhook-secret": "slack-webhook"},
         policy_namespace="ci",
         policy="failed-pipelines",
     )

@@ -14,10 +14,9 @@ from tekton_notifications.devtools.serving import ServedFunction, free_port, wri
 from tekton_notifications.matching import Match
 from tekton_notifications.models import TemplateRef, parse_policy
 from tekton_notifications.stages.policy_filter import matched_event
-from tests.conftest import EXAMPLES, load_event, needs_shared, policy_object
+from tests.conftest import EXAMPLES, load_event, policy_object
 from tests.functions.serving import post_event
 
-pytestmark = needs_shared
 Serve = Callable[..., ServedFunction]
 
 
@@ -41,7 +40,7 @@ def matched(
     *,
     namespace: str = "ci",
     params: dict[str, str] | None = None,
-    fixture: str = "current/08-pipelinerun-failed.json",
+    fixture: str = "08-pipelinerun-failed.json",
 ) -> tuple[dict[str, str], dict[str, Any]]:
     policy = parse_policy(policy_object("failed-pipelines", namespace, templates=[template]))
     event = matched_event(Match(policy, TemplateRef(template, params or {})), load_event(fixture))
@@ -93,21 +92,21 @@ def test_a_matched_event_is_rendered_into_the_taskrun_to_create(
     assert resource["spec"]["taskRef"] == template["spec"]["taskRef"]
     assert resource["spec"]["timeout"] == template["spec"]["timeout"]
     assert resource["metadata"]["namespace"] == "ci"
-    assert resource["metadata"]["name"].startswith("build-and-test-run-8x2kq-failed-")
+    assert resource["metadata"]["name"].startswith("storefront-ci-run-p7v2k-failed-")
     assert resource["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "tekton-notifications",
         "notifications.tekton.dev/policy": "failed-pipelines",
         "notifications.tekton.dev/template": "slack-webhook",
         "notifications.tekton.dev/source-kind": "PipelineRun",
-        "notifications.tekton.dev/source-name": "build-and-test-run-8x2kq",
-        "notifications.tekton.dev/source-uid": "5f1c2d3e-7a4b-4c8d-9e0f-1a2b3c4d5e6f",
+        "notifications.tekton.dev/source-name": "storefront-ci-run-p7v2k",
+        "notifications.tekton.dev/source-uid": "b2e8c4a1-6d3f-4f70-9a15-3c7e0d8b4f26",
         "notifications.tekton.dev/event": "failed",
     }
     params = {p["name"]: p["value"] for p in resource["spec"]["params"]}
     assert set(params) == set(template["spec"]["params"])
-    assert "build-and-test-run-8x2kq" in params["message"]
+    assert "storefront-ci-run-p7v2k" in params["message"]
     assert (
-        "dashboard.example.com/#/namespaces/ci/pipelineruns/build-and-test-run-8x2kq"
+        "dashboard.example.com/#/namespaces/ci/pipelineruns/storefront-ci-run-p7v2k"
         in (params["message"])
     )
     assert reply.data["key"] == data["key"]
@@ -184,7 +183,7 @@ def test_a_pipeline_template_renders_a_pipelinerun(
     assert resource["spec"]["pipelineRef"] == {"name": "notify"}
     assert resource["spec"]["taskRunTemplate"] == {"serviceAccountName": "notifier"}
     assert resource["spec"]["timeouts"] == {"pipeline": "10m"}
-    assert resource["spec"]["params"] == [{"name": "run", "value": "build-and-test-run-8x2kq"}]
+    assert resource["spec"]["params"] == [{"name": "run", "value": "storefront-ci-run-p7v2k"}]
 
 
 def test_a_malformed_matched_event_is_a_400(renderer: ServedFunction) -> None:
@@ -228,7 +227,7 @@ def test_failed_children_of_a_current_pipelinerun_are_looked_up_for_the_message(
     """Current Tekton lists children without outcome; the renderer reads the child TaskRuns."""
     for task, status, reason, message in [
         ("fetch-source", "True", "Succeeded", "All Steps have completed executing"),
-        ("unit-tests", "False", "StepFailed", '"step-unit-test" exited with code 1: Error'),
+        ("unit-tests", "False", "StepFailed", '"step-pytest" exited with code 1: Error'),
     ]:
         kubeapi.store.create(
             "tekton.dev",
@@ -238,7 +237,7 @@ def test_failed_children_of_a_current_pipelinerun_are_looked_up_for_the_message(
             {
                 "apiVersion": "tekton.dev/v1",
                 "kind": "TaskRun",
-                "metadata": {"name": f"build-and-test-run-8x2kq-{task}", "namespace": "ci"},
+                "metadata": {"name": f"storefront-ci-run-p7v2k-{task}", "namespace": "ci"},
                 "status": {
                     "conditions": [
                         {

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tekton_notifications.devtools.router import load_objects, manifest_files
+from tests.conftest import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
 KNATIVE = ROOT / "knative"
@@ -33,8 +34,7 @@ OVERLAYS = {
 }
 TEKTON_PATCHES = KNATIVE / "tekton"
 FUNCTIONS = ROOT / "functions"
-SHARED = Path(__file__).parents[2].parent / "shared"
-CRD_SCHEMAS = SHARED / "schemas" / "knative"
+CRD_SCHEMAS = SCHEMAS / "knative"
 
 NAMESPACE = "tekton-notifications"
 BROKER = "tekton-notifications"
@@ -52,9 +52,7 @@ TEKTON_TYPES = [
     for event in ("started", "running", "successful", "failed")
 ]
 
-needs_crd_schemas = pytest.mark.skipif(
-    not CRD_SCHEMAS.is_dir(), reason=f"Knative CRD schemas not found at {CRD_SCHEMAS}"
-)
+needs_crd_schemas = pytest.mark.reference("schemas/knative")
 
 Obj = dict[str, Any]
 
