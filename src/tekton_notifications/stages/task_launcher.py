@@ -1,10 +1,11 @@
 """Task launcher: ``rendered`` in, the run created, ``launched`` (or ``failed``) out.
 
-It trusts nothing in the event: the claim (:mod:`claims`) must name a real policy and
-template, and the run must be the one that template builds (:func:`taskruns.not_allowed`,
-:func:`taskruns.not_from_template`): only the param values are the renderer's. A run with any
-other field (a pod template, workspaces, another service account or resolver) is refused
-with 400, signed or not.
+It trusts nothing in the event but the param values: the claim (:mod:`claims`) must name a
+real policy and template, the key must be the one of the claim (both checked by the opening,
+:mod:`.skeleton`), and the run must be the one that template builds for that key
+(:func:`taskruns.not_allowed`, :func:`taskruns.not_from_template`): only the param values
+are the renderer's. A run with any other field (a pod template, workspaces, another service
+account or resolver) is refused with 400, signed or not.
 """
 
 from __future__ import annotations
