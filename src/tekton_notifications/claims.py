@@ -16,61 +16,43 @@ Pure: the directories are fed by the stage's informers.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from tekton_notifications import matching, models
+from tekton_notifications.caches import ParsedCache
 from tekton_notifications.models import Policy, Template
 from tekton_notifications.notifications import Notification
 
 logger = logging.getLogger(__name__)
-
-Key = tuple[str, str]
 
 
 class PolicyDirectory:
     """The valid policies of both kinds, by (namespace or "" for cluster policies, name)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._policies: dict[Key, Policy] = {}
+        self.namespaced = ParsedCache(lambda obj: _parse(obj, False))
+        self.cluster = ParsedCache(lambda obj: _parse(obj, True), cluster=True)
 
     def __len__(self) -> int:
-        return len(self._policies)
+        return len(self.namespaced) + len(self.cluster)
+
+    def _of(self, cluster: bool) -> ParsedCache[Policy]:
+        return self.cluster if cluster else self.namespaced
 
     def reset(self, objects: list[dict[str, Any]], *, cluster: bool = False) -> None:
-        parsed = [p for p in (_parse(obj, cluster) for obj in objects) if p is not None]
-        with self._lock:
-            for key in [k for k in self._policies if (k[0] == "") == cluster]:
-                del self._policies[key]
-            self._policies.update((policy.key, policy) for policy in parsed)
+        self._of(cluster).reset(objects)
 
     def upsert(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
-        policy = _parse(obj, cluster)
-        with self._lock:
-            if policy is None:
-                self._policies.pop(_key(obj, cluster), None)
-            else:
-                self._policies[policy.key] = policy
+        self._of(cluster).upsert(obj)
 
     def delete(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
-        with self._lock:
-            self._policies.pop(_key(obj, cluster), None)
-
-    def reset_cluster(self, objects: list[dict[str, Any]]) -> None:
-        self.reset(objects, cluster=True)
-
-    def upsert_cluster(self, obj: dict[str, Any]) -> None:
-        self.upsert(obj, cluster=True)
-
-    def delete_cluster(self, obj: dict[str, Any]) -> None:
-        self.delete(obj, cluster=True)
+        self._of(cluster).delete(obj)
 
     def claimed(self, notification: Notification) -> Policy | None:
-        namespace = "" if notification.cluster_policy else notification.policy_namespace
-        with self._lock:
-            return self._policies.get((namespace, notification.policy_name))
+        if notification.cluster_policy:
+            return self.cluster.get("", notification.policy_name)
+        return self.namespaced.get(notification.policy_namespace, notification.policy_name)
 
 
 def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
@@ -82,33 +64,11 @@ def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
     return frozenset(names)
 
 
-class TemplateDirectory:
+class TemplateDirectory(ParsedCache[Template | str]):
     """NotificationTemplates by (namespace, name): parsed, or why they cannot be."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._templates: dict[Key, Template | str] = {}
-
-    def __len__(self) -> int:
-        return len(self._templates)
-
-    def reset(self, objects: list[dict[str, Any]]) -> None:
-        parsed = {_key(obj, False): _parse_template(obj) for obj in objects}
-        with self._lock:
-            self._templates = parsed
-
-    def upsert(self, obj: dict[str, Any]) -> None:
-        parsed = _parse_template(obj)
-        with self._lock:
-            self._templates[_key(obj, False)] = parsed
-
-    def delete(self, obj: dict[str, Any]) -> None:
-        with self._lock:
-            self._templates.pop(_key(obj, False), None)
-
-    def get(self, namespace: str, name: str) -> Template | str | None:
-        with self._lock:
-            return self._templates.get((namespace, name))
+        super().__init__(_parse_template)
 
 
 def _parse_template(obj: Mapping[str, Any]) -> Template | str:
@@ -147,8 +107,3 @@ def _parse(obj: Mapping[str, Any], cluster: bool) -> Policy | None:
         return models.parse_policy(obj)
     except models.SpecError:
         return None  # the policy filter logs it; an invalid policy never matches anyway
-
-
-def _key(obj: Mapping[str, Any], cluster: bool) -> Key:
-    metadata = obj.get("metadata") or {}
-    return ("" if cluster else str(metadata.get("namespace")), str(metadata.get("name")))

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, cast
 
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from tekton_notifications.caches import KindWatcher, Watcher, flavours
 from tekton_notifications.events import ChildRun
 
 logger = logging.getLogger(__name__)
@@ -100,28 +101,30 @@ def _in_cluster_namespace() -> str:
 
 
 class Informer:
-    """A list+watch cache of one custom resource across all namespaces.
+    """A list+watch cache of one of our custom resources across all namespaces.
 
-    ``on_reset`` receives the full list after every (re-)list; ``on_upsert``/``on_delete``
-    receive watch events. Readiness is "listed successfully at least once".
+    ``watcher.reset`` receives the full list after every (re-)list; ``upsert``/``delete``
+    receive watch events (:class:`caches.Watcher`, the one callback shape every stage's caches
+    take). Readiness is "listed successfully at least once".
     """
 
     def __init__(
         self,
         api: client.ApiClient,
         *,
-        group: str,
-        version: str,
         plural: str,
-        on_reset: Callable[[list[dict[str, Any]]], None],
-        on_upsert: Callable[[dict[str, Any]], None],
-        on_delete: Callable[[dict[str, Any]], None],
+        watcher: Watcher,
+        group: str | None = None,
+        version: str | None = None,
         retry_delay: float = 1.0,
         optional: bool = False,
     ) -> None:
+        from tekton_notifications import types
+
+        group, version = group or types.GROUP, version or types.VERSION
         self._api = client.CustomObjectsApi(api)
         self._resource = (group, version, plural)
-        self._on_reset, self._on_upsert, self._on_delete = on_reset, on_upsert, on_delete
+        self._watcher = watcher
         self._retry_delay = retry_delay
         #: A resource whose CRD may not be installed: 404 means "none", checked again later.
         self._optional = optional
@@ -160,7 +163,7 @@ class Informer:
                     version = self._watch_from(version)
             except ApiException as error:
                 if self._optional and error.status == 404:
-                    self._on_reset([])
+                    self._watcher.reset([])
                     self.last_error = None
                     self._synced.set()
                     self._stopping.wait(ABSENT_RECHECK_SECONDS)
@@ -183,7 +186,7 @@ class Informer:
                 group, version, plural, _request_timeout=REQUEST_TIMEOUT
             ),
         )
-        self._on_reset(list(listing.get("items") or []))
+        self._watcher.reset(list(listing.get("items") or []))
         self.last_error = None
         self._synced.set()
         return str(listing.get("metadata", {}).get("resourceVersion") or "")
@@ -213,9 +216,9 @@ class Informer:
                 obj.get("metadata", {}).get("resourceVersion") or resource_version
             )
             if kind in ("ADDED", "MODIFIED"):
-                self._on_upsert(obj)
+                self._watcher.upsert(obj)
             elif kind == "DELETED":
-                self._on_delete(obj)
+                self._watcher.delete(obj)
         return resource_version
 
 
@@ -415,43 +418,16 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
     return True
 
 
-class PolicyWatcher(Protocol):
-    """What keeps a view of both policy kinds: the policy filter's index, ``claims``."""
-
-    def reset(self, objects: list[dict[str, Any]]) -> None: ...
-    def upsert(self, obj: dict[str, Any]) -> None: ...
-    def delete(self, obj: dict[str, Any]) -> None: ...
-    def reset_cluster(self, objects: list[dict[str, Any]]) -> None: ...
-    def upsert_cluster(self, obj: dict[str, Any]) -> None: ...
-    def delete_cluster(self, obj: dict[str, Any]) -> None: ...
-
-
-def policy_informers(api: client.ApiClient, directory: PolicyWatcher) -> tuple[Informer, Informer]:
-    """Informers keeping ``directory`` current: NotificationPolicies, and
-    ClusterNotificationPolicies where their CRD is installed."""
+def policy_informers(api: client.ApiClient, view: KindWatcher) -> tuple[Informer, Informer]:
+    """Informers keeping ``view`` (the policy filter's index, :mod:`claims`) current:
+    NotificationPolicies, and ClusterNotificationPolicies where their CRD is installed."""
     from tekton_notifications import types
 
+    namespaced, cluster = flavours(view)
     return (
-        Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.POLICY_PLURAL,
-            on_reset=directory.reset,
-            on_upsert=directory.upsert,
-            on_delete=directory.delete,
-        ),
+        Informer(api, plural=types.POLICY_PLURAL, watcher=namespaced),
         # A cluster without the ClusterNotificationPolicy CRD just has none.
-        Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.CLUSTER_POLICY_PLURAL,
-            on_reset=directory.reset_cluster,
-            on_upsert=directory.upsert_cluster,
-            on_delete=directory.delete_cluster,
-            optional=True,
-        ),
+        Informer(api, plural=types.CLUSTER_POLICY_PLURAL, watcher=cluster, optional=True),
     )
 
 

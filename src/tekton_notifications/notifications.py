@@ -1,12 +1,32 @@
 """The events the functions send each other: matched -> rendered -> launched (or failed).
 
 Each stage's input is the previous stage's output, so the shapes live in one module. Every
-payload carries the run event as Tekton sent it and the notification key, so any stage (and
-a dead-letter reader) can tell which run, policy and template it is about.
+payload carries:
+
+- ``key``: what is notified at most once (:func:`notification_key`), computed by the policy
+  filter and carried on; the renderer names the run with it, the launcher checks the run by
+  it, the recorder names its Events with it. No stage computes it for its own use;
+- ``run``: the run's identity (kind, namespace, name, uid, Tekton event name), for readers
+  of the payload (a dead-letter display, ``kubectl get``) that do not parse Tekton's run;
+- ``policy`` and ``templateRef``: the claim;
+- ``runEvent``: the Tekton event as Tekton sent it, parsed once per stage (the renderer's
+  template context, the launcher's run body and the recorder's Events are made of it);
+- from ``rendered`` on, ``resource``: the run the renderer built.
+
+What a stage trusts, and what it checks (stages/skeleton.py runs the checks): the signature
+(:mod:`signing`) only says a stage wrote the payload, and every stage holds the same key, so
+a leaked key or a bug in one stage must not let a payload act outside its claim. Everything
+that is cheap to check is checked again at every stage: the claim (a dict lookup,
+:func:`claims.refusal`), the key (one hash of the claim and the run identity), the run's
+namespace against the policy's (:func:`parse_notification`), and ``run`` against
+``runEvent``. The launcher also compares the run with what the template builds
+(:func:`taskruns.not_from_template`): only the param values are taken on trust, as the
+renderer's decision (rendering them again would cost a template's render budget per event).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -22,6 +42,38 @@ FAILED: Final = "dev.tekton.notification.failed.v1"
 #: A match that sent nothing: the policy's rate limit was spent, or it is suspended.
 SUPPRESSED: Final = "dev.tekton.notification.suppressed.v1"
 TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED)
+
+
+def notification_key(
+    event: RunEvent,
+    *,
+    policy_namespace: str,
+    policy: str,
+    template: str,
+    policy_kind: str = POLICY_KIND,
+) -> str:
+    """What is notified at most once: one run, one Tekton event name, one policy, one template.
+
+    Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
+    so each notifies once per run. The event id is left out on purpose: Tekton's retries of
+    the same event carry new ids.
+    """
+    run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
+    if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
+        policy = f"{policy_kind}/{policy}"
+    material = "\x00".join((run_identity, event.event, policy_namespace, policy, template))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def run_identity(event: RunEvent) -> dict[str, str]:
+    """The ``run`` field of a payload: which run, and which of its Tekton events."""
+    return {
+        "kind": event.kind,
+        "namespace": event.namespace,
+        "name": event.name,
+        "uid": event.uid,
+        "event": event.event,
+    }
 
 
 @dataclass(frozen=True)
@@ -64,6 +116,16 @@ class Notification:
         extensions = {**self.event.extensions, "traceparent": traceparent}
         return replace(self, event=replace(self.event, extensions=extensions))
 
+    def expected_key(self) -> str:
+        """The key of this notification's run, policy and template (what ``key`` must be)."""
+        return notification_key(
+            self.event,
+            policy_namespace=self.policy_namespace,
+            policy=self.policy_name,
+            template=self.template_ref.name,
+            policy_kind=self.policy_kind,
+        )
+
     @property
     def policy_view(self) -> dict[str, str]:
         return {
@@ -80,6 +142,7 @@ class Notification:
                 "name": self.template_ref.name,
                 "params": dict(self.template_ref.params),
             },
+            "run": run_identity(self.event),
             "runEvent": self.event.to_wire(),
         }
         if self.resource is not None:
@@ -149,6 +212,10 @@ def parse_notification(data: object) -> Notification:
             f"notification data: the run is in namespace {event.namespace!r}, "
             f"not in its policy's namespace {str(policy['namespace'])!r}"
         )
+    run = data.get("run")
+    if run is not None and run != run_identity(event):
+        # Optional (payloads of 0.x before it); a reader trusts it only because this holds.
+        raise EventError("notification data: 'run' is not the run of 'runEvent'")
     return Notification(
         key=key,
         event=event,

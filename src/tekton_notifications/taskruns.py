@@ -7,13 +7,12 @@ maps to the same name, and the API server's 409 is our de-duplication.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from tekton_notifications import types
+from tekton_notifications import notifications, types
 from tekton_notifications.events import RunEvent
 from tekton_notifications.models import POLICY_KIND, Template
 
@@ -34,26 +33,8 @@ SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{types.GROUP}/source-event-type"
 POLICY_NAMESPACE_ANNOTATION: Final = f"{types.GROUP}/policy-namespace"
 TRACEPARENT_ANNOTATION: Final = f"{types.GROUP}/traceparent"
 
-
-def notification_key(
-    event: RunEvent,
-    *,
-    policy_namespace: str,
-    policy: str,
-    template: str,
-    policy_kind: str = POLICY_KIND,
-) -> str:
-    """What is notified at most once: one run, one Tekton event name, one policy, one template.
-
-    Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
-    so each notifies once per run. The event id is left out on purpose: Tekton's retries of
-    the same event carry new ids.
-    """
-    run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
-    if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
-        policy = f"{policy_kind}/{policy}"
-    material = "\x00".join((run_identity, event.event, policy_namespace, policy, template))
-    return hashlib.sha256(material.encode()).hexdigest()
+#: Kept here for callers that build runs; it lives with the payload that carries it.
+notification_key = notifications.notification_key
 
 
 def run_name(event: RunEvent, key: str) -> str:
@@ -78,19 +59,23 @@ def build_run(
     policy_namespace: str,
     policy: str,
     policy_kind: str = POLICY_KIND,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """The TaskRun or PipelineRun (tekton.dev/v1) that sends one notification.
 
     ``policy_namespace`` is where it is created: a ClusterNotificationPolicy's
     templateNamespace, never the source run's namespace unless that is the policy's own.
+    ``key`` is the notification's (checked by the stage that passes it); without it, it is
+    computed here.
     """
-    key = notification_key(
-        event,
-        policy_namespace=policy_namespace,
-        policy=policy,
-        template=template.name,
-        policy_kind=policy_kind,
-    )
+    if key is None:
+        key = notification_key(
+            event,
+            policy_namespace=policy_namespace,
+            policy=policy,
+            template=template.name,
+            policy_kind=policy_kind,
+        )
     labels = {
         types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE,
         POLICY_LABEL: label_value(policy),
@@ -222,6 +207,7 @@ def not_from_template(
     policy_namespace: str,
     policy: str,
     policy_kind: str = POLICY_KIND,
+    key: str | None = None,
 ) -> str | None:
     """Why ``resource`` is not the run ``template`` builds for this notification, or None.
 
@@ -241,6 +227,7 @@ def not_from_template(
         policy_namespace=policy_namespace,
         policy=policy,
         policy_kind=policy_kind,
+        key=key,
     )
     if _canonical(resource) == _canonical(expected):  # the usual case, compared in C
         return None

@@ -108,7 +108,14 @@ def test_a_forged_rendered_event_cannot_launch_into_a_tenant_namespace(
     )
     resource["metadata"]["namespace"] = "team-x"  # the forgery
     forged = Notification(
-        key="f" * 64,
+        # The key is no secret: a forger computes the one the launcher checks.
+        key=taskruns.notification_key(
+            event,
+            policy_namespace=PLATFORM,
+            policy="platform-failures",
+            template="platform-slack",
+            policy_kind="ClusterNotificationPolicy",
+        ),
         event=event,
         policy_name="platform-failures",
         policy_namespace=PLATFORM,

@@ -31,6 +31,7 @@ from tekton_notifications.devtools.serving import SERVERS, UNSIGNED, ServedFunct
 from tekton_notifications.stages.base import MAX_EVENT_BYTES
 from tests.conftest import skip_unless_servable
 from tests.functions import serving
+from tests.reliability.forgery import refit
 
 DATA = Path(__file__).parent / "data"
 GOOD: dict[str, Any] = json.loads((DATA / "good-event.json").read_text())
@@ -414,6 +415,7 @@ def test_bad_templates_are_failed_events_with_their_reason(
     data = copy.deepcopy(good.data)
     data["templateRef"] = {"name": case["id"], "params": {}}
     data["policy"]["name"] = "bad-templates"
+    refit(data)
     reply = post(served.url("template-renderer"), binary(good), json.dumps(data).encode())
     assert (reply.status, reply.type) == (200, notifications.FAILED), reply
     error = json.loads(reply.body)["error"]

@@ -125,7 +125,7 @@ class Stages:
         templates = [*TEMPLATES, *CLUSTER_TEMPLATES]
         directory = claims.PolicyDirectory()
         directory.reset(policies)
-        directory.reset_cluster([CLUSTER_POLICY])
+        directory.reset([CLUSTER_POLICY], cluster=True)
         self.filter = PolicyFilter(PolicyIndex())
         self.filter.reset(policies)
         self.filter.reset([CLUSTER_POLICY], cluster=True)
@@ -451,7 +451,7 @@ Change = Callable[[dict[str, Any]], None]
 
 
 def renamed_run(name: str) -> Change:
-    """The run renamed, with the key made to fit: only the name can give it away."""
+    """The run renamed, with its key and identity made to fit: only the name gives it away."""
 
     def change(data: dict[str, Any]) -> None:
         data["runEvent"]["data"]["pipelineRun"]["metadata"]["name"] = name
@@ -460,6 +460,7 @@ def renamed_run(name: str) -> Change:
         data["key"] = taskruns.notification_key(
             event, policy_namespace="ci", policy="all-failed", template="plain"
         )
+        data["run"] = notifications.run_identity(event)
         data["launched"]["name"] = taskruns.run_name(event, data["key"])
 
     return change

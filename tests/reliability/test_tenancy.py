@@ -22,6 +22,7 @@ import pytest
 from tekton_notifications import notifications, types
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import UNSIGNED, ServedFunction, serve_function
+from tests.reliability.forgery import refit
 
 pytestmark = pytest.mark.slow
 
@@ -223,7 +224,7 @@ def test_a_template_of_another_namespace_is_never_rendered(tenants: Tenants) -> 
     wire = data["runEvent"]
     wire["data"]["pipelineRun"]["metadata"]["namespace"] = "team-a"
     wire["attributes"]["source"] = "/apis///namespaces/team-a//release-b"
-    reply = tenants.post("template-renderer", attributes, data)
+    reply = tenants.post("template-renderer", attributes, refit(data))
     assert reply.headers["ce-type"] == notifications.FAILED
     assert reply.json()["error"] == {
         "stage": "render",
@@ -247,7 +248,7 @@ def test_a_rendered_run_aimed_at_another_namespace_is_refused(tenants: Tenants) 
     forged["runEvent"]["attributes"]["source"] = "/apis///namespaces/team-a//release-b"
     # The resource still says team-b: the launcher must not create it there.
     before = len(tenants.runs("team-b"))
-    reply = tenants.post("task-launcher", attributes, forged)
+    reply = tenants.post("task-launcher", attributes, refit(forged))
     # Refused as a forgery: team-a's policy does not use team-b's template (claims.py).
     assert reply.status_code == 400, reply.content
     assert "NotificationPolicy 'a-everything' does not use template" in reply.json()["message"]
@@ -255,7 +256,7 @@ def test_a_rendered_run_aimed_at_another_namespace_is_refused(tenants: Tenants) 
 
     # Even naming a template the policy does use, the run must stay in the policy's namespace.
     forged["templateRef"]["name"] = "a-notify"
-    reply = tenants.post("task-launcher", attributes, forged)
+    reply = tenants.post("task-launcher", attributes, refit(forged))
     assert reply.headers["ce-type"] == notifications.FAILED
     assert reply.json()["error"] == {
         "stage": "launch",
@@ -346,7 +347,7 @@ def test_no_template_variable_or_filter_reaches_a_secret(tenants: Tenants, name:
     wire = data["runEvent"]
     wire["data"]["pipelineRun"]["metadata"]["namespace"] = "team-a"
     wire["attributes"]["source"] = "/apis///namespaces/team-a//release-b"
-    reply = tenants.post("template-renderer", attributes, data)
+    reply = tenants.post("template-renderer", attributes, refit(data))
     assert reply.headers["ce-type"] == notifications.FAILED, reply.content
     error = reply.json()["error"]
     assert error["reason"] in ("UndefinedVariable", "InvalidTemplate"), error
@@ -361,7 +362,7 @@ def test_a_secret_is_passed_by_name_only(tenants: Tenants) -> None:
     wire = data["runEvent"]
     wire["data"]["pipelineRun"]["metadata"]["namespace"] = "team-a"
     wire["attributes"]["source"] = "/apis///namespaces/team-a//release-b"
-    reply = tenants.post("template-renderer", attributes, data)
+    reply = tenants.post("template-renderer", attributes, refit(data))
     assert reply.headers["ce-type"] == notifications.RENDERED
     params = reply.json()["resource"]["spec"]["params"]
     assert params == [{"name": "webhook-secret", "value": "slack-webhook"}]

@@ -47,7 +47,7 @@ def test_a_failed_pipelinerun_is_answered_with_a_matched_event(tmp_path: Path) -
             {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
         )
         try:
-            assert function._stage._informer.wait_synced(10)
+            assert all(i.wait_synced(10) for i in function._stage.informers)
             response = asyncio.run(_post(ASGIApplication(function), EVENT, RUN))
         finally:
             function.stop()

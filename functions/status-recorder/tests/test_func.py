@@ -70,7 +70,7 @@ def test_a_launched_notification_becomes_an_event_on_the_run(tmp_path: Path) -> 
             {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
         )
         try:
-            assert all(i.wait_synced(10) for i in function._stage._informers)
+            assert all(i.wait_synced(10) for i in function._stage.informers)
             response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()

@@ -16,7 +16,7 @@ from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import UNSIGNED
 from tekton_notifications.events import parse_event
 from tekton_notifications.models import TemplateRef
-from tekton_notifications.notifications import MATCHED, Notification
+from tekton_notifications.notifications import MATCHED, Notification, notification_key
 from tekton_notifications.wire import binary_message
 
 TEMPLATE = {
@@ -51,7 +51,8 @@ def test_a_matched_event_is_rendered_into_a_taskrun(tmp_path: Path) -> None:
         {"pipelineRun": RUN},
     )
     matched = Notification(
-        key="k" * 64,
+        # Every stage checks the key against the claim: the one the policy filter computes.
+        key=notification_key(event, policy_namespace="ci", policy="failures", template="slack"),
         event=event,
         policy_name="failures",
         policy_namespace="ci",
@@ -71,7 +72,7 @@ def test_a_matched_event_is_rendered_into_a_taskrun(tmp_path: Path) -> None:
             {"KUBECONFIG": str(tmp_path / "kubeconfig"), "METRICS_PORT": "0", **UNSIGNED}
         )
         try:
-            assert all(i.wait_synced(10) for i in function._stage._all_informers())
+            assert all(i.wait_synced(10) for i in function._stage.informers)
             response = asyncio.run(_post(ASGIApplication(function), headers, body))
         finally:
             function.stop()

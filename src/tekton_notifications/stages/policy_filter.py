@@ -20,15 +20,16 @@ from tekton_notifications import (
     signing,
     sink,
     storm,
-    taskruns,
     tracing,
     types,
 )
+from tekton_notifications.caches import key_of
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
 from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Verdict
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.stages.skeleton import Informed
 from tekton_notifications.storm import PolicyState
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ Publisher = Callable[[Sequence[OutgoingEvent]], None]
 CostReporter = Callable[[models.Policy, str, bool], None]
 
 
-class PolicyFilter:
+class PolicyFilter(Informed):
     """Matches against an in-memory :class:`PolicyIndex` kept current by an informer.
 
     One match is the reply; several are each published to the broker (``K_SINK``) and the
@@ -57,23 +58,22 @@ class PolicyFilter:
         index: PolicyIndex,
         *,
         publish: Publisher | None = None,
-        informer: kube.Informer | None = None,
         states: PolicyStates | None = None,
         runs: runcheck.RunCheck | None = None,
         clock: Callable[[], float] = time.time,
         report_cost: CostReporter | None = None,
+        informers: tuple[kube.Informer, ...] = (),
     ) -> None:
+        super().__init__(informers)
         self.index = index
         self._report_cost = report_cost
         self._publish = publish
-        self._informer = informer
         #: Without an API (tools, unit tests) state is kept in memory, per process.
         self.states = states if states is not None else MemoryStatus().states()
         #: Confirms a run before its event spends storm budget; None (tools, unit tests of
         #: matching) trusts the event. The served function always confirms.
         self.runs = runs
         self._clock = clock
-        self._cluster_informer: kube.Informer | None = None
         #: Policies that failed to parse, by (namespace, name): shown by ready() and logs.
         self.invalid: dict[tuple[str, str], str] = {}
 
@@ -102,25 +102,11 @@ class PolicyFilter:
                 api, policy, message, disabled=disabled
             ),
         )
-        stage._informer, stage._cluster_informer = kube.policy_informers(api, stage)
+        stage.informers = kube.policy_informers(api, stage)
         return stage
 
-    def _all_informers(self) -> list[kube.Informer]:
-        return [i for i in (self._informer, self._cluster_informer) if i is not None]
-
-    def start(self) -> None:
-        for informer in self._all_informers():
-            informer.start()
-
-    def stop(self) -> None:
-        for informer in self._all_informers():
-            informer.stop()
-
-    def ready(self) -> tuple[bool, str]:
-        for informer in self._all_informers():
-            if not informer.ready:
-                return False, f"policies not loaded yet: {informer.last_error or 'listing'}"
-        return True, f"{len(self.index)} policies"
+    def loaded(self) -> str:
+        return f"{len(self.index)} policies"
 
     # Informer callbacks: parse once per object change, never per event.
     def reset(self, objects: list[dict[str, Any]], *, cluster: bool = False) -> None:
@@ -171,20 +157,11 @@ class PolicyFilter:
                 self._report_cost(policy, str(verdict.error), True)
 
     def delete(self, obj: dict[str, Any], *, cluster: bool = False) -> None:
-        self.index.remove(*_key(obj, cluster))
-        self.states.forget(_key(obj, cluster))
-
-    def reset_cluster(self, objects: list[dict[str, Any]]) -> None:
-        self.reset(objects, cluster=True)
-
-    def upsert_cluster(self, obj: dict[str, Any]) -> None:
-        self.upsert(obj, cluster=True)
-
-    def delete_cluster(self, obj: dict[str, Any]) -> None:
-        self.delete(obj, cluster=True)
+        self.index.remove(*key_of(obj, cluster=cluster))
+        self.states.forget(key_of(obj, cluster=cluster))
 
     def _parse(self, obj: Mapping[str, Any], cluster: bool = False) -> models.Policy | None:
-        key = _key(obj, cluster)
+        key = key_of(obj, cluster=cluster)
         if cluster:  # list items may omit kind; the informer knows what it lists
             obj = {**obj, "kind": models.CLUSTER_POLICY_KIND}
         try:
@@ -389,7 +366,7 @@ def _notification(
     match: Match, event: RunEvent, transition: Mapping[str, Any] | None = None
 ) -> Notification:
     policy = match.policy
-    key = taskruns.notification_key(
+    key = notifications.notification_key(
         event,
         policy_namespace=policy.home_namespace,
         policy=policy.name,
@@ -438,8 +415,3 @@ def _report_cost(api: Any, policy: models.Policy, message: str, *, disabled: boo
         )
     except kube.ApiError as error:
         logger.warning("%s %s: cost refusal not recorded: %s", policy.kind, policy.name, error)
-
-
-def _key(obj: Mapping[str, Any], cluster: bool) -> tuple[str, str]:
-    metadata = obj.get("metadata") or {}
-    return ("" if cluster else str(metadata.get("namespace")), str(metadata.get("name")))

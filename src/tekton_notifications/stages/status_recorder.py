@@ -17,6 +17,7 @@ characters (:func:`_outcome`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -25,14 +26,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tekton_notifications import claims, kube, models, notifications, recording, taskruns, types
+from tekton_notifications.caches import Bound, Key, ParsedCache, Watcher
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification
 from tekton_notifications.recording import Counters, Readiness
 from tekton_notifications.stages.base import Response, accepted, rejected, unavailable
+from tekton_notifications.stages.skeleton import Incoming, NotificationStage
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 EventWriter = Callable[[Mapping[str, Any]], bool]
 StatusWriter = Callable[[str, str, str, Mapping[str, Any]], object]
 
@@ -46,8 +48,11 @@ _RUN_KINDS = frozenset({"TaskRun", "PipelineRun"})
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-class StatusRecorder:
+class StatusRecorder(NotificationStage[tuple[str, str]]):
+    """Records outcomes; what it reads of a payload is the outcome and the Event message."""
+
     name = "status-recorder"
+    accepts = frozenset({notifications.LAUNCHED, notifications.FAILED, notifications.SUPPRESSED})
 
     def __init__(
         self,
@@ -57,19 +62,22 @@ class StatusRecorder:
         flush_seconds: float = 10.0,
         informers: tuple[kube.Informer, ...] = (),
     ) -> None:
+        # The valid policies, for the claim check (fed with the policy caches).
+        super().__init__(policies=claims.PolicyDirectory(), informers=informers)
         self._write_event, self._write_status = write_event, write_status
         self._flush_seconds = flush_seconds
-        self._informers = informers
         self._lock = threading.Lock()
-        self.policies: dict[Key, dict[str, Any]] = {}
-        self.templates: dict[Key, dict[str, Any]] = {}
+        #: The objects as listed, whose status this stage writes.
+        self._objects: dict[str, ParsedCache[dict[str, Any]]] = {
+            types.POLICY_PLURAL: ParsedCache(_as_listed),
+            types.CLUSTER_POLICY_PLURAL: ParsedCache(_cluster_policy, cluster=True),
+            types.TEMPLATE_PLURAL: ParsedCache(_as_listed),
+        }
         self._dirty_policies: set[Key] = set()
         self._dirty_templates: set[Key] = set()
         self._counters = Counters()
         #: Templates whose renders ran over their limits: key -> (generation, count, last).
         self._over_limits: dict[Key, tuple[int, int, str]] = {}
-        #: The valid policies, for the claim check (fed with the policy caches).
-        self.directory = claims.PolicyDirectory()
         self._stopping = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="status-flush", daemon=True)
 
@@ -83,15 +91,11 @@ class StatusRecorder:
             ),
             flush_seconds=float(environ.get("STATUS_FLUSH_SECONDS", "10")),
         )
-        recorder._informers = tuple(
+        recorder.informers = tuple(
             kube.Informer(
                 api,
-                group=types.GROUP,
-                version=types.VERSION,
                 plural=plural,
-                on_reset=recorder._callbacks(plural)[0],
-                on_upsert=recorder._callbacks(plural)[1],
-                on_delete=recorder._callbacks(plural)[2],
+                watcher=recorder.watcher(plural),
                 # A cluster without the ClusterNotificationPolicy CRD just has none.
                 optional=plural == types.CLUSTER_POLICY_PLURAL,
             )
@@ -100,68 +104,63 @@ class StatusRecorder:
         return recorder
 
     def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
+        super().start()
         self._flusher.start()
 
     def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()
+        super().stop()
         self._stopping.set()
         self.flush()  # counters in memory would be lost on scale-down
 
-    def ready(self) -> tuple[bool, str]:
-        for informer in self._informers:
-            if not informer.ready:
-                return False, f"not loaded yet: {informer.last_error or 'listing'}"
-        return True, f"{len(self.policies)} policies, {len(self.templates)} templates"
+    def loaded(self) -> str:
+        return f"{len(self.policy_objects)} policies, {len(self.template_objects)} templates"
+
+    @property
+    def policy_objects(self) -> dict[Key, dict[str, Any]]:
+        """Both kinds of policy as listed, by :func:`caches.key_of` (a snapshot)."""
+        return {
+            **dict(self._objects[types.POLICY_PLURAL].items()),
+            **dict(self._objects[types.CLUSTER_POLICY_PLURAL].items()),
+        }
+
+    @property
+    def template_objects(self) -> dict[Key, dict[str, Any]]:
+        return dict(self._objects[types.TEMPLATE_PLURAL].items())
 
     # Informer callbacks ---------------------------------------------------------------
-    def _callbacks(
-        self, plural: str
-    ) -> tuple[
-        Callable[[list[dict[str, Any]]], None],
-        Callable[[dict[str, Any]], None],
-        Callable[[dict[str, Any]], None],
-    ]:
-        return (
-            lambda objects: self.reset(plural, objects),
-            lambda obj: self.upsert(plural, obj),
-            lambda obj: self.delete(plural, obj),
+    def watcher(self, plural: str) -> Watcher:
+        """What the informer of ``plural`` feeds."""
+        return Bound(
+            reset=functools.partial(self.reset, plural),
+            upsert=functools.partial(self.upsert, plural),
+            delete=functools.partial(self.delete, plural),
         )
 
     def reset(self, plural: str, objects: list[dict[str, Any]]) -> None:
-        cluster = plural == types.CLUSTER_POLICY_PLURAL
         with self._lock:
-            cache = self._cache(plural)
-            for key in [
-                k for k in cache if (k[0] == "") == cluster or plural == types.TEMPLATE_PLURAL
-            ]:
-                del cache[key]
-            cache.update({_key(obj, plural): _with_kind(obj, plural) for obj in objects})
+            self._objects[plural].reset(objects)
             if plural != types.TEMPLATE_PLURAL:
-                self.directory.reset(objects, cluster=cluster)
-            self._dirty_policies |= set(self.policies)
-            self._dirty_templates |= set(self.templates)
+                self._directory().reset(objects, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+            self._dirty_policies |= set(self.policy_objects)
+            self._dirty_templates |= set(self.template_objects)
 
     def upsert(self, plural: str, obj: dict[str, Any]) -> None:
-        key = _key(obj, plural)
         with self._lock:
-            self._cache(plural)[key] = _with_kind(obj, plural)
-            self._mark(plural, key)
+            self._objects[plural].upsert(obj)
+            self._mark(plural, self._objects[plural].key(obj))
             if plural != types.TEMPLATE_PLURAL:
-                self.directory.upsert(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+                self._directory().upsert(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
 
     def delete(self, plural: str, obj: dict[str, Any]) -> None:
-        key = _key(obj, plural)
         with self._lock:
-            self._cache(plural).pop(key, None)
-            self._mark(plural, key)
+            self._objects[plural].delete(obj)
+            self._mark(plural, self._objects[plural].key(obj))
             if plural != types.TEMPLATE_PLURAL:
-                self.directory.delete(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+                self._directory().delete(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
 
-    def _cache(self, plural: str) -> dict[Key, dict[str, Any]]:
-        return self.templates if plural == types.TEMPLATE_PLURAL else self.policies
+    def _directory(self) -> claims.PolicyDirectory:
+        assert self.policies is not None  # always set: the recorder checks every claim
+        return self.policies
 
     def _mark(self, plural: str, key: Key) -> None:
         if plural != types.TEMPLATE_PLURAL:
@@ -169,32 +168,22 @@ class StatusRecorder:
         else:
             # A template's readiness decides the readiness of the policies that use it.
             self._dirty_templates.add(key)
-            self._dirty_policies |= {k for k, obj in self.policies.items() if _home(obj) == key[0]}
+            self._dirty_policies |= {
+                k for k, obj in self.policy_objects.items() if _home(obj) == key[0]
+            }
 
     # Events ---------------------------------------------------------------------------
-    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
-        event_type = attributes.get("type")
-        if event_type not in (
-            notifications.LAUNCHED,
-            notifications.FAILED,
-            notifications.SUPPRESSED,
-        ):
-            return accepted(f"ignored: unsupported event type {event_type!r}")
-        try:
-            notification = notifications.parse_notification(data)
-            assert isinstance(data, Mapping)  # parse_notification refuses anything else
-            outcome, message = _outcome(event_type, notification, data)
-        except EventError as error:
-            return rejected(f"{attributes.get('id')}: {error}")
-        ready, why = self.ready()
-        if not ready:
-            return unavailable(why)
-        refused = claims.refusal(notification, self.directory.claimed(notification))
-        if refused:  # checked before any Event or count is written
-            return rejected(f"{attributes.get('id')}: {refused}")
-        refused = _not_ours(event_type, notification, data)
+    def read(
+        self, event_type: str, notification: Notification, data: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        return _outcome(event_type, notification, data)
+
+    def decide(self, incoming: Incoming[tuple[str, str]]) -> Response:
+        notification, data = incoming.notification, incoming.data
+        outcome, message = incoming.read
+        refused = _not_ours(incoming.attributes["type"], notification, data)
         if refused:
-            return rejected(f"{attributes.get('id')}: {refused}")
+            return rejected(f"{incoming.id}: {refused}")
         timestamp = recording.now()
         bodies = recording.run_events(
             notification, outcome=outcome, message=message, timestamp=timestamp
@@ -228,7 +217,7 @@ class StatusRecorder:
             return
         key = (notification.policy_namespace, notification.template_ref.name)
         with self._lock:
-            template = self.templates.get(key)
+            template = self._objects[types.TEMPLATE_PLURAL].get(*key)
             if template is None:
                 return
             generation = int((template.get("metadata") or {}).get("generation") or 0)
@@ -251,8 +240,8 @@ class StatusRecorder:
             dirty_templates, self._dirty_templates = self._dirty_templates, set()
             dirty_policies, self._dirty_policies = self._dirty_policies, set()
             counts = self._counters.drain()
-            templates = dict(self.templates)
-            policies = dict(self.policies)
+            templates = self.template_objects
+            policies = self.policy_objects
             over_limits = dict(self._over_limits)
         timestamp = recording.now()
         readiness = {
@@ -324,7 +313,7 @@ class StatusRecorder:
             return False
         # Our own write comes back through the watch; meanwhile keep the cache current.
         with self._lock:
-            cached = self._cache(plural).get(_key(obj, plural))
+            cached = self._objects[plural].get(*self._objects[plural].key(obj))
             if cached is not None:
                 cached["status"] = {**(cached.get("status") or {}), **patch["status"]}
         return True
@@ -366,21 +355,12 @@ def _outcome(
 def _not_ours(
     event_type: str, notification: Notification, payload: Mapping[str, Any]
 ) -> str | None:
-    """Why the notification cannot come from the stages, once its claim holds."""
-    key = taskruns.notification_key(
-        notification.event,
-        policy_namespace=notification.policy_namespace,
-        policy=notification.policy_name,
-        template=notification.template_ref.name,
-        policy_kind=notification.policy_kind,
-    )
-    if notification.key != key:
-        return "its key is not the one of its run, policy and template"
+    """Why the notification cannot come from the stages, once its claim and key hold."""
     if not _OBJECT_NAME.match(notification.event.name):
         return "its run's name is not a Kubernetes object name"
     if event_type == notifications.LAUNCHED:
         run = payload["launched"]
-        expected = taskruns.run_name(notification.event, key)
+        expected = taskruns.run_name(notification.event, notification.key)
         if run.get("name") != expected or run.get("namespace") != notification.policy_namespace:
             return (
                 f"launched run must be {notification.policy_namespace}/{expected}, the run the "
@@ -408,12 +388,6 @@ def _text(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _key(obj: Mapping[str, Any], plural: str) -> Key:
-    metadata = obj.get("metadata") or {}
-    namespace = "" if plural == types.CLUSTER_POLICY_PLURAL else str(metadata.get("namespace"))
-    return (namespace, str(metadata.get("name")))
-
-
 def _template_readiness(
     obj: Mapping[str, Any], over_limits: tuple[int, int, str] | None
 ) -> Readiness:
@@ -424,11 +398,13 @@ def _template_readiness(
     return recording.template_readiness(obj, over_limits=over_limits[1], last=over_limits[2])
 
 
-def _with_kind(obj: dict[str, Any], plural: str) -> dict[str, Any]:
-    """List items may omit kind; the informer knows what it lists."""
-    if plural == types.CLUSTER_POLICY_PLURAL:
-        return {**obj, "kind": models.CLUSTER_POLICY_KIND}
+def _as_listed(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
+
+
+def _cluster_policy(obj: dict[str, Any]) -> dict[str, Any]:
+    """List items may omit kind; the informer knows what it lists."""
+    return {**obj, "kind": models.CLUSTER_POLICY_KIND}
 
 
 def _home(policy: Mapping[str, Any]) -> str:

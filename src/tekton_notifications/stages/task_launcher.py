@@ -1,10 +1,11 @@
 """Task launcher: ``rendered`` in, the run created, ``launched`` (or ``failed``) out.
 
-It trusts nothing in the event: the claim (:mod:`claims`) must name a real policy and
-template, and the run must be the one that template builds (:func:`taskruns.not_allowed`,
-:func:`taskruns.not_from_template`): only the param values are the renderer's. A run with any
-other field (a pod template, workspaces, another service account or resolver) is refused
-with 400, signed or not.
+It trusts nothing in the event but the param values: the claim (:mod:`claims`) must name a
+real policy and template, the key must be the one of the claim (both checked by the opening,
+:mod:`.skeleton`), and the run must be the one that template builds for that key
+(:func:`taskruns.not_allowed`, :func:`taskruns.not_from_template`): only the param values
+are the renderer's. A run with any other field (a pod template, workspaces, another service
+account or resolver) is refused with 400, signed or not.
 """
 
 from __future__ import annotations
@@ -16,22 +17,19 @@ from typing import Any
 from tekton_notifications import claims, kube, logs, metrics, notifications, taskruns, types
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification, failure
-from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.stages.base import Response, rejected, reply, unavailable
+from tekton_notifications.stages.skeleton import Incoming, NotificationStage
 
 logger = logging.getLogger(__name__)
-_WHAT = {
-    types.TEMPLATE_PLURAL: "templates",
-    types.POLICY_PLURAL: "policies",
-    types.CLUSTER_POLICY_PLURAL: "cluster policies",
-}
 
 Creator = Callable[[Mapping[str, Any]], kube.Created]
 
 
-class TaskLauncher:
+class TaskLauncher(NotificationStage[None]):
     """Creates the run. 409 means an earlier delivery already did: that is success."""
 
     name = "task-launcher"
+    accepts = frozenset({notifications.RENDERED})
 
     def __init__(
         self,
@@ -41,71 +39,35 @@ class TaskLauncher:
         templates: claims.TemplateDirectory | None = None,
         informers: tuple[kube.Informer, ...] = (),
     ) -> None:
+        super().__init__(policies=policies, informers=informers)
         self._create = create
-        #: When set, a notification must name a policy that exists and uses its template.
-        self.policies = policies
         #: When set, the run must be what its template builds, not just allowed fields.
         self.templates = templates
-        self._informers = informers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TaskLauncher:
         api = kube.api_client(environ)
         policies = claims.PolicyDirectory()
         templates = claims.TemplateDirectory()
-        template_informer = kube.Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.TEMPLATE_PLURAL,
-            on_reset=templates.reset,
-            on_upsert=templates.upsert,
-            on_delete=templates.delete,
-        )
         return cls(
             lambda body: kube.create_run(api, body),
             policies=policies,
             templates=templates,
-            informers=(*kube.policy_informers(api, policies), template_informer),
+            informers=(
+                *kube.policy_informers(api, policies),
+                kube.Informer(api, plural=types.TEMPLATE_PLURAL, watcher=templates),
+            ),
         )
 
-    def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-
-    def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()
-
-    def ready(self) -> tuple[bool, str]:
-        for informer in self._informers:
-            if not informer.ready:
-                return (
-                    False,
-                    f"{informer.plural} not loaded yet: {informer.last_error or 'listing'}",
-                )
-        return True, "ok"
-
-    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
-        if attributes.get("type") != notifications.RENDERED:
-            return accepted(f"ignored: unsupported event type {attributes.get('type')!r}")
-        try:
-            notification = notifications.parse_notification(data)
-        except EventError as error:
-            return rejected(f"{attributes.get('id')}: {error}")
+    def read(self, event_type: str, notification: Notification, data: Mapping[str, Any]) -> None:
         malformed = _malformed(notification.resource)
         if malformed:
-            return rejected(f"{attributes.get('id')}: {malformed}")
-        ready, why = self.ready()
-        if not ready:
-            return unavailable(why)
-        policy = self.policies.claimed(notification) if self.policies is not None else None
-        if self.policies is not None:
-            refused = claims.refusal(notification, policy)
-            if refused:
-                return rejected(f"{attributes.get('id')}: {refused}")
-        rendered = notification  # as the renderer built the run, before this hop
-        notification = notification.next_hop()
+            raise EventError(malformed)
+
+    def decide(self, incoming: Incoming[None]) -> Response:
+        attributes, policy = incoming.attributes, incoming.policy
+        rendered = incoming.notification  # as the renderer built the run, before this hop
+        notification = rendered.next_hop()
         problem = _unsafe(notification)
         if problem:
             return self._failed(notification, "Refused", problem)
@@ -129,6 +91,7 @@ class TaskLauncher:
                 policy_namespace=rendered.policy_namespace,
                 policy=rendered.policy_name,
                 policy_kind=rendered.policy_kind,
+                key=rendered.key,  # checked against the claim by the opening
             )
             if refused:
                 return self._not_admitted(attributes, rendered, refused)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from tekton_notifications import sink
 from tekton_notifications.notifications import OutgoingEvent
 from tekton_notifications.stages.base import Response, accepted, rejected, unavailable
+from tekton_notifications.stages.skeleton import Informed
 
 #: What Tekton sends (dev.tekton.event.<kind>.<event>.v1); anything else is not relayed.
 TEKTON_TYPES = "dev.tekton.event."
@@ -22,7 +23,9 @@ TEKTON_TYPES = "dev.tekton.event."
 Publisher = Callable[..., None]
 
 
-class TektonRelay:
+class TektonRelay(Informed):
+    """No informers, no state: the skeleton's start and stop do nothing; ready is K_SINK."""
+
     name = "tekton-relay"
 
     def __init__(
@@ -32,6 +35,7 @@ class TektonRelay:
         token: Callable[[], str | None] = sink.oidc_token,
         publish: Publisher = sink.publish,
     ) -> None:
+        super().__init__()
         self._target, self._token, self._publish = target, token, publish
 
     @classmethod
@@ -40,12 +44,6 @@ class TektonRelay:
         token file (tests, or a mount elsewhere)."""
         path = environ.get("OIDC_TOKEN_FILE") or sink.OIDC_TOKEN_FILE
         return cls(environ.get("K_SINK", ""), token=lambda: sink.oidc_token(path))
-
-    def start(self) -> None:
-        """Nothing to load: the relay keeps no state."""
-
-    def stop(self) -> None:
-        """Nothing to release."""
 
     def ready(self) -> tuple[bool, str]:
         if not self._target:

@@ -9,7 +9,6 @@ of them it is refused without rendering until its spec changes.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -25,21 +24,18 @@ from tekton_notifications import (
     taskruns,
     types,
 )
-from tekton_notifications.events import ChildRun, EventError, RunEvent
+from tekton_notifications.caches import Key, ParsedCache, key_of
+from tekton_notifications.events import ChildRun, RunEvent
 from tekton_notifications.notifications import Notification, failure
-from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.stages.base import Response, reply
+from tekton_notifications.stages.skeleton import Incoming, NotificationStage
 
 logger = logging.getLogger(__name__)
-_WHAT = {
-    types.TEMPLATE_PLURAL: "templates",
-    types.POLICY_PLURAL: "policies",
-    types.CLUSTER_POLICY_PLURAL: "cluster policies",
-}
 
 ChildLookup = Callable[[str, tuple[ChildRun, ...]], tuple[ChildRun, ...]]
 
 
-class TemplateCache:
+class TemplateCache(ParsedCache[rendering.CompiledTemplate | str]):
     """NotificationTemplates by (namespace, name), compiled once per generation.
 
     Also remembers which templates ran over their render limits: after
@@ -50,40 +46,19 @@ class TemplateCache:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], rendering.CompiledTemplate | str] = {}
+        super().__init__(_compile)
         #: (namespace, name) -> (generation, renders over the limits, last message).
-        self._strikes: dict[tuple[str, str], tuple[int, int, str]] = {}
-        self._generations: dict[tuple[str, str], int] = {}
+        self._strikes: dict[Key, tuple[int, int, str]] = {}
+        self._generations: dict[Key, int] = {}
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def forgotten(self, key: Key) -> None:
+        self._strikes.pop(key, None)
+        self._generations.pop(key, None)
 
-    def reset(self, objects: list[dict[str, Any]]) -> None:
-        entries = {_key(obj): _compile(obj) for obj in objects}
-        with self._lock:
-            self._entries = entries
-            self._generations = {}
-            self._strikes = {k: v for k, v in self._strikes.items() if k in entries}
-            for obj in objects:
-                self._observe(obj)
-
-    def upsert(self, obj: dict[str, Any]) -> None:
-        entry = _compile(obj)
-        with self._lock:
-            self._entries[_key(obj)] = entry
-            self._observe(obj)
-
-    def delete(self, obj: dict[str, Any]) -> None:
-        with self._lock:
-            self._entries.pop(_key(obj), None)
-            self._strikes.pop(_key(obj), None)
-            self._generations.pop(_key(obj), None)
-
-    def _observe(self, obj: Mapping[str, Any]) -> None:
+    def observed(self, obj: Mapping[str, Any]) -> None:
         """Forget strikes of an older generation; take over a RenderLimitExceeded Ready
         condition the status recorder wrote for this one (another replica saw the strikes)."""
-        key, generation = _key(obj), _generation(obj)
+        key, generation = key_of(obj), _generation(obj)
         self._generations[key] = generation
         strikes = self._strikes.get(key)
         if strikes is not None and strikes[0] != generation:
@@ -117,16 +92,6 @@ class TemplateCache:
             f"limits {strikes[1]} times (last: {strikes[2]}); change the template to try again"
         )
 
-    def get(self, namespace: str, name: str) -> rendering.CompiledTemplate | str | None:
-        """The compiled template, the reason it is unusable, or None when it doesn't exist."""
-        with self._lock:
-            return self._entries.get((namespace, name))
-
-
-def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = obj.get("metadata", {})
-    return (str(metadata.get("namespace")), str(metadata.get("name")))
-
 
 def _generation(obj: Mapping[str, Any]) -> int:
     try:
@@ -148,30 +113,29 @@ def _compile(obj: Mapping[str, Any]) -> rendering.CompiledTemplate | str:
     try:
         return rendering.compile_template(models.parse_template(obj))
     except (models.SpecError, rendering.RenderError) as error:
-        logger.warning("NotificationTemplate %s/%s is invalid: %s", *_key(obj), error)
+        logger.warning("NotificationTemplate %s/%s is invalid: %s", *key_of(obj), error)
         return str(error)
 
 
-class TemplateRenderer:
+class TemplateRenderer(NotificationStage[None]):
+    """Renders the run a ``matched`` notification's template builds; nothing else to read."""
+
     name = "template-renderer"
+    accepts = frozenset({notifications.MATCHED})
 
     def __init__(
         self,
         templates: TemplateCache,
         *,
         settings: rendering.RenderSettings | None = None,
-        informer: kube.Informer | None = None,
         children: ChildLookup | None = None,
         policies: claims.PolicyDirectory | None = None,
-        policy_informers: tuple[kube.Informer, ...] = (),
+        informers: tuple[kube.Informer, ...] = (),
     ) -> None:
+        super().__init__(policies=policies, informers=informers)
         self.templates = templates
         self.settings = settings or rendering.RenderSettings()
-        self._informer = informer
         self._children = children
-        #: When set, a notification must name a policy that exists and uses this template.
-        self.policies = policies
-        self._policy_informers = policy_informers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TemplateRenderer:
@@ -180,60 +144,26 @@ class TemplateRenderer:
             dashboard_url=environ.get("TEKTON_DASHBOARD_URL") or None
         )
         api = kube.api_client(environ)
-        informer = kube.Informer(
-            api,
-            group=types.GROUP,
-            version=types.VERSION,
-            plural=types.TEMPLATE_PLURAL,
-            on_reset=templates.reset,
-            on_upsert=templates.upsert,
-            on_delete=templates.delete,
-        )
         policies = claims.PolicyDirectory()
         return cls(
             templates,
             settings=settings,
-            informer=informer,
             children=lambda ns, children: kube.child_outcomes(api, ns, children),
             policies=policies,
-            policy_informers=kube.policy_informers(api, policies),
+            informers=(
+                kube.Informer(api, plural=types.TEMPLATE_PLURAL, watcher=templates),
+                *kube.policy_informers(api, policies),
+            ),
         )
 
-    def _all_informers(self) -> list[kube.Informer]:
-        return [i for i in (self._informer, *self._policy_informers) if i is not None]
+    def loaded(self) -> str:
+        return f"{len(self.templates)} templates"
 
-    def start(self) -> None:
-        for informer in self._all_informers():
-            informer.start()
+    def read(self, event_type: str, notification: Notification, data: Mapping[str, Any]) -> None:
+        return None
 
-    def stop(self) -> None:
-        for informer in self._all_informers():
-            informer.stop()
-
-    def ready(self) -> tuple[bool, str]:
-        for informer in self._all_informers():
-            if not informer.ready:
-                return (
-                    False,
-                    f"{informer.plural} not loaded yet: {informer.last_error or 'listing'}",
-                )
-        return True, f"{len(self.templates)} templates"
-
-    def respond(self, attributes: Mapping[str, str], data: object) -> Response:
-        if attributes.get("type") != notifications.MATCHED:
-            return accepted(f"ignored: unsupported event type {attributes.get('type')!r}")
-        try:
-            notification = notifications.parse_notification(data)
-        except EventError as error:
-            return rejected(f"{attributes.get('id')}: {error}")
-        ready, why = self.ready()
-        if not ready:
-            return unavailable(why)
-        if self.policies is not None:
-            refused = claims.refusal(notification, self.policies.claimed(notification))
-            if refused:  # checked before anything about the run is read
-                return rejected(f"{attributes.get('id')}: {refused}")
-        notification = notification.next_hop()
+    def decide(self, incoming: Incoming[None]) -> Response:
+        notification = incoming.notification.next_hop()
         ref = notification.template_ref
         # Templates are looked up in the policy's namespace only: no cross-tenant reads.
         entry = self.templates.get(notification.policy_namespace, ref.name)
@@ -279,6 +209,7 @@ class TemplateRenderer:
             policy_namespace=notification.policy_namespace,
             policy=notification.policy_name,
             policy_kind=notification.policy_kind,
+            key=notification.key,  # checked against the claim by the opening
         )
         rendered = replace(notification, resource=resource)
         return reply(rendered.to_event(notifications.RENDERED))
