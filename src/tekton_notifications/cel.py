@@ -30,7 +30,6 @@ import importlib.machinery
 import importlib.util
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -243,16 +242,20 @@ def prune(value: Any, paths: Paths) -> Any:
 
 
 def selected_engine() -> str:
-    """The engine ``NOTIFICATIONS_CEL_ENGINE`` asks for, if it can be used here."""
-    global _selected
-    if _selected is None:
-        _selected = _choose(os.environ.get(ENGINE_VARIABLE, ""))
-    return _selected
+    """The engine new expressions compile with: the one :func:`configure` or
+    :func:`set_engine` chose, else the default. The core reads no environment itself."""
+    return _selected or DEFAULT_ENGINE
+
+
+def configure(environ: Mapping[str, str]) -> str:
+    """Choose the engine from ``NOTIFICATIONS_CEL_ENGINE`` in ``environ``: called by the edges
+    (a function's start, the CLI), so the filter and ``tkn-notify explain`` decide alike."""
+    return set_engine(environ.get(ENGINE_VARIABLE) or None)
 
 
 def set_engine(name: str | None) -> str:
-    """Use engine ``name`` from now on (None: what the environment says); for benchmarks and
-    tests. Expressions keep the engine that compiled them."""
+    """Use engine ``name`` from now on (None: the default), if it can be used here.
+    Expressions keep the engine that compiled them."""
     global _selected
     _selected = None if name is None else _choose(name)
     return selected_engine()

@@ -1,4 +1,5 @@
-"""Prometheus metrics of every function, served on their own port (``METRICS_PORT``).
+"""Prometheus metrics of every function; the adapters serve them on their own port
+(``METRICS_PORT``, :mod:`tekton_notifications.adapters.exposition`).
 
 Knative Services expose one container port, so metrics listen on a second one that a
 PodMonitor scrapes on the pod (docs/troubleshooting.md). Labels are bounded: event types,
@@ -9,11 +10,9 @@ platform team keeps in the hundreds, not per run.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -116,17 +115,3 @@ STUCK: Final = Gauge(
     ["stage"],
     registry=REGISTRY,
 )
-
-
-def serve(environ: Mapping[str, str] | None = None) -> int | None:
-    """Start the metrics endpoint once per process; ``METRICS_PORT=0`` turns it off."""
-    environ = os.environ if environ is None else environ
-    port = int(environ.get("METRICS_PORT", "9090") or 0)
-    if not port:
-        return None
-    try:
-        start_http_server(port, addr=environ.get("METRICS_ADDRESS", "0.0.0.0"), registry=REGISTRY)
-    except OSError as error:  # another process (a test, a sidecar) has the port: keep serving
-        logger.warning("metrics not served on :%d: %s", port, error)
-        return None
-    return port

@@ -19,8 +19,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from tekton_notifications import logs, metrics, signing
-from tekton_notifications.adapters import bodylimit
+from tekton_notifications import logs, signing
+from tekton_notifications.adapters import bodylimit, exposition
 from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.wire import attributes_as_text
@@ -46,7 +46,7 @@ class Function:
 
     def start(self, cfg: Mapping[str, str]) -> None:
         logs.configure(cfg)
-        metrics.serve(cfg)
+        exposition.serve(cfg)
         limits = fairness.Limits.from_config(cfg)
         try:
             self._stage = base.build(self._factory, cfg)

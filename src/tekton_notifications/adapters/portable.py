@@ -26,8 +26,8 @@ import flask
 import functions_framework
 from cloudevents.http import from_http
 
-from tekton_notifications import logs, metrics, signing
-from tekton_notifications.adapters import bodylimit
+from tekton_notifications import logs, signing
+from tekton_notifications.adapters import bodylimit, exposition
 from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
@@ -59,7 +59,7 @@ class LazyStage:
         with self._lock:
             if self._stage is None or self._admission is None or self._pid != os.getpid():
                 logs.configure()
-                metrics.serve()
+                exposition.serve()
                 cfg = dict(os.environ)
                 limits = fairness.Limits.from_config(cfg)
                 self._stage = base.build(self._factory, cfg)

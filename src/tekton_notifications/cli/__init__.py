@@ -12,8 +12,11 @@ tkn runs a ``tkn-<name>`` executable from its plugin directory (``~/.config/tkn/
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from tekton_notifications import cel
 from tekton_notifications.cli._output import EXIT_CODES_HELP
 from tekton_notifications.cli.explain import explain
 from tekton_notifications.cli.history import history
@@ -39,7 +42,9 @@ cli.add_command(history)
 
 
 def main() -> None:
-    """The ``tkn-notify`` console script."""
+    """The ``tkn-notify`` console script; it evaluates CEL with the engine the functions are
+    configured with (``NOTIFICATIONS_CEL_ENGINE``), so explain decides as the filter does."""
+    cel.configure(os.environ)
     cli(prog_name="tkn-notify")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from tekton_notifications import metrics, signing
+from tekton_notifications import cel, metrics, signing
 from tekton_notifications.notifications import OutgoingEvent
 
 logger = logging.getLogger("tekton_notifications.stages")
@@ -176,6 +176,7 @@ def build(factory: Callable[[Mapping[str, str]], Stage], cfg: Mapping[str, str])
     except signing.SigningKeyError as error:
         logger.error("not starting: %s", error)
         raise
+    cel.configure(cfg)  # NOTIFICATIONS_CEL_ENGINE: the configuration enters here, not in the core
     metrics.SIGNING_ENABLED.set(0 if key is None else 1)
     if key is None:
         logger.warning(
