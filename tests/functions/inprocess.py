@@ -80,7 +80,11 @@ class InProcessFunction:
         )
         self._thread.start()
         self._stopped = False
-        self.function.start(environment(env))
+        try:
+            self.function.start(environment(env))
+        except BaseException:  # SystemExit on a refused start, too: no loop left running
+            self._close_loop()
+            raise
         transport = httpx.ASGITransport(app=ASGIApplication(self.function))
         self._client = httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
 
@@ -119,9 +123,12 @@ class InProcessFunction:
             self.function.stop()
             self._run(self._client.aclose())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=TIMEOUT)
-            self._loop.close()
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=TIMEOUT)
+        self._loop.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=TIMEOUT)
