@@ -214,6 +214,7 @@ def test_status_is_written_in_batches_not_per_event(
         policy_object("failed-pipelines", templates=[f"t{index}" for index in range(20)]),
     )
     function = inprocess("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="1")
+    started = time.monotonic()
     for index in range(20):
         post_event(function, *launched(notification(template=f"t{index}")))
     status = status_of(
@@ -222,13 +223,16 @@ def test_status_is_written_in_batches_not_per_event(
         "failed-pipelines",
         until=lambda s: s.get("matchCount") == 20,
     )
+    elapsed = time.monotonic() - started
     assert status["matchCount"] == 20
     writes = [
         r
         for r in kubeapi.requests
         if r.method == "PATCH" and r.path.endswith("/failed-pipelines/status")
     ]
-    assert 1 <= len(writes) <= 3
+    # One write per flush interval that saw new counts, not one per event: at most one per
+    # second that passed (plus the flush in progress at each end), however slow the machine.
+    assert 1 <= len(writes) <= min(int(elapsed) + 2, 19), (len(writes), elapsed)
 
 
 def test_an_api_outage_while_recording_asks_for_a_retry(
