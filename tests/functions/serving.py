@@ -1,4 +1,5 @@
-"""Run a function the way ``kn func`` does, and talk CloudEvents to it over real HTTP."""
+"""Talk CloudEvents to a function: over real HTTP to a served one (a URL), or to one in this
+process (:mod:`tests.functions.inprocess`); either way the answer is a :class:`Reply`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+
+from tekton_notifications.devtools.serving import ServedFunction
 
 
 def binary_request(attributes: Mapping[str, Any], data: Any) -> tuple[dict[str, str], bytes]:
@@ -65,18 +68,60 @@ class Reply:
         return str(self.headers.get("x-notifications-detail", ""))
 
 
-def post_event(
-    url: str, attributes: Mapping[str, Any], data: Any, *, encoding: str = "binary"
+class Endpoint(Protocol):
+    """A function that is not behind a URL: one in this process."""
+
+    name: str
+
+    def request(
+        self,
+        method: str,
+        path: str = "/",
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> Reply: ...
+
+
+#: A served function (or its URL), or a function in this process.
+Target = str | ServedFunction | Endpoint
+
+
+def request(
+    target: Target,
+    method: str,
+    path: str = "/",
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
 ) -> Reply:
-    headers, body = ENCODINGS[encoding](attributes, data)
-    response = httpx.post(url, headers=headers, content=body, timeout=30)
+    if isinstance(target, ServedFunction):
+        target = target.url
+    if not isinstance(target, str):
+        return target.request(method, path, headers=headers, body=body)
+    url = target if path == "/" else target.rstrip("/") + path  # a URL's own path is kept
+    response = httpx.request(method, url, headers=dict(headers or {}), content=body, timeout=30)
     return Reply(response.status_code, response.headers, response.content)
 
 
-def post_cloudevent(url: str, cloudevent: Mapping[str, Any], *, encoding: str = "binary") -> Reply:
+def post_event(
+    target: Target, attributes: Mapping[str, Any], data: Any, *, encoding: str = "binary"
+) -> Reply:
+    headers, body = ENCODINGS[encoding](attributes, data)
+    return request(target, "POST", headers=headers, body=body)
+
+
+def post_cloudevent(
+    target: Target, cloudevent: Mapping[str, Any], *, encoding: str = "binary"
+) -> Reply:
     """Post a structured-view event (like the fixtures) in the given content mode."""
     attributes = {k: v for k, v in cloudevent.items() if k != "data"}
-    return post_event(url, attributes, cloudevent.get("data"), encoding=encoding)
+    return post_event(target, attributes, cloudevent.get("data"), encoding=encoding)
+
+
+def probe(target: Target, path: str = "/health/readiness") -> Reply:
+    """A health probe, as Knative's kubelet sends it."""
+    return request(target, "GET", path)
 
 
 @dataclass

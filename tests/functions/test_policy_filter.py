@@ -1,4 +1,5 @@
-"""The policy-filter function, served as kn func serves it, fed tests/data/events.
+"""The policy-filter function, fed tests/data/events: its logic in this process (func-python's
+ASGI app), the wire and its readiness served as kn func serves it.
 
 Policies come from the Kubernetes API emulator through the official client (list + watch).
 """
@@ -10,16 +11,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction, free_port, write_kubeconfig
 from tests.conftest import load_cloudevent, policy_object
-from tests.functions.serving import CaptureServer, post_cloudevent, post_event
+from tests.functions.inprocess import InProcessFunction
+from tests.functions.serving import (
+    CaptureServer,
+    post_cloudevent,
+    post_event,
+    probe,
+    request,
+)
 
 FAILED_PIPELINERUN = "08-pipelinerun-failed.json"
 Serve = Callable[..., ServedFunction]
+Function = InProcessFunction | ServedFunction
+Start = Callable[..., Function]
 
 
 def add_policy(kubeapi: KubeAPIServer, obj: dict[str, object]) -> None:
@@ -30,12 +39,30 @@ def add_policy(kubeapi: KubeAPIServer, obj: dict[str, object]) -> None:
     )
 
 
+def start_filter(
+    start: Start, kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer
+) -> Function:
+    add_policy(kubeapi, policy_object("failed-pipelines", selector={"kinds": ["PipelineRun"]}))
+    return start("policy-filter", KUBECONFIG=str(kubeconfig), K_SINK=_url(broker_sink))
+
+
 @pytest.fixture
 def policy_filter(
-    kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer, served: Serve
-) -> ServedFunction:
-    add_policy(kubeapi, policy_object("failed-pipelines", selector={"kinds": ["PipelineRun"]}))
-    return served("policy-filter", KUBECONFIG=str(kubeconfig), K_SINK=_url(broker_sink))
+    kubeapi: KubeAPIServer,
+    kubeconfig: Path,
+    broker_sink: CaptureServer,
+    inprocess: Callable[..., InProcessFunction],
+) -> Function:
+    """In this process: for everything but the wire and start-up."""
+    return start_filter(inprocess, kubeapi, kubeconfig, broker_sink)
+
+
+@pytest.fixture
+def any_filter(
+    kubeapi: KubeAPIServer, kubeconfig: Path, broker_sink: CaptureServer, started: Start
+) -> Function:
+    """In this process and served by each server: for the wire."""
+    return start_filter(started, kubeapi, kubeconfig, broker_sink)
 
 
 def _url(capture: CaptureServer) -> str:
@@ -44,10 +71,10 @@ def _url(capture: CaptureServer) -> str:
 
 @pytest.mark.parametrize("encoding", ["binary", "structured"])
 def test_a_matching_tekton_event_is_answered_with_one_matched_event(
-    policy_filter: ServedFunction, encoding: str
+    any_filter: Function, encoding: str
 ) -> None:
     cloudevent = load_cloudevent(FAILED_PIPELINERUN)
-    reply = post_cloudevent(policy_filter.url, cloudevent, encoding=encoding)
+    reply = post_cloudevent(any_filter, cloudevent, encoding=encoding)
 
     assert reply.status == 200, reply.body
     assert reply.type == "dev.tekton.notification.matched.v1"
@@ -68,29 +95,29 @@ def test_a_matching_tekton_event_is_answered_with_one_matched_event(
 
 
 def test_a_tekton_redelivery_yields_the_same_matched_event_id(
-    policy_filter: ServedFunction,
+    policy_filter: Function,
 ) -> None:
     cloudevent = load_cloudevent(FAILED_PIPELINERUN)
-    first = post_cloudevent(policy_filter.url, cloudevent)
-    again = post_cloudevent(policy_filter.url, {**cloudevent, "id": "a-new-id-from-a-retry"})
+    first = post_cloudevent(policy_filter, cloudevent)
+    again = post_cloudevent(policy_filter, {**cloudevent, "id": "a-new-id-from-a-retry"})
     assert first.headers["ce-id"] == again.headers["ce-id"]
 
 
 def test_an_event_no_policy_matches_is_accepted_without_a_reply(
-    policy_filter: ServedFunction,
+    policy_filter: Function,
 ) -> None:
-    reply = post_cloudevent(policy_filter.url, load_cloudevent("06-taskrun-successful.json"))
+    reply = post_cloudevent(policy_filter, load_cloudevent("06-taskrun-successful.json"))
     assert (reply.status, reply.type) == (202, None)
     assert reply.detail == "no policy matched"
 
 
 def test_several_matches_are_published_to_the_broker_one_by_one(
-    kubeapi: KubeAPIServer, policy_filter: ServedFunction, broker_sink: CaptureServer
+    kubeapi: KubeAPIServer, policy_filter: Function, broker_sink: CaptureServer
 ) -> None:
     add_policy(kubeapi, policy_object("also-email", templates=["email", "teams"]))
     _wait_for_policies(policy_filter, 2)
 
-    reply = post_cloudevent(policy_filter.url, load_cloudevent(FAILED_PIPELINERUN))
+    reply = post_cloudevent(policy_filter, load_cloudevent(FAILED_PIPELINERUN))
 
     assert reply.status == 202
     assert reply.detail == "published 3 matches"
@@ -100,36 +127,36 @@ def test_several_matches_are_published_to_the_broker_one_by_one(
 
 
 def test_a_broker_that_refuses_fan_out_makes_the_whole_event_retryable(
-    kubeapi: KubeAPIServer, policy_filter: ServedFunction, broker_sink: CaptureServer
+    kubeapi: KubeAPIServer, policy_filter: Function, broker_sink: CaptureServer
 ) -> None:
     add_policy(kubeapi, policy_object("also-email", templates=["email"]))
     _wait_for_policies(policy_filter, 2)
     broker_sink.status = 500
-    reply = post_cloudevent(policy_filter.url, load_cloudevent(FAILED_PIPELINERUN))
+    reply = post_cloudevent(policy_filter, load_cloudevent(FAILED_PIPELINERUN))
     assert reply.status == 503
     assert "answered 500" in reply.json["message"]
 
 
 def test_a_policy_created_after_start_is_seen_through_the_watch(
-    kubeapi: KubeAPIServer, policy_filter: ServedFunction
+    kubeapi: KubeAPIServer, policy_filter: Function
 ) -> None:
     event = load_cloudevent("06-taskrun-successful.json")
-    assert post_cloudevent(policy_filter.url, event).status == 202
+    assert post_cloudevent(policy_filter, event).status == 202
     add_policy(
         kubeapi,
         policy_object("succeeded-taskruns", events=["succeeded"], selector={"kinds": ["TaskRun"]}),
     )
     _wait_for_policies(policy_filter, 2)
-    reply = post_cloudevent(policy_filter.url, event)
+    reply = post_cloudevent(policy_filter, event)
     assert reply.type == "dev.tekton.notification.matched.v1"
 
 
 @pytest.mark.parametrize("encoding", ["binary", "structured"])
 def test_event_types_it_does_not_handle_are_acknowledged_and_logged(
-    policy_filter: ServedFunction, encoding: str
+    policy_filter: Function, encoding: str
 ) -> None:
     reply = post_event(
-        policy_filter.url,
+        policy_filter,
         {"specversion": "1.0", "id": "1", "source": "/x", "type": "com.example.build.done"},
         {"a": 1},
         encoding=encoding,
@@ -150,7 +177,7 @@ def test_event_types_it_does_not_handle_are_acknowledged_and_logged(
     ids=["invalid JSON", "wrong envelope"],
 )
 def test_a_malformed_tekton_event_is_a_400_that_says_what_is_wrong(
-    policy_filter: ServedFunction, data: object, message: str
+    policy_filter: Function, data: object, message: str
 ) -> None:
     attributes = {
         "specversion": "1.0",
@@ -158,17 +185,18 @@ def test_a_malformed_tekton_event_is_a_400_that_says_what_is_wrong(
         "source": "/apis///namespaces/ci//x",
         "type": "dev.tekton.event.taskrun.failed.v1",
     }
-    reply = post_event(policy_filter.url, attributes, data)
+    reply = post_event(policy_filter, attributes, data)
     assert reply.status == 400
     assert message in reply.json["message"]
 
 
-def test_a_request_that_is_not_a_cloudevent_is_a_400(policy_filter: ServedFunction) -> None:
-    response = httpx.post(policy_filter.url, json={"hello": "world"})
-    assert response.status_code == 400
+def test_a_request_that_is_not_a_cloudevent_is_a_400(any_filter: Function) -> None:
+    body = json.dumps({"hello": "world"}).encode()
+    reply = request(any_filter, "POST", headers={"content-type": "application/json"}, body=body)
+    assert reply.status == 400
 
 
-def test_a_notification_run_never_matches(policy_filter: ServedFunction) -> None:
+def test_a_notification_run_never_matches(policy_filter: Function) -> None:
     cloudevent = load_cloudevent(FAILED_PIPELINERUN)
     cloudevent["data"]["pipelineRun"]["metadata"]["labels"].update(
         {
@@ -176,17 +204,17 @@ def test_a_notification_run_never_matches(policy_filter: ServedFunction) -> None
             "notifications.tekton.dev/policy": "failed-pipelines",
         }
     )
-    reply = post_cloudevent(policy_filter.url, cloudevent)
+    reply = post_cloudevent(policy_filter, cloudevent)
     assert reply.status == 202
     assert "is a notification run" in reply.detail
 
 
 def test_a_policy_in_another_namespace_does_not_see_the_run(
-    kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve
+    kubeapi: KubeAPIServer, kubeconfig: Path, inprocess: Callable[..., InProcessFunction]
 ) -> None:
     add_policy(kubeapi, policy_object("other-team", namespace="team-b"))
-    function = served("policy-filter", KUBECONFIG=str(kubeconfig))
-    reply = post_cloudevent(function.url, load_cloudevent(FAILED_PIPELINERUN))
+    function = inprocess("policy-filter", KUBECONFIG=str(kubeconfig))
+    reply = post_cloudevent(function, load_cloudevent(FAILED_PIPELINERUN))
     assert (reply.status, reply.detail) == (202, "no policy matched")
 
 
@@ -197,16 +225,16 @@ def test_until_policies_are_loaded_it_is_not_ready_and_asks_for_a_retry(
     write_kubeconfig(unreachable, f"http://127.0.0.1:{free_port()}")  # nothing listens there
     function = served("policy-filter", wait_ready=False, KUBECONFIG=str(unreachable))
 
-    assert httpx.get(function.url + "/health/readiness").status_code != 200
-    reply = post_cloudevent(function.url, load_cloudevent(FAILED_PIPELINERUN))
+    assert probe(function).status != 200
+    reply = post_cloudevent(function, load_cloudevent(FAILED_PIPELINERUN))
     assert reply.status == 503
     assert "policies not loaded yet" in reply.json["message"]
 
 
-def _wait_for_policies(function: ServedFunction, count: int, timeout: float = 10.0) -> None:
+def _wait_for_policies(function: Function, count: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        readiness = httpx.get(function.url + "/health/readiness").text
+        readiness = probe(function).body.decode()
         if readiness.split("; ")[0] == f"{count} policies":
             return
         time.sleep(0.05)

@@ -1,5 +1,6 @@
 """The status-recorder function: Kubernetes Events per notification outcome, and policy and
-template status (Ready, match counters), written in batches, through the API emulator."""
+template status (Ready, match counters), written in batches, through the API emulator. Its
+logic in this process (func-python's ASGI app), the wire served as kn func serves it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from tekton_notifications.devtools.serving import ServedFunction
 from tekton_notifications.models import TemplateRef
 from tekton_notifications.notifications import Notification, failure
 from tests.conftest import EXAMPLES, load_event, policy_object
+from tests.functions.inprocess import InProcessFunction
 from tests.functions.serving import post_event
 
-Serve = Callable[..., ServedFunction]
+Function = InProcessFunction | ServedFunction
+Start = Callable[..., Function]
+InProcess = Callable[..., InProcessFunction]
 GROUP, VERSION = "notifications.tekton.dev", "v1alpha1"
 
 
@@ -55,8 +59,7 @@ def failed(n: Notification) -> tuple[dict[str, str], dict[str, Any]]:
     return dict(event.attributes), dict(event.data)
 
 
-@pytest.fixture
-def recorder(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
+def start_recorder(start: Start, kubeapi: KubeAPIServer, kubeconfig: Path) -> Function:
     kubeapi.load_manifests(EXAMPLES / "templates")
     kubeapi.store.create(
         GROUP,
@@ -65,7 +68,19 @@ def recorder(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedF
         "ci",
         policy_object("failed-pipelines", templates=["slack-webhook", "email"]),
     )
-    return served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="0.1")
+    return start("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="0.1")
+
+
+@pytest.fixture
+def recorder(kubeapi: KubeAPIServer, kubeconfig: Path, inprocess: InProcess) -> Function:
+    """In this process: for everything but the wire."""
+    return start_recorder(inprocess, kubeapi, kubeconfig)
+
+
+@pytest.fixture
+def any_recorder(kubeapi: KubeAPIServer, kubeconfig: Path, started: Start) -> Function:
+    """In this process and served by each server: for the wire."""
+    return start_recorder(started, kubeapi, kubeconfig)
 
 
 def events_about(kubeapi: KubeAPIServer, name: str) -> list[dict[str, Any]]:
@@ -89,10 +104,11 @@ def ready(status: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
 
 
+@pytest.mark.parametrize("encoding", ["binary", "structured"])
 def test_a_sent_notification_is_an_event_on_the_source_run_and_on_the_policy(
-    kubeapi: KubeAPIServer, recorder: ServedFunction
+    kubeapi: KubeAPIServer, any_recorder: Function, encoding: str
 ) -> None:
-    reply = post_event(recorder.url, *launched(notification()))
+    reply = post_event(any_recorder, *launched(notification()), encoding=encoding)
     assert (reply.status, reply.type) == (202, None)
 
     (on_run,) = events_about(kubeapi, "storefront-ci-run-p7v2k")
@@ -108,21 +124,21 @@ def test_a_sent_notification_is_an_event_on_the_source_run_and_on_the_policy(
 
 
 def test_a_failed_notification_is_a_warning_event_with_the_reason(
-    kubeapi: KubeAPIServer, recorder: ServedFunction
+    kubeapi: KubeAPIServer, recorder: Function
 ) -> None:
-    post_event(recorder.url, *failed(notification()))
+    post_event(recorder, *failed(notification()))
     (on_run,) = events_about(kubeapi, "storefront-ci-run-p7v2k")
     assert (on_run["type"], on_run["reason"]) == ("Warning", "NotificationFailed")
     assert "render UndefinedVariable: event.nmae is undefined" in on_run["message"]
 
 
 def test_matches_are_counted_in_the_policy_status_once_per_notification(
-    kubeapi: KubeAPIServer, recorder: ServedFunction
+    kubeapi: KubeAPIServer, recorder: Function
 ) -> None:
     first, second = notification(), notification(template="email")
     for _ in range(3):  # redeliveries of the same outcome count once
-        post_event(recorder.url, *launched(first))
-    post_event(recorder.url, *launched(second))
+        post_event(recorder, *launched(first))
+    post_event(recorder, *launched(second))
 
     status = status_of(
         kubeapi,
@@ -135,7 +151,7 @@ def test_matches_are_counted_in_the_policy_status_once_per_notification(
     assert len(events_about(kubeapi, "storefront-ci-run-p7v2k")) == 2
 
 
-def test_a_ready_policy_says_so(kubeapi: KubeAPIServer, recorder: ServedFunction) -> None:
+def test_a_ready_policy_says_so(kubeapi: KubeAPIServer, recorder: Function) -> None:
     status = status_of(kubeapi, "notificationpolicies", "failed-pipelines", until=ready)
     assert ready(status)["status"] == "True"
     assert status["observedGeneration"] == 1
@@ -160,7 +176,7 @@ def test_a_ready_policy_says_so(kubeapi: KubeAPIServer, recorder: ServedFunction
 )
 def test_a_policy_that_cannot_work_is_not_ready_with_the_reason(
     kubeapi: KubeAPIServer,
-    recorder: ServedFunction,
+    recorder: Function,
     policy: dict[str, Any],
     reason: str,
     message: str,
@@ -187,7 +203,7 @@ def test_a_policy_that_cannot_work_is_not_ready_with_the_reason(
 
 
 def test_status_is_written_in_batches_not_per_event(
-    kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve
+    kubeapi: KubeAPIServer, kubeconfig: Path, inprocess: InProcess
 ) -> None:
     kubeapi.store.create(
         GROUP,
@@ -197,10 +213,10 @@ def test_status_is_written_in_batches_not_per_event(
         # Twenty templates: twenty notifications of one run, each counted.
         policy_object("failed-pipelines", templates=[f"t{index}" for index in range(20)]),
     )
-    function = served("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="1")
+    function = inprocess("status-recorder", KUBECONFIG=str(kubeconfig), STATUS_FLUSH_SECONDS="1")
     started = time.monotonic()
     for index in range(20):
-        post_event(function.url, *launched(notification(template=f"t{index}")))
+        post_event(function, *launched(notification(template=f"t{index}")))
     status = status_of(
         kubeapi,
         "notificationpolicies",
@@ -220,14 +236,14 @@ def test_status_is_written_in_batches_not_per_event(
 
 
 def test_an_api_outage_while_recording_asks_for_a_retry(
-    kubeapi: KubeAPIServer, recorder: ServedFunction
+    kubeapi: KubeAPIServer, recorder: Function
 ) -> None:
     kubeapi.faults.add(503, method="POST", path="/events", count=1)
-    assert post_event(recorder.url, *launched(notification())).status == 503
-    assert post_event(recorder.url, *launched(notification())).status == 202
+    assert post_event(recorder, *launched(notification())).status == 503
+    assert post_event(recorder, *launched(notification())).status == 202
 
 
-def test_other_events_are_acknowledged(recorder: ServedFunction) -> None:
+def test_other_events_are_acknowledged(recorder: Function) -> None:
     attributes, data = launched(notification())
-    reply = post_event(recorder.url, {**attributes, "type": notifications.MATCHED}, data)
+    reply = post_event(recorder, {**attributes, "type": notifications.MATCHED}, data)
     assert (reply.status, reply.type) == (202, None)

@@ -1,4 +1,5 @@
-"""The task-launcher function, served as kn func serves it, against the API emulator.
+"""The task-launcher function against the API emulator: its logic in this process
+(func-python's ASGI app), the wire served as kn func serves it.
 
 The TaskRun must exist exactly once however often the event is delivered, and the API's
 answers map to success, a ``failed`` event (never retried) or a 5xx (retried by the broker).
@@ -19,9 +20,11 @@ from tekton_notifications.devtools.serving import ServedFunction
 from tekton_notifications.models import TemplateRef, parse_template
 from tekton_notifications.notifications import Notification
 from tests.conftest import load_event, policy_object
+from tests.functions.inprocess import InProcessFunction
 from tests.functions.serving import post_event
 
-Serve = Callable[..., ServedFunction]
+Function = InProcessFunction | ServedFunction
+Start = Callable[..., Function]
 
 TEMPLATE_OBJECT = {
     "apiVersion": "notifications.tekton.dev/v1alpha1",
@@ -65,8 +68,7 @@ def rendered_event(
     return dict(outgoing.attributes), dict(outgoing.data)
 
 
-@pytest.fixture
-def launcher(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
+def start_launcher(start: Start, kubeapi: KubeAPIServer, kubeconfig: Path) -> Function:
     # The policy and template the rendered events name: the launcher refuses claims to
     # missing ones, and compares the run with the template.
     kubeapi.store.create_manifest(copy.deepcopy(TEMPLATE_OBJECT))
@@ -77,7 +79,21 @@ def launcher(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedF
         "ci",
         policy_object("failed-pipelines", templates=["slack"]),
     )
-    return served("task-launcher", KUBECONFIG=str(kubeconfig))
+    return start("task-launcher", KUBECONFIG=str(kubeconfig))
+
+
+@pytest.fixture
+def launcher(
+    kubeapi: KubeAPIServer, kubeconfig: Path, inprocess: Callable[..., InProcessFunction]
+) -> Function:
+    """In this process: for everything but the wire."""
+    return start_launcher(inprocess, kubeapi, kubeconfig)
+
+
+@pytest.fixture
+def any_launcher(kubeapi: KubeAPIServer, kubeconfig: Path, started: Start) -> Function:
+    """In this process and served by each server: for the wire."""
+    return start_launcher(started, kubeapi, kubeconfig)
 
 
 def taskruns_in(kubeapi: KubeAPIServer, namespace: str = "ci") -> list[dict[str, Any]]:
@@ -86,10 +102,10 @@ def taskruns_in(kubeapi: KubeAPIServer, namespace: str = "ci") -> list[dict[str,
 
 @pytest.mark.parametrize("encoding", ["binary", "structured"])
 def test_the_rendered_taskrun_is_created_and_reported_as_launched(
-    kubeapi: KubeAPIServer, launcher: ServedFunction, encoding: str
+    kubeapi: KubeAPIServer, any_launcher: Function, encoding: str
 ) -> None:
     attributes, data = rendered_event()
-    reply = post_event(launcher.url, attributes, data, encoding=encoding)
+    reply = post_event(any_launcher, attributes, data, encoding=encoding)
 
     assert reply.status == 200, reply.body
     assert reply.type == "dev.tekton.notification.launched.v1"
@@ -108,11 +124,11 @@ def test_the_rendered_taskrun_is_created_and_reported_as_launched(
 
 
 def test_a_second_delivery_creates_nothing_new_and_still_succeeds(
-    kubeapi: KubeAPIServer, launcher: ServedFunction
+    kubeapi: KubeAPIServer, launcher: Function
 ) -> None:
     attributes, data = rendered_event()
-    first = post_event(launcher.url, attributes, data)
-    second = post_event(launcher.url, attributes, data)
+    first = post_event(launcher, attributes, data)
+    second = post_event(launcher, attributes, data)
 
     assert len(taskruns_in(kubeapi)) == 1
     assert second.status == 200
@@ -123,32 +139,30 @@ def test_a_second_delivery_creates_nothing_new_and_still_succeeds(
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_a_retryable_api_failure_is_a_5xx_so_the_broker_retries(
-    kubeapi: KubeAPIServer, launcher: ServedFunction, status: int
+    kubeapi: KubeAPIServer, launcher: Function, status: int
 ) -> None:
     kubeapi.faults.add(status, method="POST", path="/taskruns")
     attributes, data = rendered_event()
-    reply = post_event(launcher.url, attributes, data)
+    reply = post_event(launcher, attributes, data)
     assert reply.status == 503
     assert str(status) in reply.json["message"]
     assert taskruns_in(kubeapi) == []
-    retried = post_event(launcher.url, attributes, data)
+    retried = post_event(launcher, attributes, data)
     assert retried.type == "dev.tekton.notification.launched.v1"
     assert len(taskruns_in(kubeapi)) == 1
 
 
-def test_a_dropped_connection_is_retryable_too(
-    kubeapi: KubeAPIServer, launcher: ServedFunction
-) -> None:
+def test_a_dropped_connection_is_retryable_too(kubeapi: KubeAPIServer, launcher: Function) -> None:
     kubeapi.faults.add(method="POST", path="/taskruns", mode="drop")
     attributes, data = rendered_event()
-    assert post_event(launcher.url, attributes, data).status == 503
+    assert post_event(launcher, attributes, data).status == 503
 
 
 @pytest.mark.parametrize(
     ("status", "reason"), [(403, "Forbidden"), (422, "Invalid"), (404, "NotFound")]
 )
 def test_a_refusal_by_the_api_is_a_failed_event_not_a_retry(
-    kubeapi: KubeAPIServer, launcher: ServedFunction, status: int, reason: str
+    kubeapi: KubeAPIServer, launcher: Function, status: int, reason: str
 ) -> None:
     kubeapi.faults.add(
         status,
@@ -157,7 +171,7 @@ def test_a_refusal_by_the_api_is_a_failed_event_not_a_retry(
         message=f"taskruns.tekton.dev is {reason.lower()} here",
     )
     attributes, data = rendered_event()
-    reply = post_event(launcher.url, attributes, data)
+    reply = post_event(launcher, attributes, data)
 
     assert reply.status == 200
     assert reply.type == "dev.tekton.notification.failed.v1"
@@ -169,30 +183,30 @@ def test_a_refusal_by_the_api_is_a_failed_event_not_a_retry(
 
 
 def test_a_run_outside_the_policy_namespace_is_refused(
-    kubeapi: KubeAPIServer, launcher: ServedFunction
+    kubeapi: KubeAPIServer, launcher: Function
 ) -> None:
     attributes, data = rendered_event(namespace="kube-system")
-    reply = post_event(launcher.url, attributes, data)
+    reply = post_event(launcher, attributes, data)
     assert reply.type == "dev.tekton.notification.failed.v1"
     assert reply.data["error"]["reason"] == "Refused"
     assert kubeapi.store.list("tekton.dev", "taskruns", None) == []
 
 
-def test_only_tekton_runs_are_launched(kubeapi: KubeAPIServer, launcher: ServedFunction) -> None:
+def test_only_tekton_runs_are_launched(kubeapi: KubeAPIServer, launcher: Function) -> None:
     attributes, data = rendered_event(apiVersion="v1", kind="Pod")
-    reply = post_event(launcher.url, attributes, data)
+    reply = post_event(launcher, attributes, data)
     assert reply.data["error"]["reason"] == "Refused"
 
 
-def test_a_rendered_event_without_its_payload_is_a_400(launcher: ServedFunction) -> None:
+def test_a_rendered_event_without_its_payload_is_a_400(launcher: Function) -> None:
     attributes, _ = rendered_event()
-    reply = post_event(launcher.url, attributes, {"key": "k"})
+    reply = post_event(launcher, attributes, {"key": "k"})
     assert reply.status == 400
     assert "'policy' needs name and namespace" in reply.json["message"]
 
 
-def test_other_event_types_are_acknowledged_without_a_reply(launcher: ServedFunction) -> None:
+def test_other_event_types_are_acknowledged_without_a_reply(launcher: Function) -> None:
     attributes, data = rendered_event()
-    reply = post_event(launcher.url, {**attributes, "type": notifications.MATCHED}, data)
+    reply = post_event(launcher, {**attributes, "type": notifications.MATCHED}, data)
     assert (reply.status, reply.type) == (202, None)
     assert "unsupported event type" in reply.detail

@@ -1,11 +1,14 @@
-"""The template-renderer function, served as kn func serves it, templates from the emulator."""
+"""The template-renderer function, templates from the emulator: its logic in this process
+(func-python's ASGI app), the wire and its start-up served as kn func serves it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -15,9 +18,12 @@ from tekton_notifications.matching import Match
 from tekton_notifications.models import TemplateRef, parse_policy
 from tekton_notifications.stages.policy_filter import matched_event
 from tests.conftest import EXAMPLES, load_event, policy_object
-from tests.functions.serving import post_event
+from tests.functions.inprocess import InProcessFunction
+from tests.functions.serving import post_event, probe
 
 Serve = Callable[..., ServedFunction]
+Function = InProcessFunction | ServedFunction
+Start = Callable[..., Function]
 
 
 def add_template(kubeapi: KubeAPIServer, name: str, namespace: str = "ci", **spec: Any) -> None:
@@ -59,8 +65,7 @@ TEMPLATES_NAMED = [
 ]
 
 
-@pytest.fixture
-def renderer(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedFunction:
+def start_renderer(start: Start, kubeapi: KubeAPIServer, kubeconfig: Path) -> Function:
     kubeapi.load_manifests(EXAMPLES / "templates")
     kubeapi.store.create(
         "notifications.tekton.dev",
@@ -69,19 +74,33 @@ def renderer(kubeapi: KubeAPIServer, kubeconfig: Path, served: Serve) -> ServedF
         "ci",
         policy_object("failed-pipelines", templates=TEMPLATES_NAMED),
     )
-    return served(
+    return start(
         "template-renderer",
         KUBECONFIG=str(kubeconfig),
         TEKTON_DASHBOARD_URL="https://dashboard.example.com",
     )
 
 
+@pytest.fixture
+def renderer(
+    kubeapi: KubeAPIServer, kubeconfig: Path, inprocess: Callable[..., InProcessFunction]
+) -> Function:
+    """In this process: for everything but the wire and start-up."""
+    return start_renderer(inprocess, kubeapi, kubeconfig)
+
+
+@pytest.fixture
+def any_renderer(kubeapi: KubeAPIServer, kubeconfig: Path, started: Start) -> Function:
+    """In this process and served by each server: for the wire."""
+    return start_renderer(started, kubeapi, kubeconfig)
+
+
 @pytest.mark.parametrize("encoding", ["binary", "structured"])
 def test_a_matched_event_is_rendered_into_the_taskrun_to_create(
-    renderer: ServedFunction, encoding: str
+    any_renderer: Function, encoding: str
 ) -> None:
     attributes, data = matched()
-    reply = post_event(renderer.url, attributes, data, encoding=encoding)
+    reply = post_event(any_renderer, attributes, data, encoding=encoding)
 
     assert reply.status == 200, reply.body
     assert reply.type == "dev.tekton.notification.rendered.v1"
@@ -112,16 +131,16 @@ def test_a_matched_event_is_rendered_into_the_taskrun_to_create(
     assert reply.data["key"] == data["key"]
 
 
-def test_policy_param_overrides_replace_the_templates_params(renderer: ServedFunction) -> None:
+def test_policy_param_overrides_replace_the_templates_params(renderer: Function) -> None:
     attributes, data = matched(params={"bot-name": "CI for {{ event.namespace }}"})
-    reply = post_event(renderer.url, attributes, data)
+    reply = post_event(renderer, attributes, data)
     params = {p["name"]: p["value"] for p in reply.data["resource"]["spec"]["params"]}
     assert params["bot-name"] == "CI for ci"
 
 
-def test_a_missing_template_is_a_failed_event_not_a_retry(renderer: ServedFunction) -> None:
+def test_a_missing_template_is_a_failed_event_not_a_retry(renderer: Function) -> None:
     attributes, data = matched("no-such-template")
-    reply = post_event(renderer.url, attributes, data)
+    reply = post_event(renderer, attributes, data)
     assert (reply.status, reply.type) == (200, "dev.tekton.notification.failed.v1")
     assert reply.data["error"] == {
         "stage": "render",
@@ -131,16 +150,16 @@ def test_a_missing_template_is_a_failed_event_not_a_retry(renderer: ServedFuncti
 
 
 def test_templates_of_another_namespace_are_never_used(
-    kubeapi: KubeAPIServer, renderer: ServedFunction
+    kubeapi: KubeAPIServer, renderer: Function
 ) -> None:
     add_template(kubeapi, "team-b-only", "team-b", taskRef={"name": "x"}, params={"a": "b"})
     attributes, data = matched("team-b-only")
-    reply = post_event(renderer.url, attributes, data)
+    reply = post_event(renderer, attributes, data)
     assert reply.data["error"]["reason"] == "TemplateNotFound"
 
 
 def test_an_undefined_variable_is_a_failed_event_naming_it(
-    kubeapi: KubeAPIServer, renderer: ServedFunction
+    kubeapi: KubeAPIServer, renderer: Function
 ) -> None:
     add_template(
         kubeapi,
@@ -149,7 +168,7 @@ def test_an_undefined_variable_is_a_failed_event_naming_it(
         params={"message": "{{ event.nmae }} failed"},
     )
     _wait_for_templates(renderer, kubeapi)
-    reply = post_event(renderer.url, *matched("typo"))
+    reply = post_event(renderer, *matched("typo"))
     error = reply.data["error"]
     assert (error["stage"], error["reason"]) == ("render", "UndefinedVariable")
     assert "typo" in error["message"] and "message" in error["message"]
@@ -157,17 +176,17 @@ def test_an_undefined_variable_is_a_failed_event_naming_it(
 
 
 def test_an_invalid_template_object_is_a_failed_event_with_the_field(
-    kubeapi: KubeAPIServer, renderer: ServedFunction
+    kubeapi: KubeAPIServer, renderer: Function
 ) -> None:
     add_template(kubeapi, "both-refs", taskRef={"name": "a"}, pipelineRef={"name": "b"})
     _wait_for_templates(renderer, kubeapi)
-    reply = post_event(renderer.url, *matched("both-refs"))
+    reply = post_event(renderer, *matched("both-refs"))
     assert reply.data["error"]["reason"] == "InvalidTemplate"
     assert "set exactly one of taskRef and pipelineRef" in reply.data["error"]["message"]
 
 
 def test_a_pipeline_template_renders_a_pipelinerun(
-    kubeapi: KubeAPIServer, renderer: ServedFunction
+    kubeapi: KubeAPIServer, renderer: Function
 ) -> None:
     add_template(
         kubeapi,
@@ -178,7 +197,7 @@ def test_a_pipeline_template_renders_a_pipelinerun(
         timeout="10m",
     )
     _wait_for_templates(renderer, kubeapi)
-    resource = post_event(renderer.url, *matched("notify-pipeline")).data["resource"]
+    resource = post_event(renderer, *matched("notify-pipeline")).data["resource"]
     assert resource["kind"] == "PipelineRun"
     assert resource["spec"]["pipelineRef"] == {"name": "notify"}
     assert resource["spec"]["taskRunTemplate"] == {"serviceAccountName": "notifier"}
@@ -186,9 +205,9 @@ def test_a_pipeline_template_renders_a_pipelinerun(
     assert resource["spec"]["params"] == [{"name": "run", "value": "storefront-ci-run-p7v2k"}]
 
 
-def test_a_malformed_matched_event_is_a_400(renderer: ServedFunction) -> None:
+def test_a_malformed_matched_event_is_a_400(renderer: Function) -> None:
     attributes, _ = matched()
-    reply = post_event(renderer.url, attributes, {"key": "k", "policy": {"name": "p"}})
+    reply = post_event(renderer, attributes, {"key": "k", "policy": {"name": "p"}})
     assert reply.status == 400
     assert "'policy' needs name and namespace" in reply.json["message"]
 
@@ -197,21 +216,17 @@ def test_until_templates_are_loaded_it_asks_for_a_retry(tmp_path: Path, served: 
     unreachable = tmp_path / "kubeconfig"
     write_kubeconfig(unreachable, f"http://127.0.0.1:{free_port()}")
     renderer = served("template-renderer", wait_ready=False, KUBECONFIG=str(unreachable))
-    reply = post_event(renderer.url, *matched())
+    reply = post_event(renderer, *matched())
     assert reply.status == 503
     assert "templates not loaded yet" in reply.json["message"]
 
 
-def _wait_for_templates(renderer: ServedFunction, kubeapi: KubeAPIServer) -> None:
-    import time
-
-    import httpx
-
+def _wait_for_templates(renderer: Function, kubeapi: KubeAPIServer) -> None:
     count = len(kubeapi.store.list("notifications.tekton.dev", "notificationtemplates"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            readiness = httpx.get(renderer.url + "/health/readiness").text
+            readiness = probe(renderer).body.decode()
             if readiness.split("; ")[0] == f"{count} templates":
                 return
         except httpx.HTTPError:
@@ -222,7 +237,7 @@ def _wait_for_templates(renderer: ServedFunction, kubeapi: KubeAPIServer) -> Non
 
 
 def test_failed_children_of_a_current_pipelinerun_are_looked_up_for_the_message(
-    kubeapi: KubeAPIServer, renderer: ServedFunction
+    kubeapi: KubeAPIServer, renderer: Function
 ) -> None:
     """Current Tekton lists children without outcome; the renderer reads the child TaskRuns."""
     for task, status, reason, message in [
@@ -250,7 +265,7 @@ def test_failed_children_of_a_current_pipelinerun_are_looked_up_for_the_message(
                 },
             },
         )
-    reply = post_event(renderer.url, *matched())
+    reply = post_event(renderer, *matched())
     params = {p["name"]: p["value"] for p in reply.data["resource"]["spec"]["params"]}
     assert "unit-tests" in params["message"]
     assert "StepFailed" in params["message"]
