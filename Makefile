@@ -34,8 +34,10 @@ $(FF_VENV)/bin/.installed: pyproject.toml
 
 install-ff: $(FF_VENV)/bin/.installed
 
-# The functions vendor the core without the CLI and dev tools (packaging/function-core).
+# The functions vendor the core without the CLI and dev tools (packaging/function-core),
+# with cel-python's parser tables saved beside celparse.py (saves ~0.5 s of each start).
 build: install
+	$(BIN)/python -c 'from tekton_notifications import celparse; celparse.install()'
 	rm -rf dist && $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist packaging/function-core
 	for fn in $(FUNCTIONS); do \
 		mkdir -p functions/$$fn/vendor && rm -f functions/$$fn/vendor/*.whl && \

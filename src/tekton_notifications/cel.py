@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from tekton_notifications import celcost
+from tekton_notifications import celcost, celparse
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +297,7 @@ class _PythonEngine:
 
         # celpy logs every evaluation error at ERROR before raising; we report them ourselves.
         logging.getLogger("celpy").setLevel(logging.CRITICAL)
+        celparse.install()  # before celpy.Environment, which builds celpy's parser otherwise
         self._environment = celpy.Environment(runner_class=celpy.InterpretedRunner)
         self._parse_error: type[Exception] = CELParseError
         self._eval_error: type[Exception] = CELEvalError
