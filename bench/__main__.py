@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         f"tekton-notifications benchmarks, {now:%Y-%m-%d %H:%M} UTC",
         f"machine: {machine()}",
-        f"load generator: {client} ({settings.connections} connections; per configuration "
+        f"load generator: {client} ({settings.connections} connections, the summary "
+        f"{summary.CONNECTIONS}; per configuration "
         f"{settings.warmup:g} s warm-up, then {settings.slices} x ({settings.baseline_seconds} s "
         f"no-op + {settings.slice_seconds} s function)); "
         f"CEL engines: {', '.join(cel.available_engines())} (default {cel.selected_engine()})",
