@@ -1,7 +1,9 @@
 """``python -m bench``: run the benchmarks, print one table (``make bench``).
 
-``--quick`` is a ~1-2 minute smoke run: shorter loads, fewer configurations, one start each.
-``--only cel,e2e`` runs some sections. Logs of every started process go to ``--out``.
+By default it runs ``summary``: issue 16's figures in one table and ``bench/bench.png``
+(~4-5 minutes on two cores). ``--only all`` runs every section (much longer), ``--only cel,e2e``
+some. ``--quick`` is a ~1-2 minute smoke run: shorter loads, fewer configurations, one start
+each. Logs of every started process go to ``--out``.
 ``--cel-spec`` (or ``$CEL_SPEC_DIR``) names a local cel-spec checkout whose conformance data the
 ``cel-engines`` section runs.
 """
@@ -21,12 +23,32 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import breakdown, cel_cost, cel_engines, coldstart, e2e, storm_cost, throughput
+from bench import (
+    BENCH,
+    breakdown,
+    cel_cost,
+    cel_engines,
+    coldstart,
+    e2e,
+    storm_cost,
+    summary,
+    throughput,
+)
 from bench.loadgen import CLIENTS
 from bench.table import Row, format_table
 from tekton_notifications import cel
 
-SECTIONS = ("cel", "cel-engines", "storm", "breakdown", "throughput", "servers", "e2e", "coldstart")
+SECTIONS = (
+    "summary",
+    "cel",
+    "cel-engines",
+    "storm",
+    "breakdown",
+    "throughput",
+    "servers",
+    "e2e",
+    "coldstart",
+)
 
 
 def machine() -> str:
@@ -48,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma-separated of {', '.join(SECTIONS)}"
+        "--only", default="summary", help=f"all, or comma-separated of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=BENCH / "bench.png",
+        help="where the summary draws its PNG (default: bench/bench.png)",
     )
     parser.add_argument(
         "--client", choices=CLIENTS, default="auto", help="load generator (auto: wrk if found)"
@@ -61,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cel-spec", help=f"a cel-spec checkout for cel-engines (${cel_engines.SPEC_VARIABLE})"
     )
     args = parser.parse_args(argv)
-    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = ",".join(SECTIONS) if args.only == "all" else args.only
+    sections = [s.strip() for s in only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -81,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
     )
     runs: dict[str, Callable[[], tuple[list[Row], list[str]]]] = {
+        "summary": lambda: summary.run(settings, png=args.plot),
         "cel": lambda: _joined(
             cel_cost.cel_rows(quick=args.quick), cel_cost.index_rows(quick=args.quick)
         ),
@@ -97,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         f"tekton-notifications benchmarks, {now:%Y-%m-%d %H:%M} UTC",
         f"machine: {machine()}",
-        f"load generator: {client} ({settings.connections} connections; per configuration "
+        f"load generator: {client} ({settings.connections} connections, the summary "
+        f"{summary.CONNECTIONS}; per configuration "
         f"{settings.warmup:g} s warm-up, then {settings.slices} x ({settings.baseline_seconds} s "
         f"no-op + {settings.slice_seconds} s function)); "
         f"CEL engines: {', '.join(cel.available_engines())} (default {cel.selected_engine()})",

@@ -32,14 +32,16 @@ from bench.servers import (
     spawn,
 )
 from bench.table import Row, ratio
-from bench.throughput import matched_load, rendered_load, tekton_load
+from bench.throughput import matched_load, rendered_same_load, tekton_load
 from tekton_notifications.devtools import serving
 
 LOADS: dict[str, Callable[[str], Load]] = {
     NOOP: tekton_load,
     "policy-filter": tekton_load,
     "template-renderer": matched_load,
-    "task-launcher": rendered_load,
+    # The launcher admits only the run its template builds (a varied name is refused): the
+    # renderer's own reply, a create the first time, then 409 AlreadyExists (also a 2xx).
+    "task-launcher": rendered_same_load,
 }
 COLD_START_TARGET = 1.0
 RSS_TARGET = 80.0

@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import urllib3
@@ -94,7 +95,18 @@ def percentile(values: list[float], percent: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
 
 
-def run(*, quick: bool, log_dir: Path) -> tuple[list[Row], list[str]]:
+@dataclass
+class Chain:
+    """Latencies (ms) of the chain and of the no-op baseline, and what went missing."""
+
+    count: int
+    latencies: list[float]
+    baseline: list[float]
+    missing: int
+    created: int
+
+
+def measure(*, quick: bool, log_dir: Path) -> Chain:
     count = 100 if quick else 1000
     baseline = noop_latency_ms(count, log_dir)
     latencies: list[float] = []
@@ -122,6 +134,13 @@ def run(*, quick: bool, log_dir: Path) -> tuple[list[Row], list[str]]:
                 latencies.append((arrived - started) * 1000)
         chain.wait_idle(timeout=30)
         created = len(chain.notification_runs())
+    return Chain(count, latencies, baseline, missing, created)
+
+
+def run(*, quick: bool, log_dir: Path) -> tuple[list[Row], list[str]]:
+    measured = measure(quick=quick, log_dir=log_dir)
+    count, latencies, baseline = measured.count, measured.latencies, measured.baseline
+    missing, created = measured.missing, measured.created
     notes = [
         f"end-to-end: {count} events (+{WARMUP_EVENTS} warm-up) one at a time, "
         f"{created} TaskRuns created, {missing} not seen within {EVENT_TIMEOUT:.0f}s."

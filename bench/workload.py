@@ -140,6 +140,48 @@ def policy_set(total: int) -> list[dict[str, Any]]:
     return chosen + unrelated(total - len(chosen))
 
 
+#: The issue's mix (issue 16): in the event's bucket, the match, 4 policies whose CEL runs and
+#: is false, 15 whose selector fails; every other policy in one of 97 other namespaces.
+CEL_FALSE = 4
+SELECTOR_FAILS = 15
+OTHER_NAMESPACES = 97
+
+
+def issue_policy_set(total: int) -> list[dict[str, Any]]:
+    """``total`` (>= 20) policies in the issue's mix: one match, :data:`CEL_FALSE` whose
+    ``when`` is evaluated and false, :data:`SELECTOR_FAILS` whose label selector fails, and the
+    rest (all with a CEL ``when``) spread over :data:`OTHER_NAMESPACES` other namespaces."""
+    bucket = 1 + CEL_FALSE + SELECTOR_FAILS
+    if total < bucket:
+        raise ValueError(f"the issue's mix needs at least {bucket} policies, not {total}")
+    made = [matching_policy()]
+    for i in range(CEL_FALSE):
+        spec = {
+            "selector": {"kinds": ["TaskRun"]},
+            "events": ["failed"],
+            "when": (
+                '"tekton.dev/pipelineTask" in run.metadata.labels && '
+                f'run.metadata.labels["tekton.dev/pipelineTask"] == "lint-{i}"'
+            ),
+        }
+        made.append(_policy(f"cel-false-{i}", NAMESPACE, spec))
+    for i in range(SELECTOR_FAILS):
+        spec = {
+            "selector": {"kinds": ["TaskRun"], "matchLabels": {"team": f"team-{i}"}},
+            "events": ["failed"],
+            "when": 'event.reason == "Failed"',
+        }
+        made.append(_policy(f"selector-fails-{i}", NAMESPACE, spec))
+    for i in range(total - bucket):
+        spec = {
+            "selector": {"kinds": ["TaskRun"]},
+            "events": ["failed"],
+            "when": f'event.reason == "Failed" && event.name.startsWith("app-{i}")',
+        }
+        made.append(_policy(f"elsewhere-{i}", f"team-{i % OTHER_NAMESPACES}", spec))
+    return made
+
+
 def policy_index(objects: list[dict[str, Any]]) -> PolicyIndex:
     return PolicyIndex(parse_policy(obj) for obj in objects)
 

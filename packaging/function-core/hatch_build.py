@@ -22,7 +22,7 @@ class FunctionCore(BuildHookInterface):  # type: ignore[misc]  # hatchling is un
                 not path.is_file()
                 or relative.parts[0] in LEFT_OUT
                 or "__pycache__" in relative.parts
-                or path.suffix not in (".py", ".typed")
+                or path.suffix not in (".py", ".typed", ".cache")
             ):
                 continue
             build_data["force_include"][str(path)] = f"tekton_notifications/{relative}"

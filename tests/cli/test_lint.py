@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tekton_notifications import cel
 from tests.cli.conftest import (
     EXAMPLE_POLICIES,
     EXAMPLE_TEMPLATES,
@@ -399,6 +400,14 @@ def test_a_task_that_is_not_among_the_given_tasks_is_reported(
 # Output and exit codes
 
 
+#: How each engine's parser words ``x ==`` (docs/policies.md, "CEL engines").
+INCOMPLETE_EQUALITY = {
+    "python": "x == ^",
+    "rust": "1:5: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', "
+    "'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}",
+}
+
+
 def test_text_output_is_one_line_per_problem_then_a_summary(invoke: Invoke, tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "p.yaml", policy_object(templates=["nope"], when="x =="))
 
@@ -407,7 +416,7 @@ def test_text_output_is_one_line_per_problem_then_a_summary(invoke: Invoke, tmp_
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"{path}: NotificationPolicy ci/notify: spec.when: CEL does not compile: syntax error: "
-        "x == ^ [cel]",
+        f"{INCOMPLETE_EQUALITY[cel.selected_engine()]} [cel]",
         f"{path}: NotificationPolicy ci/notify: spec.templateRefs[0].name: NotificationTemplate "
         "ci/nope is not among the linted files [ref]",
         "2 problem(s) in 1 of 1 object(s), 1 file(s).",

@@ -28,7 +28,7 @@ from tests.core.test_policy_matching import CEL_TABLE, run_event
 
 pytestmark = pytest.mark.skipif(
     "rust" not in cel.available_engines(),
-    reason="common-expression-language not installed (pip install '.[fast-cel]')",
+    reason="common-expression-language not installed (a dependency: pip install .)",
 )
 
 ENGINES = cel.ENGINES
@@ -353,14 +353,23 @@ def test_a_plain_dict_still_works_as_an_activation() -> None:
         assert expression.evaluate({"event": {"reason": "Failed"}}) is True
 
 
-def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cel._choose("") == "python"
-    assert cel._choose("rust") == "rust"
-    assert cel._choose(" Python ") == "python"
-    assert cel._choose("java") == "python"
-    monkeypatch.setattr(cel, "_rust_installed", lambda: False)
-    assert cel._choose("rust") == "python"
-    assert cel.available_engines() == ("python",)
+@pytest.mark.parametrize(
+    ("requested", "installed", "chosen"),
+    [
+        pytest.param("", True, "rust", id="unset: the default, the Rust engine"),
+        pytest.param("rust", True, "rust", id="rust"),
+        pytest.param(" Python ", True, "python", id="python, any case and spacing"),
+        pytest.param("java", True, "rust", id="unknown: the default (logged)"),
+        pytest.param("", False, "python", id="the Rust engine missing: python (logged)"),
+        pytest.param("rust", False, "python", id="rust asked, missing: python (logged)"),
+    ],
+)
+def test_the_engine_is_chosen_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, requested: str, installed: bool, chosen: str
+) -> None:
+    monkeypatch.setattr(cel, "_rust_installed", lambda: installed)
+    assert cel._choose(requested) == chosen
+    assert cel.available_engines() == (("python", "rust") if installed else ("python",))
 
 
 def test_the_rust_engine_skips_the_packages_command_line_imports() -> None:
