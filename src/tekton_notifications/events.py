@@ -16,7 +16,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from tekton_notifications import types
+from tekton_notifications import vocabulary
 
 TEKTON_TYPE_PREFIX: Final = "dev.tekton.event."
 _TYPE_RE: Final = re.compile(r"^dev\.tekton\.event\.(taskrun|pipelinerun|customrun)\.([a-z]+)\.v1$")
@@ -24,7 +24,7 @@ _SOURCE_RE: Final = re.compile(
     r"^/apis/[^/]*/[^/]*/namespaces/(?P<ns>[^/]+)/[^/]*/(?P<name>[^/]+)$"
 )
 
-_KINDS: Final[Mapping[str, tuple[types.RunKind, str]]] = {
+_KINDS: Final[Mapping[str, tuple[vocabulary.RunKind, str]]] = {
     "taskrun": ("TaskRun", "taskRun"),
     "pipelinerun": ("PipelineRun", "pipelineRun"),
     "customrun": ("CustomRun", "customRun"),
@@ -84,9 +84,9 @@ class RunEvent:
     type: str
     source: str
     time: str
-    kind: types.RunKind
+    kind: vocabulary.RunKind
     #: The Tekton event name: queued, started, running, unknown, successful, failed.
-    event: str
+    tekton_event: str
     name: str
     namespace: str
     uid: str
@@ -110,7 +110,7 @@ class RunEvent:
         for specific in ("cancelled", "timedOut"):
             if specific in self.policy_events:
                 return specific
-        return "succeeded" if self.event == "successful" else self.event
+        return "succeeded" if self.tekton_event == "successful" else self.tekton_event
 
     @property
     def final_outcome(self) -> str | None:
@@ -118,9 +118,9 @@ class RunEvent:
 
         Cancelled runs have none: a user stopping a run neither breaks nor fixes a pipeline.
         """
-        if self.event == "successful":
+        if self.tekton_event == "successful":
             return "succeeded"
-        if self.event == "failed" and "cancelled" not in self.policy_events:
+        if self.tekton_event == "failed" and "cancelled" not in self.policy_events:
             return "failed"
         return None
 
@@ -161,9 +161,9 @@ class RunEvent:
     @cached_property  # asked once per candidate policy: scan the labels once
     def is_notification_run(self) -> bool:
         """True for runs this project created: they must never notify (loop guard)."""
-        if self.labels.get(types.MANAGED_BY_LABEL) == types.MANAGED_BY_VALUE:
+        if self.labels.get(vocabulary.MANAGED_BY_LABEL) == vocabulary.MANAGED_BY_VALUE:
             return True
-        return any(key.startswith(types.LABEL_PREFIX) for key in self.labels)
+        return any(key.startswith(vocabulary.LABEL_PREFIX) for key in self.labels)
 
     @property
     def failed_children(self) -> tuple[ChildRun, ...]:
@@ -177,7 +177,7 @@ class RunEvent:
             "source": self.source,
             "time": self.time,
             "kind": self.kind,
-            "event": self.event,
+            "event": self.tekton_event,
             "outcome": self.outcome,
             "name": self.name,
             "namespace": self.namespace,
@@ -255,7 +255,7 @@ def parse_event(attributes: Mapping[str, Any], data: object) -> RunEvent:
         source=str(attributes.get("source") or ""),
         time=str(attributes.get("time") or ""),
         kind=kind,
-        event=event_name,
+        tekton_event=event_name,
         name=name,
         namespace=namespace,
         uid=str(metadata.get("uid") or ""),

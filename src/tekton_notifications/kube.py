@@ -119,9 +119,9 @@ class Informer:
         retry_delay: float = 1.0,
         optional: bool = False,
     ) -> None:
-        from tekton_notifications import types
+        from tekton_notifications import vocabulary
 
-        group, version = group or types.GROUP, version or types.VERSION
+        group, version = group or vocabulary.GROUP, version or vocabulary.VERSION
         self._api = client.CustomObjectsApi(api)
         self._resource = (group, version, plural)
         self._watcher = watcher
@@ -421,13 +421,13 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
 def policy_informers(api: client.ApiClient, view: KindWatcher) -> tuple[Informer, Informer]:
     """Informers keeping ``view`` (the policy filter's index, :mod:`claims`) current:
     NotificationPolicies, and ClusterNotificationPolicies where their CRD is installed."""
-    from tekton_notifications import types
+    from tekton_notifications import vocabulary
 
     namespaced, cluster = flavours(view)
     return (
-        Informer(api, plural=types.POLICY_PLURAL, watcher=namespaced),
+        Informer(api, plural=vocabulary.POLICY_PLURAL, watcher=namespaced),
         # A cluster without the ClusterNotificationPolicy CRD just has none.
-        Informer(api, plural=types.CLUSTER_POLICY_PLURAL, watcher=cluster, optional=True),
+        Informer(api, plural=vocabulary.CLUSTER_POLICY_PLURAL, watcher=cluster, optional=True),
     )
 
 
@@ -446,13 +446,13 @@ def patch_status(
     succeeds on that version of the object: the API answers 409 (``ApiError.status``) when
     someone wrote in between.
     """
-    from tekton_notifications import types
+    from tekton_notifications import vocabulary
 
     if resource_version is not None:
         patch = {**patch, "metadata": {"resourceVersion": resource_version}}
     objects = client.CustomObjectsApi(api)
     body = dict(patch)
-    group, version = types.GROUP, types.VERSION
+    group, version = vocabulary.GROUP, vocabulary.VERSION
 
     def request() -> Any:
         if namespace:
@@ -477,10 +477,10 @@ def get_object(
 ) -> dict[str, Any]:
     """GET one object of a custom resource: ours unless ``group``/``version`` say otherwise
     (Tekton's runs); ``namespace`` "" for a cluster-scoped one."""
-    from tekton_notifications import types
+    from tekton_notifications import vocabulary
 
     objects = client.CustomObjectsApi(api)
-    group, version = group or types.GROUP, version or types.VERSION
+    group, version = group or vocabulary.GROUP, version or vocabulary.VERSION
 
     def request() -> Any:
         if namespace:
@@ -504,10 +504,10 @@ def list_objects(
     label_selector: str = "",
 ) -> list[dict[str, Any]]:
     """Every object of a custom resource in ``namespace``, or (None) in all namespaces."""
-    from tekton_notifications import types
+    from tekton_notifications import vocabulary
 
     objects = client.CustomObjectsApi(api)
-    group, version = group or types.GROUP, version or types.VERSION
+    group, version = group or vocabulary.GROUP, version or vocabulary.VERSION
 
     def request() -> Any:
         if namespace is None:

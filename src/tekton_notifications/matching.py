@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Final
 
-from tekton_notifications import cel, types
+from tekton_notifications import cel, vocabulary
 from tekton_notifications.events import RunEvent
 from tekton_notifications.models import Policy, TemplateRef
 from tekton_notifications.selectors import Check, check_selector
@@ -358,10 +358,10 @@ class PolicyIndex:
 
     @staticmethod
     def _bucket_keys(policy: Policy) -> list[tuple[str, str, str]]:
-        kinds = policy.selector.kinds or frozenset(types.RUN_KINDS)
+        kinds = policy.selector.kinds or frozenset(vocabulary.RUN_KINDS)
         # Cluster policies share one bucket per (kind, event); their namespace globs are
         # checked per candidate, so a cluster policy costs every namespace one check.
         events = set(policy.events)
         if policy.tracks_outcomes:  # every finished run may change a pipeline's outcome
-            events = (events - types.TRANSITION_EVENTS) | {"succeeded", "failed"}
+            events = (events - vocabulary.TRANSITION_EVENTS) | {"succeeded", "failed"}
         return [(policy.namespace, kind, event) for kind in kinds for event in events]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from tekton_notifications import types
+from tekton_notifications import vocabulary
 
 _DNS_1123_SUBDOMAIN: Final = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -101,7 +101,7 @@ class Policy:
     @property
     def tracks_outcomes(self) -> bool:
         """Whether this policy needs the previous outcome of each pipeline it selects."""
-        return bool(self.events & types.TRANSITION_EVENTS)
+        return bool(self.events & vocabulary.TRANSITION_EVENTS)
 
     @property
     def keeps_state(self) -> bool:
@@ -148,7 +148,7 @@ class Template:
     generation: int = 0
 
     @property
-    def run_kind(self) -> types.RunKind:
+    def run_kind(self) -> vocabulary.RunKind:
         return "TaskRun" if self.target == "Task" else "PipelineRun"
 
     def view(self) -> dict[str, Any]:
@@ -176,8 +176,8 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
             )
     events = _string_list(spec.get("events"), "spec.events", required=True)
     for index, event in enumerate(events):
-        if event not in types.POLICY_EVENTS:
-            expected = ", ".join(types.POLICY_EVENTS)
+        if event not in vocabulary.POLICY_EVENTS:
+            expected = ", ".join(vocabulary.POLICY_EVENTS)
             raise SpecError(
                 f"spec.events[{index}]", f"unknown event {event!r}; expected one of {expected}"
             )
@@ -323,10 +323,10 @@ def _selector(value: object) -> Selector:
     spec = _object(value, "spec.selector")
     kinds = _string_list(spec.get("kinds"), "spec.selector.kinds")
     for index, kind in enumerate(kinds):
-        if kind not in types.RUN_KINDS:
+        if kind not in vocabulary.RUN_KINDS:
             raise SpecError(
                 f"spec.selector.kinds[{index}]",
-                f"unknown kind {kind!r}; expected one of {', '.join(types.RUN_KINDS)}",
+                f"unknown kind {kind!r}; expected one of {', '.join(vocabulary.RUN_KINDS)}",
             )
     expressions = spec.get("matchExpressions") or []
     if not isinstance(expressions, list):

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from tekton_notifications import events, tracing, types
+from tekton_notifications import events, tracing, vocabulary
 from tekton_notifications.events import EventError, RunEvent
 from tekton_notifications.models import CLUSTER_POLICY_KIND, POLICY_KIND, TemplateRef
 
@@ -61,7 +61,7 @@ def notification_key(
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
-    material = "\x00".join((run_identity, event.event, policy_namespace, policy, template))
+    material = "\x00".join((run_identity, event.tekton_event, policy_namespace, policy, template))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -72,7 +72,7 @@ def run_identity(event: RunEvent) -> dict[str, str]:
         "namespace": event.namespace,
         "name": event.name,
         "uid": event.uid,
-        "event": event.event,
+        "event": event.tekton_event,
     }
 
 
@@ -154,7 +154,7 @@ class Notification:
     @property
     def policy_source(self) -> str:
         """The policy's API path: the ``source`` of every event about this notification."""
-        base = f"/apis/{types.GROUP}/{types.VERSION}"
+        base = f"/apis/{vocabulary.GROUP}/{vocabulary.VERSION}"
         if self.cluster_policy:
             return f"{base}/clusternotificationpolicies/{self.policy_name}"
         return f"{base}/namespaces/{self.policy_namespace}/notificationpolicies/{self.policy_name}"

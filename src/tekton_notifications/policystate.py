@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import kube, metrics, types
+from tekton_notifications import kube, metrics, vocabulary
 from tekton_notifications.models import Policy
 from tekton_notifications.storm import Decision, PolicyState
 
@@ -196,7 +196,7 @@ class MemoryStatus:
 
 
 def _address(policy: Policy) -> tuple[str, str, str]:
-    plural = types.CLUSTER_POLICY_PLURAL if policy.cluster else types.POLICY_PLURAL
+    plural = vocabulary.CLUSTER_POLICY_PLURAL if policy.cluster else vocabulary.POLICY_PLURAL
     return plural, policy.namespace, policy.name
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from tekton_notifications import cel, models, rendering, types
+from tekton_notifications import cel, models, rendering, vocabulary
 from tekton_notifications.notifications import Notification
 
 COMPONENT: Final = "tekton-notifications"
@@ -49,14 +49,14 @@ def run_events(
     reason = _REASONS[outcome]
     if notification.cluster_policy:  # cluster-scoped: its Events live in "default"
         policy_target = {
-            "apiVersion": f"{types.GROUP}/{types.VERSION}",
+            "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
             "kind": notification.policy_kind,
             "name": notification.policy_name,
             "namespace": "default",
         }
     else:
         policy_target = {
-            "apiVersion": f"{types.GROUP}/{types.VERSION}",
+            "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
             "kind": notification.policy_kind,
             "name": notification.policy_name,
             "namespace": notification.policy_namespace,
@@ -85,7 +85,7 @@ def run_events(
                 "metadata": {
                     "name": _event_name(target["name"], notification.key, outcome),
                     "namespace": target["namespace"],
-                    "labels": {types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE},
+                    "labels": {vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE},
                 },
                 "involvedObject": involved,
                 "reason": reason,
@@ -177,7 +177,7 @@ def policy_event(
     recorded once however many replicas or reloads see it."""
     namespace = policy.namespace or "default"  # cluster-scoped: its Events live in "default"
     involved = {
-        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
         "kind": policy.kind,
         "name": policy.name,
         "uid": policy.uid,
@@ -191,7 +191,7 @@ def policy_event(
         "metadata": {
             "name": policy.name[: 253 - len(suffix)] + suffix,
             "namespace": namespace,
-            "labels": {types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE},
+            "labels": {vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE},
         },
         "involvedObject": {k: v for k, v in involved.items() if v},
         "reason": reason,

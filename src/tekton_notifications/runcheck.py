@@ -182,12 +182,12 @@ def _compare(event: RunEvent, run: Run | None, *, cached: bool) -> Verdict:
         return Verdict(
             False, "UIDMismatch", f"{where} has uid {run.uid}, the event says {event.uid}", cached
         )
-    expected = TERMINAL.get(event.event)
+    expected = TERMINAL.get(event.tekton_event)
     if expected is not None and run.succeeded not in TERMINAL.values():
         return Verdict(
             False,
             "NotFinished",
-            f"the event says {event.event}, {where} has not finished (yet)",
+            f"the event says {event.tekton_event}, {where} has not finished (yet)",
             cached,
             retry=True,
         )
@@ -195,7 +195,7 @@ def _compare(event: RunEvent, run: Run | None, *, cached: bool) -> Verdict:
         return Verdict(
             False,
             "OutcomeMismatch",
-            f"the event says {event.event}, {where} has Succeeded={run.succeeded or 'none'}",
+            f"the event says {event.tekton_event}, {where} has Succeeded={run.succeeded or 'none'}",
             cached,
         )
     labels = tuple((k, event.labels[k]) for k in PIPELINE_LABELS if k in event.labels)

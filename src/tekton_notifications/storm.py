@@ -73,7 +73,7 @@ class Decision:
 def occurrence(event: RunEvent) -> str:
     """One run's one Tekton event: what a rate limit counts once, however often it arrives."""
     run = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
-    return hashlib.sha256(f"{run}\x00{event.event}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{run}\x00{event.tekton_event}".encode()).hexdigest()[:16]
 
 
 def decide(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from tekton_notifications import notifications, types
+from tekton_notifications import notifications, vocabulary
 from tekton_notifications.events import RunEvent
 from tekton_notifications.models import POLICY_KIND, Template
 
@@ -20,18 +20,18 @@ MAX_NAME: Final = 63
 _HASH_CHARS: Final = 10
 _LABEL_VALUE_BAD: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
-POLICY_LABEL: Final = f"{types.GROUP}/policy"
-TEMPLATE_LABEL: Final = f"{types.GROUP}/template"
-SOURCE_KIND_LABEL: Final = f"{types.GROUP}/source-kind"
-SOURCE_NAME_LABEL: Final = f"{types.GROUP}/source-name"
-SOURCE_UID_LABEL: Final = f"{types.GROUP}/source-uid"
-EVENT_LABEL: Final = f"{types.GROUP}/event"
-POLICY_KIND_LABEL: Final = f"{types.GROUP}/policy-kind"
-SOURCE_NAMESPACE_ANNOTATION: Final = f"{types.GROUP}/source-namespace"
-SOURCE_EVENT_ID_ANNOTATION: Final = f"{types.GROUP}/source-event-id"
-SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{types.GROUP}/source-event-type"
-POLICY_NAMESPACE_ANNOTATION: Final = f"{types.GROUP}/policy-namespace"
-TRACEPARENT_ANNOTATION: Final = f"{types.GROUP}/traceparent"
+POLICY_LABEL: Final = f"{vocabulary.GROUP}/policy"
+TEMPLATE_LABEL: Final = f"{vocabulary.GROUP}/template"
+SOURCE_KIND_LABEL: Final = f"{vocabulary.GROUP}/source-kind"
+SOURCE_NAME_LABEL: Final = f"{vocabulary.GROUP}/source-name"
+SOURCE_UID_LABEL: Final = f"{vocabulary.GROUP}/source-uid"
+EVENT_LABEL: Final = f"{vocabulary.GROUP}/event"
+POLICY_KIND_LABEL: Final = f"{vocabulary.GROUP}/policy-kind"
+SOURCE_NAMESPACE_ANNOTATION: Final = f"{vocabulary.GROUP}/source-namespace"
+SOURCE_EVENT_ID_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-id"
+SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-type"
+POLICY_NAMESPACE_ANNOTATION: Final = f"{vocabulary.GROUP}/policy-namespace"
+TRACEPARENT_ANNOTATION: Final = f"{vocabulary.GROUP}/traceparent"
 
 #: Kept here for callers that build runs; it lives with the payload that carries it.
 notification_key = notifications.notification_key
@@ -39,7 +39,7 @@ notification_key = notifications.notification_key
 
 def run_name(event: RunEvent, key: str) -> str:
     """``<source run>-<event>-<hash>``, cut to 63 characters and still a DNS-1123 label."""
-    suffix = f"-{event.event}-{key[:_HASH_CHARS]}"
+    suffix = f"-{event.tekton_event}-{key[:_HASH_CHARS]}"
     prefix = re.sub(r"[^a-z0-9-]+", "-", event.name.lower()).strip("-")
     prefix = prefix[: MAX_NAME - len(suffix)].rstrip("-") or "run"
     return f"{prefix}{suffix}"
@@ -77,7 +77,7 @@ def build_run(
             policy_kind=policy_kind,
         )
     labels = {
-        types.MANAGED_BY_LABEL: types.MANAGED_BY_VALUE,
+        vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE,
         POLICY_LABEL: label_value(policy),
         TEMPLATE_LABEL: label_value(template.name),
         SOURCE_KIND_LABEL: event.kind,
@@ -182,10 +182,12 @@ def not_allowed(resource: Mapping[str, Any]) -> str | None:
         if not isinstance(values, Mapping):
             return f"metadata.{field_name} must be an object"
         for name, value in values.items():
-            if name != types.MANAGED_BY_LABEL and not str(name).startswith(types.LABEL_PREFIX):
+            if name != vocabulary.MANAGED_BY_LABEL and not str(name).startswith(
+                vocabulary.LABEL_PREFIX
+            ):
                 return (
                     f"metadata.{field_name}[{shown(name)}] is not admitted: only "
-                    f"{types.LABEL_PREFIX}* and {types.MANAGED_BY_LABEL} are ours"
+                    f"{vocabulary.LABEL_PREFIX}* and {vocabulary.MANAGED_BY_LABEL} are ours"
                 )
             if not isinstance(value, str):
                 return f"metadata.{field_name}[{shown(name)}] must be a string"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.explaining import tekton_event_name
+from tekton_notifications.diagnosis import tekton_event_name
 from tests.cli.conftest import (
     EXAMPLE_POLICIES,
     EXAMPLE_TEMPLATES,

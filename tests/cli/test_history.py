@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import explaining, models, taskruns
+from tekton_notifications import diagnosis, models, taskruns
 from tekton_notifications.cli.history import age
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tests.cli.conftest import FAILED_PIPELINERUN, Invoke, template_object
@@ -36,7 +36,7 @@ def notification_run(
     """A run exactly as the launcher creates it (``taskruns.build_run``), plus a status."""
     cloudevent = load_cloudevent(source)
     next(iter(cloudevent["data"].values()))["metadata"]["namespace"] = namespace
-    event = explaining.event_from_document(cloudevent)
+    event = diagnosis.event_from_document(cloudevent)
     obj = template_object(template, namespace)
     if pipeline:
         obj["spec"] = {"pipelineRef": {"name": "notify"}, "params": {}}
@@ -148,14 +148,14 @@ def test_newest_first_taskruns_and_pipelineruns_together(
 
 
 def test_runs_created_in_different_seconds_are_ordered_by_creation_time() -> None:
-    first = explaining.summarize_run(
+    first = diagnosis.summarize_run(
         {"metadata": {"name": "x", "creationTimestamp": "2025-01-01T00:00:09Z"}}
     )
-    second = explaining.summarize_run(
+    second = diagnosis.summarize_run(
         {"metadata": {"name": "y", "creationTimestamp": "2025-01-01T00:00:10Z"}}
     )
 
-    assert explaining.newest_first([first, second]) == [second, first]
+    assert diagnosis.newest_first([first, second]) == [second, first]
 
 
 @pytest.mark.parametrize(

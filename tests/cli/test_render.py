@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tekton_notifications import models, rendering, taskruns
-from tekton_notifications.explaining import event_from_document
+from tekton_notifications.diagnosis import event_from_document
 from tests.cli.conftest import (
     EXAMPLE_POLICIES,
     EXAMPLE_TEMPLATES,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import cel, celcost, recording, types
+from tekton_notifications import cel, celcost, recording, vocabulary
 from tekton_notifications.events import RunEvent, parse_event
 from tekton_notifications.matching import COST_STRIKES, PolicyIndex
 from tekton_notifications.models import parse_policy
@@ -383,8 +383,8 @@ def test_the_status_recorder_marks_a_disabled_policy_not_ready() -> None:
         "metadata": {"name": "slack", "namespace": "ci"},
         "spec": {"taskRef": {"name": "send"}, "params": {"message": "x"}},
     }
-    recorder.reset(types.TEMPLATE_PLURAL, [template])
-    recorder.reset(types.POLICY_PLURAL, [policy])
+    recorder.reset(vocabulary.TEMPLATE_PLURAL, [template])
+    recorder.reset(vocabulary.POLICY_PLURAL, [policy])
     recorder.flush()
     conditions = {
         name: patch["status"]["conditions"][-1]

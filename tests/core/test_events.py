@@ -34,7 +34,7 @@ def _what_its_json_says(cloudevent: dict[str, Any]) -> None:
     assert event.id == cloudevent["id"]
     assert event.type == cloudevent["type"]
     assert event.kind.lower() == envelope_key.lower()
-    assert event.type.split(".")[4] == event.event
+    assert event.type.split(".")[4] == event.tekton_event
     assert event.name == run["metadata"]["name"]
     assert event.namespace == run["metadata"]["namespace"]
     assert event.uid == run["metadata"].get("uid", "")
@@ -63,7 +63,7 @@ def test_every_captured_event_parses_to_what_its_json_says(path: Path) -> None:
 SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
     (
         "01-pipelinerun-queued.json",
-        {"kind": "PipelineRun", "event": "queued", "outcome": "queued", "start_time": None},
+        {"kind": "PipelineRun", "tekton_event": "queued", "outcome": "queued", "start_time": None},
     ),
     (
         "06-taskrun-successful.json",
@@ -101,7 +101,7 @@ SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
     (
         "10-pipelinerun-cancelled.json",
         {
-            "event": "failed",
+            "tekton_event": "failed",
             "outcome": "cancelled",
             "policy_events": frozenset({"failed", "cancelled"}),
             "final_outcome": None,
@@ -117,7 +117,12 @@ SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "12-taskrun-unknown.json",
-        {"event": "unknown", "outcome": "unknown", "reason": "Pending", "pipeline": "db-migrate"},
+        {
+            "tekton_event": "unknown",
+            "outcome": "unknown",
+            "reason": "Pending",
+            "pipeline": "db-migrate",
+        },
     ),
     (
         "13-taskrun-timedout.json",
@@ -138,7 +143,7 @@ SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "16-customrun-started.json",
-        {"kind": "CustomRun", "event": "started", "pipeline": "release-train/approve"},
+        {"kind": "CustomRun", "tekton_event": "started", "pipeline": "release-train/approve"},
     ),
     (
         "17-customrun-timedout.json",
@@ -155,7 +160,7 @@ def test_fields_spot_checked_per_event(name: str, expected: dict[str, Any]) -> N
 
 
 CAPTURED_SPOT_CHECKS: list[tuple[str, dict[str, Any]]] = [
-    ("event-taskrun.unknown.json", {"event": "unknown", "reason": "Pending"}),
+    ("event-taskrun.unknown.json", {"tekton_event": "unknown", "reason": "Pending"}),
     (
         "taskrun-unknown-from-docs-events-md.json",
         {"namespace": "default", "name": "curl-run-6gplk"},
@@ -231,7 +236,7 @@ def test_every_tekton_event_type_is_understood(event_type: str, kind: str, name:
     key = {"taskrun": "taskRun", "pipelinerun": "pipelineRun", "customrun": "customRun"}[kind]
     event = _event(event_type, {key: _run()})
     assert event.kind.lower() == kind
-    assert event.event == name
+    assert event.tekton_event == name
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tekton_notifications import cel, rendering, taskruns, types
+from tekton_notifications import cel, rendering, taskruns, vocabulary
 from tekton_notifications.events import (
     CANCELLED_REASONS,
     TIMED_OUT_REASONS,
@@ -154,9 +154,9 @@ def test_the_parser_raises_nothing_but_event_error(attrs: dict[str, Any], data: 
     # What later stages do with a parsed event must not fail either.
     event.view()
     again = from_wire(event.to_wire())
-    assert (again.kind, again.event, again.name, again.namespace) == (
+    assert (again.kind, again.tekton_event, again.name, again.namespace) == (
         event.kind,
-        event.event,
+        event.tekton_event,
         event.name,
         event.namespace,
     )
@@ -183,7 +183,7 @@ def tekton_events(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], dict
     start_time, completion_time = draw(st.none() | times), draw(st.none() | times)
     fields: dict[str, Any] = {
         "kind": kind,
-        "event": event,
+        "tekton_event": event,
         "name": name,
         "namespace": namespace,
         "uid": draw(st.uuids()).hex,
@@ -257,7 +257,7 @@ def policy_objects(draw: st.DrawFn) -> dict[str, Any]:
     selector: dict[str, Any] = {}
     if draw(st.booleans()):
         selector["kinds"] = draw(
-            st.lists(st.sampled_from(types.RUN_KINDS), min_size=1, unique=True)
+            st.lists(st.sampled_from(vocabulary.RUN_KINDS), min_size=1, unique=True)
         )
     if draw(st.booleans()):
         selector["names"] = draw(
@@ -279,7 +279,9 @@ def policy_objects(draw: st.DrawFn) -> dict[str, Any]:
     if expressions:
         selector["matchExpressions"] = expressions
     spec: dict[str, Any] = {
-        "events": draw(st.lists(st.sampled_from(types.POLICY_EVENTS), min_size=1, unique=True)),
+        "events": draw(
+            st.lists(st.sampled_from(vocabulary.POLICY_EVENTS), min_size=1, unique=True)
+        ),
         "templateRefs": [
             {"name": name}
             for name in draw(st.lists(st.sampled_from(["slack", "mail"]), min_size=1, unique=True))
@@ -292,7 +294,7 @@ def policy_objects(draw: st.DrawFn) -> dict[str, Any]:
     if when is not None:
         spec["when"] = when
     return {
-        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
         "kind": "NotificationPolicy",
         "metadata": {
             "name": draw(st.sampled_from(["p1", "p2", "p3", "p4"])),
@@ -312,7 +314,7 @@ def run_events(draw: st.DrawFn) -> RunEvent:
         key: draw(st.sampled_from(values)) for key, values in LABELS.items() if draw(st.booleans())
     }
     if draw(st.integers(0, 9)) == 0:
-        labels[types.MANAGED_BY_LABEL] = types.MANAGED_BY_VALUE
+        labels[vocabulary.MANAGED_BY_LABEL] = vocabulary.MANAGED_BY_VALUE
     reason = draw(
         st.sampled_from(["Failed", "TaskRunCancelled", "PipelineRunTimeout", "Cancelled"])
     )
@@ -384,11 +386,11 @@ any_names = st.text(max_size=300) | st.text(
 def test_run_names_are_short_dns_labels_and_deterministic(
     name: str, tekton_event: str, policy: str, template: str
 ) -> None:
-    event = replace(BASE_EVENT, name=name, event=tekton_event)
+    event = replace(BASE_EVENT, name=name, tekton_event=tekton_event)
     key = taskruns.notification_key(event, policy_namespace="ci", policy=policy, template=template)
     run_name = taskruns.run_name(event, key)
     assert len(run_name) <= taskruns.MAX_NAME and DNS_1123_LABEL.match(run_name), run_name
-    again = replace(BASE_EVENT, name=name, event=tekton_event, id="another-delivery")
+    again = replace(BASE_EVENT, name=name, tekton_event=tekton_event, id="another-delivery")
     assert (
         taskruns.run_name(
             again,

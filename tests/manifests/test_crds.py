@@ -27,7 +27,7 @@ import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from tekton_notifications import types
+from tekton_notifications import vocabulary
 from tekton_notifications.cli import schema
 from tekton_notifications.cli.schema import with_defaults
 
@@ -526,7 +526,7 @@ ACCEPTED: dict[str, Object] = {
             "matchAnnotations": {"example.com/notify": "true", "owner": "Jane Doe <j@x.io>"},
         }
     ),
-    "policy with every event": a_policy(events=list(types.POLICY_EVENTS)),
+    "policy with every event": a_policy(events=list(vocabulary.POLICY_EVENTS)),
     "policy with fixed and a per-pipeline rate limit": a_policy(
         events=["failed", "fixed"], rateLimit={"limit": 5, "window": "1h30m", "per": "pipeline"}
     ),
@@ -858,8 +858,8 @@ def test_rate_limit_is_per_policy_unless_it_says_per_pipeline(make: Any) -> None
 @pytest.mark.parametrize("kind", ["NotificationPolicy", "ClusterNotificationPolicy"])
 def test_events_enum_is_what_the_policy_filter_understands(kind: str) -> None:
     events = openapi_schema(kind)["properties"]["spec"]["properties"]["events"]
-    assert events["items"]["enum"] == list(types.POLICY_EVENTS)
-    assert events["maxItems"] == len(types.POLICY_EVENTS)
+    assert events["items"]["enum"] == list(vocabulary.POLICY_EVENTS)
+    assert events["maxItems"] == len(vocabulary.POLICY_EVENTS)
 
 
 def test_every_cel_rule_is_shown_to_reject_something() -> None:

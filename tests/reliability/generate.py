@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tekton_notifications import types
+from tekton_notifications import vocabulary
 
 #: Namespaces runs are generated in: ``ci`` has the example policies, ``team-a``/``team-b``
 #: the generated ones, ``flaky`` a policy whose launches the soak test makes fail every time,
@@ -47,7 +47,7 @@ _EPOCH = datetime(2025, 6, 12, 9, 0, tzinfo=UTC)
 class Run:
     """One generated run: what Tekton would put in the event's metadata."""
 
-    kind: types.RunKind
+    kind: vocabulary.RunKind
     name: str
     namespace: str
     uid: str
@@ -62,7 +62,7 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _run(rng: random.Random, index: int) -> Run:
-    kind: types.RunKind = rng.choices(types.RUN_KINDS, weights=(45, 45, 10))[0]
+    kind: vocabulary.RunKind = rng.choices(vocabulary.RUN_KINDS, weights=(45, 45, 10))[0]
     namespace = rng.choices(NAMESPACES, weights=(35, 25, 20, 5, 15))[0]
     base = rng.choice(_NAMES)
     name = f"{base}-{index:05d}-{rng.getrandbits(20):05x}"
@@ -83,7 +83,7 @@ def _run(rng: random.Random, index: int) -> Run:
             labels["triggers.tekton.dev/eventlistener"] = "github-listener"
     if rng.random() < 0.02:
         # A notification run's own events: the loop guard must ignore them.
-        labels[types.MANAGED_BY_LABEL] = types.MANAGED_BY_VALUE
+        labels[vocabulary.MANAGED_BY_LABEL] = vocabulary.MANAGED_BY_VALUE
     annotations: dict[str, str] = {}
     if rng.random() < 0.5:
         annotations["example.com/git-repo"] = "https://github.com/example/app"
@@ -218,7 +218,7 @@ def generate_events(
 
 def _policy(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
         "kind": "NotificationPolicy",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
@@ -227,7 +227,7 @@ def _policy(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
 
 def _template(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
         "kind": "NotificationTemplate",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
@@ -331,7 +331,7 @@ def policies_and_templates(namespaces: Sequence[str] = TEAM_NAMESPACES) -> list[
         _policy(
             namespaces[0],
             "firehose",
-            events=[e for e in types.POLICY_EVENTS if e not in types.TRANSITION_EVENTS],
+            events=[e for e in vocabulary.POLICY_EVENTS if e not in vocabulary.TRANSITION_EVENTS],
             templateRefs=[{"name": "audit"}],
         )
     )

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import notifications, taskruns, types
+from tekton_notifications import notifications, taskruns, vocabulary
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.kubeapi import KubeError
@@ -55,7 +55,7 @@ TIME_SCALE = 0.02
 #: response). A 4xx would mean a generated, valid event was refused.
 RETRIED_CODES = {0, 429, 500, 502, 503, 504}
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL = types.LABEL_PREFIX
+LABEL = vocabulary.LABEL_PREFIX
 
 #: (policy namespace, policy, template, source run uid, Tekton event name)
 Identity = tuple[str, str, str, str, str]
@@ -304,7 +304,7 @@ def test_every_expected_run_exists_exactly_once_under_faults(
     for run in runs:
         metadata = run["metadata"]
         assert len(metadata["name"]) <= 63 and DNS_1123_LABEL.match(metadata["name"]), metadata
-        assert metadata["labels"][types.MANAGED_BY_LABEL] == types.MANAGED_BY_VALUE
+        assert metadata["labels"][vocabulary.MANAGED_BY_LABEL] == vocabulary.MANAGED_BY_VALUE
         assert run["spec"]["params"], run
     # The faults really happened, and the launcher really met its own earlier creates.
     assert sum(fired.values()) > 0 and sum(commit_then_fail.fired.values()) > 0

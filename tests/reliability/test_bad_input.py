@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tekton_notifications import notifications, types
+from tekton_notifications import notifications, vocabulary
 from tekton_notifications.devtools import router
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import SERVERS, UNSIGNED, ServedFunction, serve_function
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.slow
 
 def resource(kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": f"{types.GROUP}/{types.VERSION}",
+        "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
         "kind": kind,
         "metadata": {"name": name, "namespace": "ci"},
         "spec": dict(spec),
@@ -456,7 +456,7 @@ def test_a_253_character_run_name_gives_a_short_deterministic_notification_name(
     run = served.api.store.get("tekton.dev", "taskruns", "ci", names[0])
     labels = run["metadata"]["labels"]
     assert all(len(value) <= 63 for value in labels.values())
-    assert labels[f"{types.LABEL_PREFIX}source-name"] == name[:63].rstrip(".-")
+    assert labels[f"{vocabulary.LABEL_PREFIX}source-name"] == name[:63].rstrip(".-")
 
     # Another run whose name shares the first 63 characters gets a name of its own.
     other = name[:-1] + "v"

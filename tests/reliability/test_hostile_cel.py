@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tekton_notifications import cel, notifications, recording, types
+from tekton_notifications import cel, notifications, recording, vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import UNSIGNED, serve_function
 from tekton_notifications.matching import COST_STRIKES, PolicyIndex
@@ -34,7 +34,7 @@ from tests.core.test_cel_cost import PER_CHILD, growth, nested
 
 pytestmark = pytest.mark.slow
 
-GROUP_VERSION = f"{types.GROUP}/{types.VERSION}"
+GROUP_VERSION = f"{vocabulary.GROUP}/{vocabulary.VERSION}"
 ENGINES = cel.available_engines()
 
 #: team-a's expressions that are refused when the policy loads.
@@ -290,9 +290,9 @@ def test_served_team_b_is_answered_while_team_a_is_refused(
     refused = {e["involvedObject"]["name"] for e in events if e["reason"] == "CELCostExceeded"}
     assert refused == {*REFUSED_ON_LOAD, *(["a-per-child"] if DISABLES[engine] else [])}
     for name in REFUSED_ON_LOAD:
-        obj = api.store.get(types.GROUP, types.POLICY_PLURAL, "team-a", name)
+        obj = api.store.get(vocabulary.GROUP, vocabulary.POLICY_PLURAL, "team-a", name)
         assert recording.policy_readiness(obj, {}).reason == "CELCostExceeded"
-    per_child = api.store.get(types.GROUP, types.POLICY_PLURAL, "team-a", "a-per-child")
+    per_child = api.store.get(vocabulary.GROUP, vocabulary.POLICY_PLURAL, "team-a", "a-per-child")
     if not DISABLES[engine]:
         assert "disabled" not in (per_child.get("status") or {})
         return

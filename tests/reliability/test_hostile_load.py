@@ -31,7 +31,7 @@ import httpx
 import pytest
 from func_python.cloudevent import ASGIApplication
 
-from tekton_notifications import notifications, taskruns, types
+from tekton_notifications import notifications, taskruns, vocabulary
 from tekton_notifications.adapters.funcpython import Function
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import SERVERS, ServedFunction, free_port, serve_function
@@ -45,7 +45,7 @@ from tests.reliability.generate import Run, cloudevent
 
 pytestmark = pytest.mark.slow
 
-GROUP_VERSION = f"{types.GROUP}/{types.VERSION}"
+GROUP_VERSION = f"{vocabulary.GROUP}/{vocabulary.VERSION}"
 #: What flood's run creations cost: longer than the queue wait, under the liveness deadline.
 SLOW_CREATE = 4.0
 #: Flood events sent at once: four times flood's share of 4.

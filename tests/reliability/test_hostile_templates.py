@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tekton_notifications import notifications, rendering, types
+from tekton_notifications import notifications, rendering, vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import UNSIGNED, ServedFunction, serve_function
 from tekton_notifications.events import parse_event
@@ -197,14 +197,14 @@ def test_the_status_recorder_marks_a_repeated_offender_not_ready() -> None:
     )
     hostile_object = {**template("team-a", "hostile", **HOSTILE["issue-max-of-repeated-list"])}
     hostile_object["metadata"] = {**hostile_object["metadata"], "generation": 1}
-    recorder.reset(types.TEMPLATE_PLURAL, [hostile_object])
+    recorder.reset(vocabulary.TEMPLATE_PLURAL, [hostile_object])
     # The recorder believes a failure only of a policy it knows (claims.py).
     hostile_policies = [
         o
         for o in objects(HOSTILE["issue-max-of-repeated-list"])
         if o["kind"] == "NotificationPolicy"
     ]
-    recorder.reset(types.POLICY_PLURAL, hostile_policies)
+    recorder.reset(vocabulary.POLICY_PLURAL, hostile_policies)
     recorder.flush()
     for index in range(rendering.RENDER_LIMIT_STRIKES):
         response, _ = respond(renderer, hostile_event(f"a-run-{index}"))
@@ -213,9 +213,9 @@ def test_the_status_recorder_marks_a_repeated_offender_not_ready() -> None:
         assert answer.status == 202, answer.message
     writes.clear()
     recorder.flush()
-    [(plural, namespace, name, patch)] = [w for w in writes if w[0] == types.TEMPLATE_PLURAL]
+    [(plural, namespace, name, patch)] = [w for w in writes if w[0] == vocabulary.TEMPLATE_PLURAL]
     [condition] = patch["status"]["conditions"]
-    assert (plural, namespace, name) == (types.TEMPLATE_PLURAL, "team-a", "hostile")
+    assert (plural, namespace, name) == (vocabulary.TEMPLATE_PLURAL, "team-a", "hostile")
     assert (condition["status"], condition["reason"]) == ("False", "RenderLimitExceeded")
     assert condition["observedGeneration"] == 1
 

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tekton_notifications import notifications, taskruns, types
+from tekton_notifications import notifications, taskruns, vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import (
     UNSIGNED,
@@ -48,7 +48,7 @@ BURST = 40
 LATE = 10
 #: How long the emulator takes to create a run: keeps launches in flight at SIGTERM.
 CREATE_LATENCY = 0.25
-GROUP_VERSION = f"{types.GROUP}/{types.VERSION}"
+GROUP_VERSION = f"{vocabulary.GROUP}/{vocabulary.VERSION}"
 TEMPLATE = {
     "apiVersion": GROUP_VERSION,
     "kind": "NotificationTemplate",

@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tekton_notifications import notifications, types
+from tekton_notifications import notifications, vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import UNSIGNED, ServedFunction, serve_function
 from tests.reliability.forgery import refit
 
 pytestmark = pytest.mark.slow
 
-GROUP_VERSION = f"{types.GROUP}/{types.VERSION}"
+GROUP_VERSION = f"{vocabulary.GROUP}/{vocabulary.VERSION}"
 SECRET_VALUE = "xoxb-0123456789-do-not-leak"
 FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher")
 
@@ -66,7 +66,7 @@ OBJECTS: list[dict[str, Any]] = [
     policy(
         "team-a",
         "a-everything",
-        events=[e for e in types.POLICY_EVENTS if e not in types.TRANSITION_EVENTS],
+        events=[e for e in vocabulary.POLICY_EVENTS if e not in vocabulary.TRANSITION_EVENTS],
         templateRefs=[{"name": "a-notify"}],
     ),
     policy(
@@ -159,7 +159,7 @@ class Tenants:
         return [
             run
             for run in self.api.store.list("tekton.dev", "taskruns", namespace)
-            if run["metadata"].get("labels", {}).get(types.MANAGED_BY_LABEL)
+            if run["metadata"].get("labels", {}).get(vocabulary.MANAGED_BY_LABEL)
         ]
 
     def requests_to(self, fragment: str) -> list[str]:
@@ -376,4 +376,4 @@ def test_nothing_was_ever_read_or_written_across_namespaces(tenants: Tenants) ->
     for namespace in ("team-a", "team-b"):
         for run in tenants.runs(namespace):
             annotations = run["metadata"]["annotations"]
-            assert annotations[f"{types.LABEL_PREFIX}policy-namespace"] == namespace
+            assert annotations[f"{vocabulary.LABEL_PREFIX}policy-namespace"] == namespace

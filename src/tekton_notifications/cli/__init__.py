@@ -2,7 +2,7 @@
 
 One module per command; each only loads its inputs (files, or the cluster through the
 official client), calls the core and formats the answer. The answers themselves come from the
-core the functions run (``explaining``, ``matching``, ``rendering``, ``taskruns``), so the CLI
+core the functions run (``diagnosis``, ``matching``, ``rendering``, ``taskruns``), so the CLI
 says what the functions would do, not an approximation.
 
 tkn runs a ``tkn-<name>`` executable from its plugin directory (``~/.config/tkn/plugins`` or

@@ -15,7 +15,7 @@ from typing import Any, Final, cast
 import click
 import yaml
 
-from tekton_notifications import events, explaining, kube, types
+from tekton_notifications import diagnosis, events, kube, vocabulary
 from tekton_notifications.cli._output import ClusterError, InputError
 from tekton_notifications.events import RunEvent
 
@@ -107,7 +107,7 @@ def load_event_file(path: str) -> RunEvent:
             f"{path}: not valid JSON or YAML: {' '.join(str(error).split())}"
         ) from None
     try:
-        return explaining.event_from_document(doc)
+        return diagnosis.event_from_document(doc)
     except events.EventError as error:
         raise InputError(f"{path}: {error}") from None
 
@@ -163,13 +163,15 @@ def list_custom(
 
 
 def notification_objects(cluster: Cluster, namespace: str, plural: str) -> list[dict[str, Any]]:
-    return list_custom(cluster, types.GROUP, types.VERSION, plural, namespace)
+    return list_custom(cluster, vocabulary.GROUP, vocabulary.VERSION, plural, namespace)
 
 
 def cluster_policies(cluster: Cluster) -> list[dict[str, Any]]:
     """ClusterNotificationPolicies; none where their CRD is not installed."""
     try:
-        return list_custom(cluster, types.GROUP, types.VERSION, types.CLUSTER_POLICY_PLURAL, None)
+        return list_custom(
+            cluster, vocabulary.GROUP, vocabulary.VERSION, vocabulary.CLUSTER_POLICY_PLURAL, None
+        )
     except ClusterError as error:
         if "the API answered 404" in str(error):
             return []

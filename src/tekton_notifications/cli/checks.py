@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tekton_notifications import cel, models, rendering, types
+from tekton_notifications import cel, models, rendering, vocabulary
 from tekton_notifications.cli import names
 from tekton_notifications.cli import samples as sampling
 from tekton_notifications.cli import tasks as taskdefs
@@ -102,7 +102,7 @@ class Linter:
             return True
         kind = str(obj.get("kind") or "")
         group = str(obj.get("apiVersion") or "").split("/")[0]
-        if kind not in (*POLICIES, TEMPLATE) and group != types.GROUP:
+        if kind not in (*POLICIES, TEMPLATE) and group != vocabulary.GROUP:
             return False
         metadata = obj.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from tekton_notifications import events, explaining, kube, rendering, types
-from tekton_notifications.cli import _inputs, _output, explain_report
+from tekton_notifications import diagnosis, events, kube, rendering, vocabulary
+from tekton_notifications.cli import _inputs, _output, diagnosis_report
 from tekton_notifications.cli._output import EXIT_NO, EXIT_OK, InputError
+from tekton_notifications.diagnosis import PolicyExplanation
 from tekton_notifications.events import RunEvent
-from tekton_notifications.explaining import PolicyExplanation
 
 OK, NO = "✓", "✗"
 
@@ -102,7 +102,7 @@ def explain(
         )
         policy_source = "files"
     elif cluster is not None:
-        policies = _inputs.notification_objects(cluster, event.namespace, types.POLICY_PLURAL)
+        policies = _inputs.notification_objects(cluster, event.namespace, vocabulary.POLICY_PLURAL)
         policies += [
             {**obj, "kind": "ClusterNotificationPolicy"}
             for obj in _inputs.cluster_policies(cluster)
@@ -120,18 +120,20 @@ def explain(
         templates = None
         if cluster is not None:
             templates = _inputs.notification_objects(
-                cluster, event.namespace, types.TEMPLATE_PLURAL
+                cluster, event.namespace, vocabulary.TEMPLATE_PLURAL
             )
 
     settings = rendering.RenderSettings(dashboard_url=dashboard_url or None)
-    explanations = explaining.explain_event(
+    explanations = diagnosis.explain_event(
         event, policies, templates, settings=settings, now=time.time()
     )
     created = _created(cluster, explanations) if cluster is not None else None
-    report = explain_report.report(
+    report = diagnosis_report.report(
         event, explanations, policy_source, live, templates is not None, created
     )
-    _output.emit(report, output, lambda: explain_report.text(event, explanations, report, created))
+    _output.emit(
+        report, output, lambda: diagnosis_report.text(event, explanations, report, created)
+    )
     matched = [item for item in explanations if item.matched]
     exit_code = EXIT_OK if matched and all(item.notifies for item in matched) else EXIT_NO
     click.get_current_context().exit(exit_code)
@@ -157,7 +159,7 @@ def _created(
             if obj is None:
                 found[metadata["name"]] = {"exists": False}
             else:
-                run = explaining.summarize_run(obj)
+                run = diagnosis.summarize_run(obj)
                 found[metadata["name"]] = {
                     "exists": True,
                     "status": run.status,
@@ -169,12 +171,12 @@ def _created(
 def _live_event(cluster: _inputs.Cluster, reference: str, namespace: str) -> RunEvent:
     obj = _inputs.get_run(cluster, reference, namespace)
     try:
-        event = explaining.event_from_run(obj)
+        event = diagnosis.event_from_run(obj)
     except events.EventError as error:
         raise InputError(f"{reference}: {error}") from None
     # As the template-renderer does: current Tekton only references a PipelineRun's children,
     # so read their outcome for finished runs (best effort; needs get on taskruns).
-    if event.event in ("failed", "successful") and any(not c.status for c in event.children):
+    if event.tekton_event in ("failed", "successful") and any(not c.status for c in event.children):
         children = kube.child_outcomes(cluster.api, event.namespace, event.children)
         event = dataclasses.replace(event, children=children)
     return event

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from tekton_notifications import explaining
+from tekton_notifications import diagnosis
 from tekton_notifications.cli import _inputs, _output
 from tekton_notifications.cli._output import EXIT_NO, EXIT_OK, note
-from tekton_notifications.explaining import NotificationRun
+from tekton_notifications.diagnosis import NotificationRun
 
 _PLURALS = ("taskruns", "pipelineruns")
 
@@ -63,11 +63,11 @@ def history(
         raise click.UsageError("give either -n/--namespace or -A/--all-namespaces, not both")
     cluster = _inputs.connect(str(kubeconfig) if kubeconfig else None)
     scope = None if all_namespaces else (namespace or cluster.namespace)
-    selector = explaining.label_selector(run=run_name, policy=policy_name)
+    selector = diagnosis.label_selector(run=run_name, policy=policy_name)
     objects: list[dict[str, Any]] = []
     for plural in _PLURALS:
         objects.extend(_inputs.list_custom(cluster, "tekton.dev", "v1", plural, scope, selector))
-    runs = explaining.newest_first(explaining.summarize_run(obj) for obj in objects)
+    runs = diagnosis.newest_first(diagnosis.summarize_run(obj) for obj in objects)
     if limit is not None:
         runs = runs[:limit]
     where = "in any namespace" if scope is None else f"in namespace {scope}"

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from importlib import resources
 from types import MappingProxyType
 
-from tekton_notifications import explaining, models
+from tekton_notifications import diagnosis, models
 from tekton_notifications.events import RunEvent
 
 
 def builtin() -> list[RunEvent]:
     """The built-in sample events."""
     text = resources.files("tekton_notifications").joinpath("samples/events.json").read_text()
-    return [explaining.event_from_document(doc) for doc in json.loads(text)]
+    return [diagnosis.event_from_document(doc) for doc in json.loads(text)]
 
 
 def for_policy(policy: models.Policy | None, samples: Sequence[RunEvent]) -> list[RunEvent]:

@@ -28,7 +28,7 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
-from tekton_notifications import types
+from tekton_notifications import vocabulary
 
 #: ``<repo>/crds`` when running from a source checkout (src/tekton_notifications/cli/schema.py),
 #: else the copy the wheel ships in ``tekton_notifications/crds``.
@@ -62,13 +62,13 @@ def load(crd_dir: Path | None = None) -> CrdValidator:
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc.get("spec") or {}
-            if spec.get("group") != types.GROUP:
+            if spec.get("group") != vocabulary.GROUP:
                 continue
             for version in spec.get("versions") or []:
-                if version.get("name") == types.VERSION:
+                if version.get("name") == vocabulary.VERSION:
                     schemas[spec["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
     if not schemas:
-        raise SchemaUnavailable(f"no {types.GROUP}/{types.VERSION} CRDs in {directory}")
+        raise SchemaUnavailable(f"no {vocabulary.GROUP}/{vocabulary.VERSION} CRDs in {directory}")
     try:
         _jsonschema()
     except ImportError:
@@ -88,7 +88,7 @@ class CrdValidator:
     def problems(self, obj: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field path, message) for everything the API server would reject in ``obj``."""
         api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
-        if api_version != f"{types.GROUP}/{types.VERSION}" or kind not in self.schemas:
+        if api_version != f"{vocabulary.GROUP}/{vocabulary.VERSION}" or kind not in self.schemas:
             return [("", f"no matches for kind {kind!r} in version {api_version!r}")]
         schema = self.schemas[kind]
         errors = self._validator(kind).iter_errors(with_defaults(schema, dict(obj)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tekton_notifications import kube, signing, sink, types, wire
+from tekton_notifications import kube, signing, sink, vocabulary, wire
 from tekton_notifications.devtools.display import EventDisplay
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
 from tekton_notifications.devtools.router import EventRouter
@@ -28,7 +28,7 @@ _RUN_RESOURCES = {
     "pipelineRun": ("pipelineruns", "PipelineRun"),
     "customRun": ("customruns", "CustomRun"),
 }
-MANAGED = f"{types.MANAGED_BY_LABEL}={types.MANAGED_BY_VALUE}"
+MANAGED = f"{vocabulary.MANAGED_BY_LABEL}={vocabulary.MANAGED_BY_VALUE}"
 
 
 class LocalChain:
@@ -179,7 +179,7 @@ class LocalChain:
     def policies(self) -> list[dict[str, Any]]:
         """Namespaced and cluster policies as the API has them now, status included."""
         found: list[dict[str, Any]] = []
-        for plural in (types.POLICY_PLURAL, types.CLUSTER_POLICY_PLURAL):
+        for plural in (vocabulary.POLICY_PLURAL, vocabulary.CLUSTER_POLICY_PLURAL):
             found.extend(kube.list_objects(self.api, plural, None))
         return found
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tekton_notifications import signing, types
+from tekton_notifications import signing, vocabulary
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT, SERVERS
 
@@ -191,8 +191,8 @@ def report(
         spec = created["spec"]
         ref = spec.get("taskRef") or spec.get("pipelineRef") or {}
         say(
-            f"   ✔ matched policy {labels[f'{types.GROUP}/policy']} → template "
-            f"{labels[f'{types.GROUP}/template']}"
+            f"   ✔ matched policy {labels[f'{vocabulary.GROUP}/policy']} → template "
+            f"{labels[f'{vocabulary.GROUP}/template']}"
         )
         say(
             f"     created {created['kind']} {created['metadata']['namespace']}/"

@@ -21,7 +21,7 @@ from tekton_notifications import (
     sink,
     storm,
     tracing,
-    types,
+    vocabulary,
 )
 from tekton_notifications.caches import key_of
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
@@ -403,7 +403,7 @@ def _report_cost(api: Any, policy: models.Policy, message: str, *, disabled: boo
     policy is skipped in this process either way."""
     timestamp = recording.now()
     reason = cel.CelCostError.reason
-    plural = types.CLUSTER_POLICY_PLURAL if policy.cluster else types.POLICY_PLURAL
+    plural = vocabulary.CLUSTER_POLICY_PLURAL if policy.cluster else vocabulary.POLICY_PLURAL
     try:
         if disabled:
             status = recording.disabled_status(

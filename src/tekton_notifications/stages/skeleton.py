@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from tekton_notifications import claims, kube, notifications, types
+from tekton_notifications import claims, kube, notifications, vocabulary
 from tekton_notifications.events import EventError
 from tekton_notifications.models import Policy
 from tekton_notifications.notifications import Notification
@@ -35,9 +35,9 @@ R = TypeVar("R")
 
 #: How readiness names a resource that is not loaded yet.
 _WHAT = {
-    types.TEMPLATE_PLURAL: "templates",
-    types.POLICY_PLURAL: "policies",
-    types.CLUSTER_POLICY_PLURAL: "cluster policies",
+    vocabulary.TEMPLATE_PLURAL: "templates",
+    vocabulary.POLICY_PLURAL: "policies",
+    vocabulary.CLUSTER_POLICY_PLURAL: "cluster policies",
 }
 
 #: The 400 reason of a notification whose key is not the one of its claim.

@@ -25,7 +25,15 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import claims, kube, models, notifications, recording, taskruns, types
+from tekton_notifications import (
+    claims,
+    kube,
+    models,
+    notifications,
+    recording,
+    taskruns,
+    vocabulary,
+)
 from tekton_notifications.caches import Bound, Key, ParsedCache, Watcher
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification
@@ -69,9 +77,9 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         self._lock = threading.Lock()
         #: The objects as listed, whose status this stage writes.
         self._objects: dict[str, ParsedCache[dict[str, Any]]] = {
-            types.POLICY_PLURAL: ParsedCache(_as_listed),
-            types.CLUSTER_POLICY_PLURAL: ParsedCache(_cluster_policy, cluster=True),
-            types.TEMPLATE_PLURAL: ParsedCache(_as_listed),
+            vocabulary.POLICY_PLURAL: ParsedCache(_as_listed),
+            vocabulary.CLUSTER_POLICY_PLURAL: ParsedCache(_cluster_policy, cluster=True),
+            vocabulary.TEMPLATE_PLURAL: ParsedCache(_as_listed),
         }
         self._dirty_policies: set[Key] = set()
         self._dirty_templates: set[Key] = set()
@@ -97,9 +105,13 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
                 plural=plural,
                 watcher=recorder.watcher(plural),
                 # A cluster without the ClusterNotificationPolicy CRD just has none.
-                optional=plural == types.CLUSTER_POLICY_PLURAL,
+                optional=plural == vocabulary.CLUSTER_POLICY_PLURAL,
             )
-            for plural in (types.POLICY_PLURAL, types.TEMPLATE_PLURAL, types.CLUSTER_POLICY_PLURAL)
+            for plural in (
+                vocabulary.POLICY_PLURAL,
+                vocabulary.TEMPLATE_PLURAL,
+                vocabulary.CLUSTER_POLICY_PLURAL,
+            )
         )
         return recorder
 
@@ -119,13 +131,13 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
     def policy_objects(self) -> dict[Key, dict[str, Any]]:
         """Both kinds of policy as listed, by :func:`caches.key_of` (a snapshot)."""
         return {
-            **dict(self._objects[types.POLICY_PLURAL].items()),
-            **dict(self._objects[types.CLUSTER_POLICY_PLURAL].items()),
+            **dict(self._objects[vocabulary.POLICY_PLURAL].items()),
+            **dict(self._objects[vocabulary.CLUSTER_POLICY_PLURAL].items()),
         }
 
     @property
     def template_objects(self) -> dict[Key, dict[str, Any]]:
-        return dict(self._objects[types.TEMPLATE_PLURAL].items())
+        return dict(self._objects[vocabulary.TEMPLATE_PLURAL].items())
 
     # Informer callbacks ---------------------------------------------------------------
     def watcher(self, plural: str) -> Watcher:
@@ -139,8 +151,8 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
     def reset(self, plural: str, objects: list[dict[str, Any]]) -> None:
         with self._lock:
             self._objects[plural].reset(objects)
-            if plural != types.TEMPLATE_PLURAL:
-                self._directory().reset(objects, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+            if plural != vocabulary.TEMPLATE_PLURAL:
+                self._directory().reset(objects, cluster=plural == vocabulary.CLUSTER_POLICY_PLURAL)
             self._dirty_policies |= set(self.policy_objects)
             self._dirty_templates |= set(self.template_objects)
 
@@ -148,22 +160,22 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         with self._lock:
             self._objects[plural].upsert(obj)
             self._mark(plural, self._objects[plural].key(obj))
-            if plural != types.TEMPLATE_PLURAL:
-                self._directory().upsert(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+            if plural != vocabulary.TEMPLATE_PLURAL:
+                self._directory().upsert(obj, cluster=plural == vocabulary.CLUSTER_POLICY_PLURAL)
 
     def delete(self, plural: str, obj: dict[str, Any]) -> None:
         with self._lock:
             self._objects[plural].delete(obj)
             self._mark(plural, self._objects[plural].key(obj))
-            if plural != types.TEMPLATE_PLURAL:
-                self._directory().delete(obj, cluster=plural == types.CLUSTER_POLICY_PLURAL)
+            if plural != vocabulary.TEMPLATE_PLURAL:
+                self._directory().delete(obj, cluster=plural == vocabulary.CLUSTER_POLICY_PLURAL)
 
     def _directory(self) -> claims.PolicyDirectory:
         assert self.policies is not None  # always set: the recorder checks every claim
         return self.policies
 
     def _mark(self, plural: str, key: Key) -> None:
-        if plural != types.TEMPLATE_PLURAL:
+        if plural != vocabulary.TEMPLATE_PLURAL:
             self._dirty_policies.add(key)
         else:
             # A template's readiness decides the readiness of the policies that use it.
@@ -217,14 +229,14 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
             return
         key = (notification.policy_namespace, notification.template_ref.name)
         with self._lock:
-            template = self._objects[types.TEMPLATE_PLURAL].get(*key)
+            template = self._objects[vocabulary.TEMPLATE_PLURAL].get(*key)
             if template is None:
                 return
             generation = int((template.get("metadata") or {}).get("generation") or 0)
             seen, count, _ = self._over_limits.get(key, (generation, 0, ""))
             count = count + 1 if seen == generation else 1
             self._over_limits[key] = (generation, count, str(error.get("message") or "")[:512])
-            self._mark(types.TEMPLATE_PLURAL, key)
+            self._mark(vocabulary.TEMPLATE_PLURAL, key)
 
     # Status ---------------------------------------------------------------------------
     def _flush_loop(self) -> None:
@@ -250,12 +262,12 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         writes = 0
         for key in sorted(dirty_templates & set(templates)):
             writes += self._write(
-                types.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
+                vocabulary.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
             )
         for key in sorted((dirty_policies | counts.keys()) & set(policies)):
             home = _home(policies[key])
             in_namespace = {name: r for (ns, name), r in readiness.items() if ns == home}
-            plural = types.CLUSTER_POLICY_PLURAL if key[0] == "" else types.POLICY_PLURAL
+            plural = vocabulary.CLUSTER_POLICY_PLURAL if key[0] == "" else vocabulary.POLICY_PLURAL
             ok = self._write(
                 plural,
                 policies[key],

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tekton_notifications import claims, kube, logs, metrics, notifications, taskruns, types
+from tekton_notifications import claims, kube, logs, metrics, notifications, taskruns, vocabulary
 from tekton_notifications.events import EventError
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, rejected, reply, unavailable
@@ -55,7 +55,7 @@ class TaskLauncher(NotificationStage[None]):
             templates=templates,
             informers=(
                 *kube.policy_informers(api, policies),
-                kube.Informer(api, plural=types.TEMPLATE_PLURAL, watcher=templates),
+                kube.Informer(api, plural=vocabulary.TEMPLATE_PLURAL, watcher=templates),
             ),
         )
 
@@ -190,7 +190,7 @@ def _unsafe(notification: Notification) -> str | None:
         # Templates only ever render a reference: inline steps can only come from a forgery.
         return "only runs of a referenced Task or Pipeline are launched, never inline steps"
     labels = metadata.get("labels") or {}
-    if labels.get(types.MANAGED_BY_LABEL) != types.MANAGED_BY_VALUE:
+    if labels.get(vocabulary.MANAGED_BY_LABEL) != vocabulary.MANAGED_BY_VALUE:
         return "run lacks the managed-by label that keeps it from notifying again"
     return None
 

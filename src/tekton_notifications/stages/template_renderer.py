@@ -22,7 +22,7 @@ from tekton_notifications import (
     notifications,
     rendering,
     taskruns,
-    types,
+    vocabulary,
 )
 from tekton_notifications.caches import Key, ParsedCache, key_of
 from tekton_notifications.events import ChildRun, RunEvent
@@ -151,7 +151,7 @@ class TemplateRenderer(NotificationStage[None]):
             children=lambda ns, children: kube.child_outcomes(api, ns, children),
             policies=policies,
             informers=(
-                kube.Informer(api, plural=types.TEMPLATE_PLURAL, watcher=templates),
+                kube.Informer(api, plural=vocabulary.TEMPLATE_PLURAL, watcher=templates),
                 *kube.policy_informers(api, policies),
             ),
         )
@@ -218,7 +218,8 @@ class TemplateRenderer(NotificationStage[None]):
         """Current Tekton names a PipelineRun's children without their outcome: look it up
         for finished runs, so templates can say which tasks failed and why."""
         unknown = [child for child in event.children if not child.status]
-        if self._children is None or not unknown or event.event not in ("failed", "successful"):
+        finished = event.tekton_event in ("failed", "successful")
+        if self._children is None or not unknown or not finished:
             return event
         return replace(event, children=self._children(event.namespace, event.children))
 

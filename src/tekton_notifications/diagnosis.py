@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from tekton_notifications import events, matching, models, rendering, storm, taskruns, types
+from tekton_notifications import events, matching, models, rendering, storm, taskruns, vocabulary
 from tekton_notifications.events import EventError, RunEvent
 
 #: The CloudEvents ``data`` key Tekton puts each kind of run under.
@@ -296,7 +296,7 @@ def _outcome(
 # Notification runs (what the task launcher created)
 
 #: The label selector of every run this project creates.
-MANAGED_SELECTOR: Final = f"{types.MANAGED_BY_LABEL}={types.MANAGED_BY_VALUE}"
+MANAGED_SELECTOR: Final = f"{vocabulary.MANAGED_BY_LABEL}={vocabulary.MANAGED_BY_VALUE}"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from tekton_notifications.cli import _output
+from tekton_notifications.diagnosis import PolicyExplanation, TemplateOutcome
 from tekton_notifications.events import RunEvent
-from tekton_notifications.explaining import PolicyExplanation, TemplateOutcome
 from tekton_notifications.selectors import Check
 
 OK, NO = "✓", "✗"
@@ -84,7 +84,7 @@ def report(
             "namespace": event.namespace,
             "name": event.name,
             "uid": event.uid,
-            "event": event.event,
+            "event": event.tekton_event,
             "outcome": event.outcome,
             "policyEvents": sorted(event.policy_events),
             "fromLiveRun": live,
@@ -114,9 +114,9 @@ def text(
 ) -> str:
     lines: list[str] = []
     outcome = (
-        event.event
-        if event.outcome in (event.event, "succeeded")
-        else (f"{event.event} ({event.outcome})")
+        event.tekton_event
+        if event.outcome in (event.tekton_event, "succeeded")
+        else (f"{event.tekton_event} ({event.outcome})")
     )
     lines.append(f"{event.kind} {event.namespace}/{event.name}: {outcome}   [{event.type}]")
     if report["event"]["fromLiveRun"]:
