@@ -17,13 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cloudevents.core.v1.event import CloudEvent
-
 from tekton_notifications import logs, signing
 from tekton_notifications.adapters import bodylimit, exposition
 from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
-from tekton_notifications.wire import attributes_as_text
+from tekton_notifications.wire import attributes_as_text, binary_message
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +104,11 @@ class Function:
         if response.event is None:
             await _plain(send, response)
             return
-        reply = CloudEvent(
-            attributes=dict(response.event.attributes), data=dict(response.event.data)
-        )
-        await send.binary(reply, response.status)
+        # The project's own binary encoding, as the functions-framework adapter and the
+        # sink's fan-out use: the SDK's (a CloudEvent validated attribute by attribute, then
+        # encoded) cost ~40% of the whole request in-process (bench breakdown).
+        headers, body = binary_message(response.event)
+        await _respond(send, response.status, headers, body)
 
     def _release(self, ticket: fairness.Ticket) -> None:
         """On the loop: free the worker and wake the events waiting for one."""
@@ -158,9 +157,13 @@ def _body_size(scope: Mapping[str, Any], data: object) -> int:
 
 async def _plain(send: Send, response: Response) -> None:
     status, headers, body = response.http()
-    headers["content-length"] = str(len(body))
     if status in (429, 503):
         headers["retry-after"] = "1"
+    await _respond(send, status, headers, body)
+
+
+async def _respond(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+    headers["content-length"] = str(len(body))
     start = {
         "type": "http.response.start",
         "status": status,
