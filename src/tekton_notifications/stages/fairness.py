@@ -21,7 +21,6 @@ waiting in their own way and count in :mod:`tekton_notifications.metrics`.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
 import threading
@@ -148,6 +147,7 @@ class Admission:
         self._tickets: dict[int, Ticket] = {}
         self._by_namespace: dict[str, int] = {}
         self._serials = itertools.count(1)
+        metrics.IN_FLIGHT.watch(self)
 
     def try_admit(self, namespace: str, event_id: str, event_type: str = "") -> Ticket | Refusal:
         """A worker for this event now, or why not (without waiting)."""
@@ -171,7 +171,6 @@ class Admission:
             ticket = Ticket(next(self._serials), namespace, event_id, event_type, self._clock())
             self._tickets[ticket.serial] = ticket
             self._by_namespace[namespace] = held + 1
-        metrics.IN_FLIGHT.labels(self.stage, namespace).inc()
         return ticket
 
     def admit(
@@ -206,13 +205,13 @@ class Admission:
             else:
                 del self._by_namespace[ticket.namespace]
             self._changed.notify_all()
-        if left:
-            metrics.IN_FLIGHT.labels(self.stage, ticket.namespace).dec()
-        else:
-            # Only namespaces with events in flight have a series: labels stay bounded by
-            # the workers, whatever namespaces events claim.
-            with contextlib.suppress(KeyError):
-                metrics.IN_FLIGHT.remove(self.stage, ticket.namespace)
+
+    def by_namespace(self) -> dict[str, int]:
+        """Events in flight per namespace: what ``tekton_notifications_in_flight`` shows when
+        scraped. Only namespaces with events in flight appear, so its series stay bounded
+        by the workers, whatever namespaces events claim."""
+        with self._changed:
+            return dict(self._by_namespace)
 
     def in_flight(self, namespace: str | None = None) -> int:
         with self._changed:
