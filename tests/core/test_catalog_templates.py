@@ -937,7 +937,7 @@ def run_python_task(
 
 
 def gitlab_description(requests: list[dict[str, Any]]) -> str:
-    query = urllib.parse.urlparse(requests[-1]["url"]).query
+    query = urllib.parse.urlparse(str(requests[-1]["url"])).query
     return urllib.parse.parse_qs(query)["description"][0]
 
 
