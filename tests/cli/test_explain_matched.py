@@ -71,7 +71,7 @@ def test_a_matched_policy_shows_the_run_and_params_its_template_renders(
     )
     for param in run["spec"]["params"]:
         assert f"      {param['name']}: {param['value']}" in result.stdout
-    assert "11 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
+    assert "13 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
 
 
 def test_json_carries_the_rendered_params_and_the_run_name(
@@ -101,7 +101,7 @@ def test_json_carries_the_rendered_params_and_the_run_name(
         "namespace": "ci",
     }
     assert template["params"] == {p["name"]: p["value"] for p in run["spec"]["params"]}
-    assert report["summary"] == {"policies": 11, "matched": 1, "notifications": 1}
+    assert report["summary"] == {"policies": 13, "matched": 1, "notifications": 1}
     assert report["event"]["kind"] == "PipelineRun"
     assert report["event"]["name"] == RUN_NAME
 
@@ -305,6 +305,8 @@ CATALOG_EXAMPLE_POLICIES = {
     "pac-gitea-status",
     "deploy-github-deployment",
     "release-webex-cloudevent",
+    "labelled-channel-slack",
+    "on-call-telegram",
 }
 DEPLOYMENT_ANNOTATIONS = {
     "example.com/github-deployment-id": "4242",
@@ -345,14 +347,32 @@ DEPLOYMENT_ANNOTATIONS = {
             {"release-webex-cloudevent": ["webex", "cloudevent"]},
             id="release-succeeded",
         ),
+        pytest.param(
+            "08-pipelinerun-failed.json",
+            {"example.com/slack-channel": "C0TEAM"},
+            {"labelled-channel-slack": ["slack-channel"]},
+            id="labelled-channel-failed",
+        ),
+        pytest.param(
+            "13-taskrun-timedout.json",
+            {"example.com/on-call": "true"},
+            {"on-call-telegram": ["telegram"]},
+            id="on-call-timed-out",
+        ),
+        pytest.param(
+            "10-pipelinerun-cancelled.json",
+            {"example.com/on-call": "true"},
+            {},
+            id="on-call-cancelled-on-purpose",
+        ),
     ],
 )
 def test_the_catalog_example_policies_pick_their_runs_and_render(
     invoke: Invoke, tmp_path: Path, fixture: str, labels: dict[str, str], matched: dict[str, Any]
 ) -> None:
-    """The example policies for the forge, deployment, Webex and CloudEvent templates match
-    runs that carry their labels, and every template they name renders for those runs. (The
-    demo's events carry none of these labels, so these policies stay quiet there.)"""
+    """The example policies of the catalog templates the demo does not show match runs that
+    carry their labels, and every template they name renders for those runs. (The demo's
+    events carry none of these labels, so these policies stay quiet there.)"""
     cloudevent = load_cloudevent(fixture)
     run = next(iter(cloudevent["data"].values()))
     run["metadata"].setdefault("labels", {}).update(labels)
