@@ -71,7 +71,7 @@ def test_a_matched_policy_shows_the_run_and_params_its_template_renders(
     )
     for param in run["spec"]["params"]:
         assert f"      {param['name']}: {param['value']}" in result.stdout
-    assert "6 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
+    assert "13 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
 
 
 def test_json_carries_the_rendered_params_and_the_run_name(
@@ -101,7 +101,7 @@ def test_json_carries_the_rendered_params_and_the_run_name(
         "namespace": "ci",
     }
     assert template["params"] == {p["name"]: p["value"] for p in run["spec"]["params"]}
-    assert report["summary"] == {"policies": 6, "matched": 1, "notifications": 1}
+    assert report["summary"] == {"policies": 13, "matched": 1, "notifications": 1}
     assert report["event"]["kind"] == "PipelineRun"
     assert report["event"]["name"] == RUN_NAME
 
@@ -292,3 +292,113 @@ def test_a_missing_event_file_is_an_input_error(invoke: Invoke, tmp_path: Path) 
 
     assert result.exit_code == 2
     assert "cannot read" in result.stderr
+
+
+PAC_GITHUB = {"pipelinesascode.tekton.dev/git-provider": "github"}
+PAC_GITLAB = {"pipelinesascode.tekton.dev/git-provider": "gitlab"}
+PAC_GITEA = {"pipelinesascode.tekton.dev/git-provider": "gitea"}
+DEPLOY = {"example.com/deploy": "production"}
+RELEASE = {"example.com/release": "v1.4.0", "example.com/webex-room": "Y2lzY29zcGFyazovL3Vz"}
+CATALOG_EXAMPLE_POLICIES = {
+    "pac-pull-request-comment",
+    "pac-gitlab-status",
+    "pac-gitea-status",
+    "deploy-github-deployment",
+    "release-webex-cloudevent",
+    "labelled-channel-slack",
+    "on-call-telegram",
+}
+DEPLOYMENT_ANNOTATIONS = {
+    "example.com/github-deployment-id": "4242",
+    "example.com/git-repo": "example/docs-site",
+}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "labels", "matched"),
+    [
+        pytest.param(
+            "15-pipelinerun-failed-older-taskruns.json",
+            PAC_GITHUB,
+            {"pac-pull-request-comment": ["github-pr-comment"]},
+            id="pac-github-pull-request-failed",
+        ),
+        pytest.param(
+            "02-pipelinerun-started.json",
+            PAC_GITLAB,
+            {"pac-gitlab-status": ["gitlab-status"]},
+            id="pac-gitlab-started",
+        ),
+        pytest.param(
+            "09-pipelinerun-successful.json",
+            PAC_GITEA,
+            {"pac-gitea-status": ["gitea-status"]},
+            id="pac-gitea-succeeded",
+        ),
+        pytest.param(
+            "09-pipelinerun-successful.json",
+            DEPLOY,
+            {"deploy-github-deployment": ["github-deployment-status"]},
+            id="deploy-succeeded",
+        ),
+        pytest.param(
+            "09-pipelinerun-successful.json",
+            RELEASE,
+            {"release-webex-cloudevent": ["webex", "cloudevent"]},
+            id="release-succeeded",
+        ),
+        pytest.param(
+            "08-pipelinerun-failed.json",
+            {"example.com/slack-channel": "C0TEAM"},
+            {"labelled-channel-slack": ["slack-channel"]},
+            id="labelled-channel-failed",
+        ),
+        pytest.param(
+            "13-taskrun-timedout.json",
+            {"example.com/on-call": "true"},
+            {"on-call-telegram": ["telegram"]},
+            id="on-call-timed-out",
+        ),
+        pytest.param(
+            "10-pipelinerun-cancelled.json",
+            {"example.com/on-call": "true"},
+            {},
+            id="on-call-cancelled-on-purpose",
+        ),
+    ],
+)
+def test_the_catalog_example_policies_pick_their_runs_and_render(
+    invoke: Invoke, tmp_path: Path, fixture: str, labels: dict[str, str], matched: dict[str, Any]
+) -> None:
+    """The example policies of the catalog templates the demo does not show match runs that
+    carry their labels, and every template they name renders for those runs. (The demo's
+    events carry none of these labels, so these policies stay quiet there.)"""
+    cloudevent = load_cloudevent(fixture)
+    run = next(iter(cloudevent["data"].values()))
+    run["metadata"].setdefault("labels", {}).update(labels)
+    run["metadata"].setdefault("annotations", {}).update(DEPLOYMENT_ANNOTATIONS)
+    event = write_event(tmp_path / "event.json", cloudevent)
+
+    result = invoke(
+        "explain",
+        event,
+        "--policies",
+        EXAMPLE_POLICIES,
+        "--templates",
+        EXAMPLE_TEMPLATES,
+        "-o",
+        "json",
+    )
+
+    # Exit 1 is "a matched policy sends nothing": on a success, pipelinerun-failed-slack
+    # matches as a possible `fixed`, which needs the run history explain does not have.
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.stdout)
+    found = {
+        policy["name"]: policy["templates"]
+        for policy in report["policies"]
+        if policy["matched"] and policy["name"] in CATALOG_EXAMPLE_POLICIES
+    }
+    assert {name: [t["name"] for t in templates] for name, templates in found.items()} == matched
+    for templates in found.values():
+        assert [t["status"] for t in templates] == ["rendered"] * len(templates)

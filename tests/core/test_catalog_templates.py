@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,12 @@ EXPECTED_EXAMPLES = {
     "telegram": "send-to-telegram",
     "discord": "send-to-webhook-discord",
     "github-status": "github-set-status",
+    "webex": "send-to-webex-room",
+    "gitlab-status": "gitlab-set-status",
+    "gitea-status": "gitea-set-status",
+    "github-pr-comment": "github-add-comment",
+    "github-deployment-status": "github-create-deployment-status",
+    "cloudevent": "cloudevent",
 }
 #: The param carrying the human-readable text, per example.
 TEXT_PARAM = {"email": "body", "github-status": "DESCRIPTION"}
@@ -418,6 +425,9 @@ SECRETS = {
     "TLS": "False",
     "SERVER": "smtp.example.com",
     "PORT": "25",
+    "WEBEX_TOKEN": "webex-SECRET-TOKEN",
+    "GITLAB_TOKEN": "glpat-SECRET-TOKEN",
+    "GITHUBTOKEN": "ghp_SECRET-TOKEN",
 }
 #: Files in the step's working directory that an unquoted * or ? would expand to.
 GLOB_BAIT = ("GLOBBED-FILE-1", "a")
@@ -539,8 +549,10 @@ AS_SENT = {
     "teams": lambda text: oneline(text),
     "telegram": lambda text: oneline(text),
     "discord": lambda text: oneline(text).replace("@everyone", "@\u200beveryone"),
+    "webex": lambda text: oneline(text),
 }
 SHELL_TASKS = {
+    "webex": "text",
     "slack-webhook": "text",
     "slack-channel": "text",
     "teams": "text",
@@ -721,3 +733,385 @@ def test_github_status_values_survive_kubernetes_env_expansion() -> None:
     assert raw["DESCRIPTION"] == "see x/y, pay $5"
     escaped = {"REPO_FULL_NAME": "x/y", "DESCRIPTION": k8s_env_escape(text)}
     assert step_environment(task, escaped, {})["DESCRIPTION"] == text
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelines-as-Code runs: forge commit statuses, pull-request comments, deployment statuses
+
+
+def pac_run(provider: str, repo_url: str, hostile: bool = False) -> Any:
+    """A mutation making the PaC pull-request run (fixture 15) come from ``provider``."""
+
+    def mutate(run: dict[str, Any]) -> None:
+        if hostile:
+            hostile_child(run)
+        run["metadata"]["labels"]["pipelinesascode.tekton.dev/git-provider"] = provider
+        run["metadata"]["annotations"]["pipelinesascode.tekton.dev/repo-url"] = repo_url
+        run["metadata"]["annotations"]["example.com/git-repo"] = "example/docs-site"
+        run["metadata"]["annotations"]["example.com/github-deployment-id"] = "4242"
+        run["metadata"]["annotations"]["example.com/environment"] = HOSTILE if hostile else "prod"
+
+    return mutate
+
+
+GITLAB = "https://gitlab.example.com/platform/web/docs-site.git"
+GITEA = "http://git.example.com:3000/example/docs-site"
+GITHUB = "https://github.com/example/docs-site"
+PAC_SHA = "2b6d0f4a8c1e3a5c7e9b1d3f5a7c9e0b2d4f6a8c"
+OLD_MSG = f"PipelineRun failed: {F_MSG}"
+
+
+@pytest.mark.parametrize(
+    ("name", "repo_url", "expected"),
+    [
+        pytest.param(
+            "gitlab-status",
+            GITLAB,
+            {
+                "GITLAB_HOST_URL": "gitlab.example.com",
+                "REPO_FULL_NAME": "platform/web/docs-site",
+                "SHA": PAC_SHA,
+                "STATE": "failed",
+                "TARGET_URL": OLD_URL,
+                "DESCRIPTION": OLD_MSG,
+                "CONTEXT": "tekton/docs-site-pr",
+            },
+            id="gitlab-nested-group",
+        ),
+        pytest.param(
+            "gitea-status",
+            GITEA,
+            {
+                "GITEA_HOST_URL": "git.example.com:3000",
+                "GITEA_HTTPS_OR_HTTP": "http",
+                "REPO_FULL_NAME": "example/docs-site",
+                "SHA": PAC_SHA,
+                "STATE": "failure",
+                "TARGET_URL": OLD_URL,
+                "DESCRIPTION": OLD_MSG,
+                "CONTEXT": "tekton/docs-site-pr",
+            },
+            id="gitea-http-port",
+        ),
+        pytest.param(
+            "github-pr-comment",
+            GITHUB,
+            {
+                "REQUEST_URL": f"{GITHUB}/pull/1042",
+                "COMMENT_TAG": "tekton-docs-site-pr",
+                "REPLACE": "true",
+                "COMMENT_OR_FILE": f":x: **docs-site-pr** failed after 1m 55s for 2b6d0f4\n\n"
+                f"> {F_MSG}\n- `build` Failed: "
+                + HUGO_FAILED.replace("@", "@\u200b")
+                + f" logs docs-site-pr-1042-h8d5m-build-pod -c step-hugo\n\n"
+                f"[{OLD} in Tekton Dashboard]({OLD_URL})",
+            },
+            id="github-pull-request",
+        ),
+        pytest.param(
+            "github-deployment-status",
+            GITHUB,
+            {
+                "REPO_FULL_NAME": "example/docs-site",
+                "DEPLOYMENT_ID": "4242",
+                "STATE": "failure",
+                "LOG_URL": OLD_URL,
+                "DESCRIPTION": OLD_MSG,
+                "ENVIRONMENT": "prod",
+                "ENVIRONMENT_URL": "",
+            },
+            id="github-deployment",
+        ),
+    ],
+)
+def test_pac_run_params(name: str, repo_url: str, expected: dict[str, str]) -> None:
+    """The forge, repository, commit and pull request come from the PaC labels/annotations."""
+    out = render_example(name, load_event(RUNS["older-failed"], pac_run("x", repo_url)))
+    assert {key: decoded(value) for key, value in out.items()} == expected
+
+
+@pytest.mark.parametrize(
+    ("fixture", "gitlab", "gitea", "deployment"),
+    [
+        pytest.param("01-pipelinerun-queued.json", "pending", "pending", "queued", id="queued"),
+        pytest.param(
+            "02-pipelinerun-started.json", "running", "pending", "in_progress", id="started"
+        ),
+        pytest.param(
+            "03-pipelinerun-running.json", "running", "pending", "in_progress", id="running"
+        ),
+        pytest.param("12-taskrun-unknown.json", "running", "pending", "in_progress", id="unknown"),
+        pytest.param(
+            "09-pipelinerun-successful.json", "success", "success", "success", id="succeeded"
+        ),
+        pytest.param("08-pipelinerun-failed.json", "failed", "failure", "failure", id="failed"),
+        pytest.param(
+            "10-pipelinerun-cancelled.json", "canceled", "warning", "error", id="cancelled"
+        ),
+        pytest.param("14-pipelinerun-timedout.json", "failed", "error", "error", id="timedOut"),
+    ],
+)
+def test_forge_state_follows_the_outcome(
+    fixture: str, gitlab: str, gitea: str, deployment: str
+) -> None:
+    """Each forge's own state names (GitLab: canceled, failed; Gitea: warning; deployments:
+    queued, in_progress), all from the run outcome."""
+    event = load_event(EVENTS / fixture)
+    assert render_example("gitlab-status", event)["STATE"] == gitlab
+    assert render_example("gitea-status", event)["STATE"] == gitea
+    assert render_example("github-deployment-status", event)["STATE"] == deployment
+
+
+FAKE_HTTP_CLIENT = """
+import json, os
+
+
+class HTTPSConnection:
+    def __init__(self, host, *args, **kwargs):
+        self.host = host
+        self.method = ""
+
+    def request(self, method, url, body=None, headers=None):
+        self.method = method
+        record = {"connection": type(self).__name__, "host": self.host, "method": method,
+                  "url": url, "body": body, "headers": headers}
+        with open(os.environ["CAPTURE"], "a") as capture:
+            capture.write(json.dumps(record) + "\\n")
+
+    def getresponse(self):
+        return Response(self.method)
+
+    def close(self):
+        pass
+
+
+class HTTPConnection(HTTPSConnection):
+    pass
+
+
+class Response:
+    def __init__(self, method):
+        self.status = 200 if method == "GET" else 201
+        self.method = method
+
+    def read(self):
+        if self.method == "GET":
+            return b"[]"
+        return json.dumps({"id": 1, "environment": "prod", "state": "failure"}).encode()
+"""
+
+
+def run_python_task(
+    task: dict[str, Any], rendered: dict[str, str], workdir: Path
+) -> list[dict[str, Any]]:
+    """Run a Python step script as Tekton would, with http.client stubbed; return requests.
+
+    Tekton substitutes params, then workspaces and results; the Gitea token Secret is
+    mounted as a file."""
+    params = task_params(task, rendered)
+    capture = workdir / "requests"
+    env = step_environment(
+        task,
+        params,
+        {"PATH": os.environ["PATH"], "CAPTURE": str(capture), "PYTHONIOENCODING": "utf-8"},
+    )
+    (workdir / "http").mkdir()
+    (workdir / "http" / "__init__.py").write_text("")
+    (workdir / "http" / "client.py").write_text(FAKE_HTTP_CLIENT)
+    (workdir / "gitea-token").mkdir()
+    (workdir / "gitea-token" / "token").write_text(SECRETS["GITHUBTOKEN"])
+    script = tekton_substitute(task["spec"]["steps"][0]["script"], params)
+    script = script.replace("$(workspaces.comment-file.bound)", "false")
+    script = re.sub(r"\$\(results\.([A-Z_]+)\.path\)", str(workdir / r"result-\1"), script)
+    script = script.replace("/etc/gitea-set-status/", f"{workdir}/gitea-token/")
+    (workdir / "step.py").write_text(script)
+    subprocess.run(
+        [sys.executable, str(workdir / "step.py")],
+        env=env,
+        cwd=workdir,
+        check=True,
+        timeout=20,
+        capture_output=True,
+    )
+    return [json.loads(line) for line in capture.read_text().splitlines()]
+
+
+def gitlab_description(requests: list[dict[str, Any]]) -> str:
+    query = urllib.parse.urlparse(str(requests[-1]["url"])).query
+    return urllib.parse.parse_qs(query)["description"][0]
+
+
+def json_field(field: str) -> Any:
+    def read(requests: list[dict[str, Any]]) -> str:
+        value: str = json.loads(requests[-1]["body"])[field]
+        return value
+
+    return read
+
+
+def comment_text(requests: list[dict[str, Any]]) -> str:
+    body: str = json.loads(requests[-1]["body"])["body"]
+    return body.removesuffix("<!-- tekton-docs-site-pr -->")
+
+
+#: name: (forge URL, text param, how the text reaches the forge, the requests made).
+PYTHON_TASKS = {
+    "gitlab-status": (
+        GITLAB,
+        "DESCRIPTION",
+        gitlab_description,
+        [
+            (
+                "HTTPSConnection",
+                "gitlab.example.com",
+                "POST",
+                "/api/v4/projects/platform%2Fweb%2Fdocs-site/statuses/" + PAC_SHA,
+            )
+        ],
+    ),
+    "gitea-status": (
+        GITEA,
+        "DESCRIPTION",
+        json_field("description"),
+        [
+            (
+                "HTTPConnection",
+                "git.example.com:3000",
+                "POST",
+                f"/api/v1/repos/example/docs-site/statuses/{PAC_SHA}",
+            )
+        ],
+    ),
+    "github-pr-comment": (
+        GITHUB,
+        "COMMENT_OR_FILE",
+        comment_text,
+        [
+            (
+                "HTTPSConnection",
+                "api.github.com",
+                "GET",
+                "/repos/example/docs-site/issues/1042/comments",
+            ),
+            (
+                "HTTPSConnection",
+                "api.github.com",
+                "POST",
+                "/repos/example/docs-site/issues/1042/comments",
+            ),
+        ],
+    ),
+    "github-deployment-status": (
+        GITHUB,
+        "DESCRIPTION",
+        json_field("description"),
+        [
+            (
+                "HTTPSConnection",
+                "api.github.com",
+                "POST",
+                "/repos/example/docs-site/deployments/4242/statuses",
+            )
+        ],
+    ),
+}
+
+
+@CATALOG_TASKS
+@pytest.mark.parametrize("name", sorted(PYTHON_TASKS))
+def test_example_survives_the_python_task_script(name: str, tmp_path: Path) -> None:
+    """Hostile run data (and, for the deployment, a hostile annotation) through the task's
+    own Python script: the script still runs, sends exactly the rendered text, and runs none
+    of the data as code."""
+    repo_url, param, sent_text, expected_requests = PYTHON_TASKS[name]
+    _, template = load_example(name)
+    task = load_task(template)
+    rendered = render_example(
+        name, load_event(RUNS["older-failed"], pac_run("x", repo_url, hostile=True))
+    )
+    requests = run_python_task(task, rendered, tmp_path)
+
+    made = [(r["connection"], r["host"], r["method"], r["url"].split("?")[0]) for r in requests]
+    assert made == expected_requests
+    text = sent_text(requests)
+    assert text == decoded(rendered[param])
+    assert oneline(HOSTILE)[:40] in text.replace("@\u200b", "@")
+    if name == "github-deployment-status":
+        assert json.loads(requests[-1]["body"])["environment"] == HOSTILE
+    for request in requests:
+        for secret in ("ghp_SECRET-TOKEN", "glpat-SECRET-TOKEN"):
+            assert secret not in json.dumps(request["body"]) + request["url"]
+    assert not (tmp_path / "PWNED").exists()
+
+
+@CATALOG_TASKS
+@pytest.mark.parametrize("name", sorted(PYTHON_TASKS))
+def test_every_character_arrives_exactly_through_python(name: str, tmp_path: Path) -> None:
+    """A policy override sending the raw message: quotes, backslashes, newlines, braces."""
+    repo_url, param, sent_text, _ = PYTHON_TASKS[name]
+    _, template = load_example(name)
+    task = load_task(template)
+    rendered = render_example(
+        name,
+        load_event(RUNS["older-failed"], pac_run("x", repo_url, hostile=True)),
+        overrides={param: "{{ event.message | json_escape_strict }}"},
+    )
+    assert sent_text(run_python_task(task, rendered, tmp_path)) == HOSTILE
+    assert not (tmp_path / "PWNED").exists()
+
+
+@CATALOG_TASKS
+def test_why_a_python_literal_needs_json_escape_strict(tmp_path: Path) -> None:
+    """github-add-comment with the raw text: a `\"\"\"` ends the literal and the rest of the
+    message is Python code, run by the task."""
+    _, template = load_example("github-pr-comment")
+    task = load_task(template)
+    raw = '""" + __import__("os").system("touch PWNED") + """'
+    rendered = {"REQUEST_URL": f"{GITHUB}/pull/1", "COMMENT_OR_FILE": raw}
+    with pytest.raises(subprocess.CalledProcessError):
+        run_python_task(task, rendered, tmp_path)  # str + int: after the command ran
+    assert (tmp_path / "PWNED").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# cloudevent: params become container args (no shell), expanded by Tekton and Kubernetes
+
+
+def container_args(task: dict[str, Any], rendered: dict[str, str]) -> list[str]:
+    """The step's args as the container gets them: Tekton's substitution, then Kubernetes'
+    $(VAR) expansion (the step has no env, so only $$ -> $ changes anything)."""
+    params = task_params(task, rendered)
+    return [
+        kubernetes_expand(tekton_substitute(arg, params), {})
+        for arg in task["spec"]["steps"][0]["args"]
+    ]
+
+
+@CATALOG_TASKS
+@pytest.mark.parametrize("event_name", runs(sorted(HOSTILE_EVENTS)))
+def test_cloudevent_data_survives_the_container_args(event_name: str) -> None:
+    _, template = load_example("cloudevent")
+    task = load_task(template)
+    event = HOSTILE_EVENTS[event_name]()
+    args = container_args(task, render_example("cloudevent", event))
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in args if arg.startswith("--"))
+    data = json.loads(flags["data"])
+    assert data["message"] == event.message
+    assert HOSTILE in data["message"]
+    assert (data["name"], data["outcome"], data["kind"]) == (event.name, "failed", "PipelineRun")
+    assert flags["event-id"] == event.id
+    assert flags["event-type"] == "com.example.ci.run.failed"
+    assert args[-1] == "http://broker-ingress.knative-eventing.svc.cluster.local/ci/default"
+    # Nothing left for Tekton's $(context.*) substitution or Kubernetes to change.
+    assert "$" not in flags["data"]
+
+
+@CATALOG_TASKS
+def test_why_cloudevent_data_is_not_plain_tojson() -> None:
+    """tojson keeps `$`: Kubernetes turns `$$` into `$` in the args (and Tekton would
+    substitute a `$(context.taskRun.name)` in them)."""
+    _, template = load_example("cloudevent")
+    task = load_task(template)
+    text = "pay $$5 $(context.taskRun.name)"
+    args = container_args(task, {"sink": "http://sink", "eventID": "1", "data": json.dumps(text)})
+    assert json.loads(args[3].removeprefix("--data=")) == "pay $5 $(context.taskRun.name)"
