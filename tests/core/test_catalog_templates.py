@@ -655,16 +655,11 @@ SMTP_SSL = SMTP
 """
 
 
-def run_sendmail(task: dict[str, Any], rendered: dict[str, str], workdir: Path) -> list[Any]:
-    params = task_params(task, rendered)
-    capture = workdir / "sent"
-    env = step_environment(
-        task,
-        params,
-        {"PATH": os.environ["PATH"], "CAPTURE": str(capture), "PYTHONIOENCODING": "utf-8"},
-    )
-    (workdir / "smtplib.py").write_text(FAKE_SMTPLIB)
-    script = tekton_substitute(task["spec"]["steps"][0]["script"], params)
+def run_python_step(
+    script: str, workdir: Path, env: dict[str, str], capture: Path
+) -> list[dict[str, Any]]:
+    """Run a task's substituted Python step script in ``workdir`` (where the stubs are) and
+    return what its stubbed client captured, one JSON object per line."""
     (workdir / "step.py").write_text(script)
     subprocess.run(
         [sys.executable, str(workdir / "step.py")],
@@ -675,6 +670,19 @@ def run_sendmail(task: dict[str, Any], rendered: dict[str, str], workdir: Path) 
         capture_output=True,
     )
     return [json.loads(line) for line in capture.read_text().splitlines()]
+
+
+def run_sendmail(task: dict[str, Any], rendered: dict[str, str], workdir: Path) -> list[Any]:
+    params = task_params(task, rendered)
+    capture = workdir / "sent"
+    env = step_environment(
+        task,
+        params,
+        {"PATH": os.environ["PATH"], "CAPTURE": str(capture), "PYTHONIOENCODING": "utf-8"},
+    )
+    (workdir / "smtplib.py").write_text(FAKE_SMTPLIB)
+    script = tekton_substitute(task["spec"]["steps"][0]["script"], params)
+    return run_python_step(script, workdir, env, capture)
 
 
 @CATALOG_TASKS
@@ -924,16 +932,7 @@ def run_python_task(
     script = script.replace("$(workspaces.comment-file.bound)", "false")
     script = re.sub(r"\$\(results\.([A-Z_]+)\.path\)", str(workdir / r"result-\1"), script)
     script = script.replace("/etc/gitea-set-status/", f"{workdir}/gitea-token/")
-    (workdir / "step.py").write_text(script)
-    subprocess.run(
-        [sys.executable, str(workdir / "step.py")],
-        env=env,
-        cwd=workdir,
-        check=True,
-        timeout=20,
-        capture_output=True,
-    )
-    return [json.loads(line) for line in capture.read_text().splitlines()]
+    return run_python_step(script, workdir, env, capture)
 
 
 def gitlab_description(requests: list[dict[str, Any]]) -> str:
