@@ -102,8 +102,8 @@ def problems(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -
     for variable, path in sorted(read):
         problem = _field_problem(variable, path)
         if problem is not None:
-            message, key = problem
-            found.append(f"{message}{_where(plan, key)}")
+            message, depth = problem
+            found.append(f"{message}{_where(plan, variable, path[: depth + 1])}")
     found.extend(_comparisons(plan, read))
     top = _not_bool(plan.tree, read)
     if top is not None:
@@ -127,8 +127,8 @@ def _types(node: Mapping[str, Any]) -> list[str]:
     return [kind] if isinstance(kind, str) else list(kind or [])
 
 
-def _field_problem(variable: str, path: tuple[str, ...]) -> tuple[str, str] | None:
-    """The problem with the first name on ``path`` that cannot be there, and that name."""
+def _field_problem(variable: str, path: tuple[str, ...]) -> tuple[str, int] | None:
+    """The problem with the first name on ``path`` that cannot be there, and its index."""
     node: Mapping[str, Any] | None = VARIABLES.get(variable)
     for depth, key in enumerate(path):
         if node is None:
@@ -136,7 +136,7 @@ def _field_problem(variable: str, path: tuple[str, ...]) -> tuple[str, str] | No
         where = ".".join((variable, *path[:depth]))
         types = _types(node)
         if types and "object" not in types:
-            return f"{where} is {_a(types)}: it has no field {key!r}", key
+            return f"{where} is {_a(types)}: it has no field {key!r}", depth
         properties = node.get("properties") or {}
         if key in properties:
             node = properties[key]
@@ -149,15 +149,17 @@ def _field_problem(variable: str, path: tuple[str, ...]) -> tuple[str, str] | No
             if closest
             else f"its fields are {', '.join(properties)}"
         )
-        return f"{where} has no field {key!r}: {hint}", key
+        return f"{where} has no field {key!r}: {hint}", depth
     return None
 
 
-def _where(plan: celcost.Plan, name: str) -> str:
-    """`` (line L, column C)`` of the first mention of ``name``, when known."""
-    for token in plan.tree.scan_values(lambda value: getattr(value, "type", None) == "IDENT"):
-        if str(token) == name and getattr(token, "line", None) is not None:
-            return f" (line {token.line}, column {token.column})"
+def _where(plan: celcost.Plan, variable: str, path: tuple[str, ...]) -> str:
+    """`` (line L, column C)`` of the first ``variable.path``'s last name, when known."""
+    for node in plan.tree.iter_subtrees_topdown():
+        if node.data == "member_dot" and celcost.data_path(node.children) == (variable, path):
+            token = node.children[1]
+            if getattr(token, "line", None) is not None:
+                return f" (line {token.line}, column {token.column})"
     return ""
 
 
