@@ -215,8 +215,8 @@ def test_the_shipped_whens_were_found() -> None:
     assert len(SHIPPED) >= 5, SHIPPED
 
 
-#: Whens the tests break on purpose, expecting an error: now refused at load instead.
-BROKEN_ON_PURPOSE = {"run.nosuch.field == 1"}
+#: Whens the tests break on purpose, expecting an error (refused at load since this check).
+BROKEN_ON_PURPOSE = {"run.nosuch.field == 1", "event.durationn > 10.0"}
 
 
 @pytest.mark.parametrize("when", SHIPPED)
