@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from tekton_notifications import celcost, celparse
+from tekton_notifications import celcheck, celcost, celparse
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ class CelCostError(CelError):
     """An expression over its cost limits: at load, before an evaluation, or during one."""
 
     reason: Final = celcost.REASON
+
+
+class CelCheckError(CelError):
+    """An expression that reads a field its variable does not have, compares a field with a
+    literal of another type, or is not a bool (:mod:`celcheck`): it could never match."""
+
+    reason: Final = celcheck.REASON
 
 
 #: cel-python's step counter allows this many parse-tree nodes visited per unit of the
@@ -163,9 +170,13 @@ class Expression:
             raise CelCostError(str(error)) from None
 
 
-def compile_expression(source: str, engine: str | None = None) -> Expression:
-    """Parse and prepare ``source``; raises :class:`CelError` with the parser's message, and
-    :class:`CelCostError` when it is too long or its estimated cost is over the limits."""
+def compile_expression(
+    source: str, engine: str | None = None, *, checked: bool = True
+) -> Expression:
+    """Parse and prepare ``source``; raises :class:`CelError` with the parser's message,
+    :class:`CelCostError` when it is too long or its estimated cost is over the limits, and
+    :class:`CelCheckError` when it reads what its variables cannot hold (unless not
+    ``checked``: the language's own tests give the variables other values than events)."""
     if len(source) > celcost.MAX_LENGTH:  # before parsing: parsing costs time in the length
         raise CelCostError(
             f"expression of {len(source)} characters is longer than the limit of "
@@ -177,6 +188,11 @@ def compile_expression(source: str, engine: str | None = None) -> Expression:
         cost = celcost.static(expression.plan, budget=expression.budget)
     except celcost.CostError as error:
         raise CelCostError(str(error)) from None
+    try:
+        if checked:
+            celcheck.check(expression.plan, cost.paths)
+    except celcheck.CheckError as error:
+        raise CelCheckError(str(error)) from None
     return replace(expression, cost=cost)
 
 

@@ -268,6 +268,25 @@ def _figure(cost: float) -> str:
     return f"{cost:,.0f}" if cost < 1e15 else f"{cost:.1e}"
 
 
+def data_path(children: list[Any]) -> tuple[str, tuple[str, ...]] | None:
+    """``run.a.b`` (a ``member_dot``'s children) as ("run", ("a", "b")) when it names a
+    variable's field (the caller rules out names a comprehension binds), else None."""
+    names = [str(children[1])]
+    tree = children[0]
+    while hasattr(tree, "data") and len(tree.children) in (1, 2):
+        if tree.data == "member_dot":
+            names.append(str(tree.children[1]))
+            tree = tree.children[0]
+        elif tree.data in ("member", "primary") and len(tree.children) == 1:
+            tree = tree.children[0]
+        elif tree.data == "ident":
+            name = str(tree.children[0])
+            return (name, tuple(reversed(names))) if name in _VARIABLES else None
+        else:
+            return None
+    return None
+
+
 @dataclass(frozen=True)
 class _Value:
     cost: float
@@ -358,24 +377,8 @@ class _Walk:
 
     # -- names and fields -------------------------------------------------------------------
     def _path(self, children: list[Any]) -> tuple[str, tuple[str, ...]] | None:
-        """``run.a.b`` (a member_dot's children) as ("run", ("a", "b")) when it reads event
-        data, else None."""
-        names = [str(children[1])]
-        tree = children[0]
-        while hasattr(tree, "data") and len(tree.children) in (1, 2):
-            if tree.data == "member_dot":
-                names.append(str(tree.children[1]))
-                tree = tree.children[0]
-            elif tree.data in ("member", "primary") and len(tree.children) == 1:
-                tree = tree.children[0]
-            elif tree.data == "ident":
-                name = str(tree.children[0])
-                if name in _VARIABLES and name not in self._bound:
-                    return name, tuple(reversed(names))
-                return None
-            else:
-                return None
-        return None
+        found = data_path(children)
+        return None if found is None or found[0] in self._bound else found
 
     def _member_dot(self, children: list[Any]) -> _Value:
         found = self._path(children)

@@ -53,6 +53,58 @@ class UnsupportedEvent(EventError):
     """An event type this project does not handle (not Tekton's, or a future Tekton type)."""
 
 
+_STRING: Final[Mapping[str, Any]] = {"type": "string"}
+_TIME: Final[Mapping[str, Any]] = {"type": ["string", "null"], "format": "date-time"}
+_STRINGS: Final[Mapping[str, Any]] = {"type": "object", "additionalProperties": {"type": "string"}}
+
+#: The fields of a child run in ``event.children`` (:meth:`ChildRun.as_dict`), as JSON Schema.
+CHILD_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "name": _STRING,
+    "kind": {"type": "string", "enum": ["TaskRun", "CustomRun"]},
+    "pipelineTaskName": _STRING,
+    "status": {"type": "string", "enum": ["True", "False", "Unknown", ""]},
+    "reason": _STRING,
+    "message": _STRING,
+}
+
+#: The ``event`` variable's fields (:meth:`RunEvent.view`), as JSON Schema: the one source of
+#: ``tkn-notify schema`` and of the check of ``when`` expressions (:mod:`celcheck`). The same
+#: for every run kind (a TaskRun's ``children`` is empty).
+EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "id": _STRING,
+    "type": _STRING,
+    "source": _STRING,
+    "time": _STRING,
+    "kind": {"type": "string", "enum": list(vocabulary.RUN_KINDS)},
+    "event": {
+        "type": "string",
+        "enum": ["queued", "started", "running", "unknown", "successful", "failed"],
+    },
+    "outcome": _STRING,
+    "name": _STRING,
+    "namespace": _STRING,
+    "uid": _STRING,
+    "labels": _STRINGS,
+    "annotations": _STRINGS,
+    "reason": _STRING,
+    "message": _STRING,
+    "startTime": _TIME,
+    "completionTime": _TIME,
+    "duration": {"type": ["number", "null"], "description": "seconds from start to completion"},
+    "results": {"type": "object"},
+    "children": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": dict(CHILD_FIELDS),
+            "required": list(CHILD_FIELDS),
+            "additionalProperties": False,
+        },
+    },
+    "pipeline": _STRING,
+}
+
+
 @dataclass(frozen=True)
 class ChildRun:
     """A TaskRun or CustomRun of a PipelineRun, as far as the PipelineRun's status tells."""
@@ -170,7 +222,8 @@ class RunEvent:
         return tuple(child for child in self.children if child.status == "False")
 
     def view(self) -> dict[str, Any]:
-        """The ``event`` variable that CEL expressions and templates see."""
+        """The ``event`` variable that CEL expressions and templates see: the keys and types
+        of :data:`EVENT_FIELDS` (a test holds them equal for every sample event)."""
         return {
             "id": self.id,
             "type": self.type,

@@ -38,7 +38,7 @@ class CompiledPolicy:
     policy: Policy
     when: cel.Expression | None
     error: str | None = None
-    #: The Ready reason of ``error``: CELCompileError or CELCostExceeded.
+    #: The Ready reason of ``error``: CELCompileError, CELCostExceeded or CELCheckFailed.
     reason: str | None = None
 
     @property
@@ -98,7 +98,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         return CompiledPolicy(policy, None)
     try:
         return CompiledPolicy(policy, cel.compile_expression(policy.when))
-    except cel.CelCostError as error:
+    except (cel.CelCostError, cel.CelCheckError) as error:
         return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason=error.reason)
     except cel.CelError as error:
         return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason="CELCompileError")

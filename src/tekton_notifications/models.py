@@ -78,6 +78,15 @@ class RateLimit:
         return f"{self.limit} per {self.window_text}{scope}"
 
 
+#: The ``policy`` variable's fields (:meth:`Policy.view`), as JSON Schema (see
+#: ``events.EVENT_FIELDS``).
+POLICY_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "name": {"type": "string"},
+    "namespace": {"type": "string", "description": "the policy's, or its templateNamespace"},
+    "kind": {"type": "string", "enum": [POLICY_KIND, CLUSTER_POLICY_KIND]},
+}
+
+
 @dataclass(frozen=True)
 class Policy:
     """A NotificationPolicy, or a ClusterNotificationPolicy (``cluster``, ``namespace`` "")."""
@@ -127,7 +136,8 @@ class Policy:
         return self.template_namespace if self.cluster else self.namespace
 
     def view(self) -> dict[str, Any]:
-        """The ``policy`` variable that CEL expressions and templates see."""
+        """The ``policy`` variable that CEL expressions and templates see (the keys of
+        :data:`POLICY_FIELDS`)."""
         return {"name": self.name, "namespace": self.home_namespace, "kind": self.kind}
 
 

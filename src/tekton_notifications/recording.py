@@ -218,7 +218,7 @@ def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness])
     if policy.when is not None:
         try:
             cel.compile_expression(policy.when)
-        except cel.CelCostError as error:
+        except (cel.CelCostError, cel.CelCheckError) as error:
             return Readiness(False, error.reason, f"spec.when: {error}")
         except cel.CelError as error:
             return Readiness(False, "CELCompileError", f"spec.when: {error}")

@@ -97,6 +97,12 @@ REASONS = {
         "CEL error: no such member in mapping: 'team'",
         "cel error",
     ),
+    "CEL field that does not exist": Reason(
+        policy_object(when="event.durationn > 10.0"),
+        "CEL error: event has no field 'durationn': did you mean event.duration? "
+        "(line 1, column 7)",
+        "cel error",
+    ),
     "CEL syntax error": Reason(
         policy_object(when="event.labels["),
         "CEL error: syntax error: " + SYNTAX_ERRORS[cel.selected_engine()],

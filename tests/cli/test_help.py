@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.conftest import Invoke
 
-COMMANDS = ["explain", "render", "lint", "history"]
+COMMANDS = ["explain", "render", "lint", "history", "schema"]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -145,6 +145,17 @@ def test_the_same_mistake_is_reported_once_in_the_api_servers_words(
             "unknown variable 'pipeline'; the variables are run, event, policy",
             id="unknown variable",
         ),
+        pytest.param(
+            "event.durationn > 10.0",
+            "CELCheckFailed: event has no field 'durationn': did you mean event.duration? "
+            "(line 1, column 7)",
+            id="typo in a field",
+        ),
+        pytest.param(
+            'event.duration == "10"',
+            "CELCheckFailed: event.duration is a number or null, compared with a string",
+            id="literal of another type",
+        ),
     ],
 )
 def test_cel_when_is_compiled_and_its_variables_checked(
@@ -156,6 +167,17 @@ def test_cel_when_is_compiled_and_its_variables_checked(
 
     assert problem["field"] == "spec.when"
     assert problem["message"].startswith(message)
+
+
+def test_a_typo_in_when_fails_lint_naming_the_field_meant(invoke: Invoke, tmp_path: Path) -> None:
+    """Issue 14: ``event.durationn`` used to pass lint, load Ready and never match."""
+    policy = policy_object(when="event.durationn > 10.0")
+    path = write_yaml(tmp_path / "p.yaml", policy, template_object("slack"))
+
+    result = invoke("lint", path)
+
+    assert result.exit_code == 1, result.output
+    assert "did you mean event.duration?" in result.stdout
 
 
 def test_cel_macro_variables_are_not_unknown(invoke: Invoke, tmp_path: Path) -> None:

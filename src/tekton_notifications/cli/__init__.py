@@ -17,6 +17,7 @@ import os
 import click
 
 from tekton_notifications import cel
+from tekton_notifications.cli import variables
 from tekton_notifications.cli._output import EXIT_CODES_HELP
 from tekton_notifications.cli.explain import explain
 from tekton_notifications.cli.history import history
@@ -39,6 +40,7 @@ cli.add_command(explain)
 cli.add_command(render)
 cli.add_command(lint)
 cli.add_command(history)
+cli.add_command(variables.schema)  # a module name clash: cli.schema checks CRDs
 
 
 def main() -> None:

@@ -185,7 +185,7 @@ class Linter:
     def _cel(self, entry: Entry, source: str) -> None:
         try:
             cel.compile_expression(source)
-        except cel.CelCostError as error:
+        except (cel.CelCostError, cel.CelCheckError) as error:
             self._problem(entry, "spec.when", f"{error.reason}: {error}", "cel")
             return
         except cel.CelError as error:

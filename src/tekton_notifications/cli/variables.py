@@ -1,0 +1,59 @@
+"""``tkn-notify schema``: the JSON Schema of the variables ``when`` expressions and templates
+read (``event``, ``policy``, ``run``), for editors and for writing policies.
+
+It is printed from the same tables the load-time check of ``when`` reads
+(``celcheck.VARIABLES``), so it says exactly what a policy is checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from tekton_notifications import celcheck
+from tekton_notifications.cli import _output
+
+
+@click.command(short_help="The JSON Schema of the CEL and template variables.")
+@_output.output_option(default="json")
+def schema(output: str) -> None:
+    """Print the JSON Schema of the variables a `when` and a template read: event, policy, run.
+
+    `event` and `policy` are closed: a `when` that reads a field they do not list is refused
+    when the policy loads (Ready False, CELCheckFailed) and by `tkn-notify lint`. `run` is the
+    run as Tekton sent it, known only to its top-level keys. Templates also see `template` and
+    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`).
+
+    \b
+    Examples:
+      tkn-notify schema > variables.schema.json
+      tkn-notify schema -o text
+
+    Exit codes: 0 printed.
+    """
+    document = celcheck.schema()
+    _output.emit(document, output, lambda: _text(document))
+
+
+def _text(document: Mapping[str, Any]) -> str:
+    rows = [["VARIABLE", "TYPE"]]
+    for name, variable in document["properties"].items():
+        rows.extend(_rows(name, variable))
+    return _output.table(rows)
+
+
+def _rows(path: str, node: Mapping[str, Any]) -> list[list[str]]:
+    kind = node.get("type", "any")
+    words = kind if isinstance(kind, str) else " or ".join(kind)
+    if "enum" in node:
+        words += f" ({', '.join(str(value) for value in node['enum'])})"
+    rows = [[path, words]]
+    for name, child in (node.get("properties") or {}).items():
+        rows.extend(_rows(f"{path}.{name}", child))
+    items = node.get("items")
+    if isinstance(items, Mapping):
+        for name, child in (items.get("properties") or {}).items():
+            rows.extend(_rows(f"{path}[].{name}", child))
+    return rows
