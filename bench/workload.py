@@ -91,25 +91,32 @@ def _policy(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cel_false(i: int) -> dict[str, Any]:
+    """A spec in the event's bucket whose ``when`` is evaluated and false."""
+    return {
+        "selector": {"kinds": ["TaskRun"]},
+        "events": ["failed"],
+        "when": (
+            '"tekton.dev/pipelineTask" in run.metadata.labels && '
+            f'run.metadata.labels["tekton.dev/pipelineTask"] == "lint-{i}"'
+        ),
+    }
+
+
+def _label_fails(i: int) -> dict[str, Any]:
+    """A spec in the event's bucket whose label selector fails (no CEL)."""
+    return {
+        "selector": {"kinds": ["TaskRun"], "matchLabels": {"team": f"team-{i}"}},
+        "events": ["failed"],
+    }
+
+
 def candidates(count: int) -> list[dict[str, Any]]:
     """Policies in the event's bucket (same namespace, kind and event) that do not match it:
     half fail on a label, half on a CEL ``when`` that is evaluated and false."""
     made = []
     for i in range(count):
-        if i % 2:
-            spec = {
-                "selector": {"kinds": ["TaskRun"], "matchLabels": {"team": f"team-{i}"}},
-                "events": ["failed"],
-            }
-        else:
-            spec = {
-                "selector": {"kinds": ["TaskRun"]},
-                "events": ["failed"],
-                "when": (
-                    '"tekton.dev/pipelineTask" in run.metadata.labels && '
-                    f'run.metadata.labels["tekton.dev/pipelineTask"] == "lint-{i}"'
-                ),
-            }
+        spec = _label_fails(i) if i % 2 else _cel_false(i)
         made.append(_policy(f"candidate-{i}", NAMESPACE, spec))
     return made
 
@@ -156,15 +163,7 @@ def issue_policy_set(total: int) -> list[dict[str, Any]]:
         raise ValueError(f"the issue's mix needs at least {bucket} policies, not {total}")
     made = [matching_policy()]
     for i in range(CEL_FALSE):
-        spec = {
-            "selector": {"kinds": ["TaskRun"]},
-            "events": ["failed"],
-            "when": (
-                '"tekton.dev/pipelineTask" in run.metadata.labels && '
-                f'run.metadata.labels["tekton.dev/pipelineTask"] == "lint-{i}"'
-            ),
-        }
-        made.append(_policy(f"cel-false-{i}", NAMESPACE, spec))
+        made.append(_policy(f"cel-false-{i}", NAMESPACE, _cel_false(i)))
     for i in range(SELECTOR_FAILS):
         spec = {
             "selector": {"kinds": ["TaskRun"], "matchLabels": {"team": f"team-{i}"}},
