@@ -16,8 +16,10 @@ from types import TracebackType
 from typing import Any
 
 from tekton_notifications import kube, signing, sink, vocabulary, wire
+from tekton_notifications.devtools import localtekton
 from tekton_notifications.devtools.display import EventDisplay
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
+from tekton_notifications.devtools.localtekton import LocalTekton
 from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
@@ -52,6 +54,8 @@ class LocalChain:
         server: str = "func-python",
         env: Mapping[str, str] | None = None,
         time_scale: float = 0.2,
+        run_notifications: bool = False,
+        step_env: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
@@ -66,6 +70,11 @@ class LocalChain:
         self.dead_letter_display = EventDisplay()
         self.functions: dict[str, ServedFunction] = {}
         self.loaded = 0
+        #: With ``run_notifications`` (emulator only): runs every notification TaskRun's steps
+        #: here and reports its finish as Tekton does (localtekton.py); ``step_env`` is added
+        #: to each step's env (the demo's curl config).
+        self._run_notifications, self._step_env = run_notifications, dict(step_env or {})
+        self.tekton: LocalTekton | None = None
 
     def __enter__(self) -> LocalChain:
         try:
@@ -120,6 +129,11 @@ class LocalChain:
             self._stack.callback(served.stop)
             self.functions[name] = served
         self.api = kube.api_client({"KUBECONFIG": str(self.kubeconfig)})
+        if self._run_notifications and self.emulator is not None:
+            self.tekton = localtekton.start_local(
+                self.emulator.store, self.workdir / "runs", self.broker, self._step_env
+            )
+            self._stack.callback(self.tekton.stop)
 
     def send(self, cloudevent: Mapping[str, Any]) -> int:
         """POST a structured-view event to the broker in binary mode, as Tekton does.
@@ -174,7 +188,11 @@ class LocalChain:
         return self.send(json.loads(path.read_text()))
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        return self.router.wait_idle(timeout=timeout)
+        """Until the router (and the local Tekton, when it runs) have nothing left to do:
+        a finished run's event may make another run (a retry), and that run another event."""
+        if self.tekton is None:
+            return self.router.wait_idle(timeout=timeout)
+        return localtekton.settle(self.router.wait_idle, self.tekton, timeout)
 
     def policies(self) -> list[dict[str, Any]]:
         """Namespaced and cluster policies as the API has them now, status included."""
