@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +56,7 @@ class LocalChain:
         time_scale: float = 0.2,
         run_notifications: bool = False,
         step_env: Mapping[str, str] | None = None,
+        setup: Callable[[KubeAPIServer], None] | None = None,
     ) -> None:
         self.workdir = workdir
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
@@ -74,6 +75,8 @@ class LocalChain:
         #: here and reports its finish as Tekton does (localtekton.py); ``step_env`` is added
         #: to each step's env (the demo's curl config).
         self._run_notifications, self._step_env = run_notifications, dict(step_env or {})
+        #: Called with the emulator once the manifests are loaded, before any function starts.
+        self._setup = setup
         self.tekton: LocalTekton | None = None
 
     def __enter__(self) -> LocalChain:
@@ -99,6 +102,8 @@ class LocalChain:
         if self._kubeconfig is None:
             self.emulator = self._stack.enter_context(KubeAPIServer())
             self.loaded = self.emulator.load_manifests(*self._manifests) if self._manifests else 0
+            if self._setup is not None:
+                self._setup(self.emulator)
             self.kubeconfig = self.workdir / "kubeconfig"
             self.emulator.write_kubeconfig(self.kubeconfig)
         else:

@@ -14,12 +14,16 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
 from tekton_notifications import signing, vocabulary
+from tekton_notifications.devtools import checktools
 from tekton_notifications.devtools.chain import LocalChain
+from tekton_notifications.devtools.demo_delivery import DeliveryScene
 from tekton_notifications.devtools.serving import ROOT, SERVERS
+from tekton_notifications.devtools.standins import StandIns
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -55,6 +59,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="function logs and the dead-letter file go here",
     )
     parser.add_argument(
+        "--no-delivery",
+        action="store_true",
+        help="create the notification runs but do not run them (no stand-ins)",
+    )
+    parser.add_argument(
         "--dashboard-url",
         default="https://tekton.example.com",
         help="Tekton Dashboard base URL for links in messages",
@@ -67,6 +76,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
+    tools = checktools.check()
+    deliver = not args.no_delivery and args.kubeconfig is None and tools.ok
+    if not args.no_delivery and args.kubeconfig is None:
+        say(tools.message() + ("" if tools.ok else "\n→ the notification runs are not run"))
+    stack = ExitStack()
+    scene = DeliveryScene(stack.enter_context(StandIns(args.out))) if deliver else None
     chain = LocalChain(
         args.out,
         knative=args.knative,
@@ -82,8 +97,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             "TEKTON_DASHBOARD_URL": args.dashboard_url,
             signing.ENVIRONMENT: secrets.token_hex(32),
         },
+        run_notifications=scene is not None,
+        step_env=scene.standins.step_env if scene else None,
+        setup=scene.setup if scene else None,
     )
-    with chain:
+    with stack, chain:
         if chain.emulator is not None:
             say(
                 f"Kubernetes API emulator  {chain.emulator.url}  "
@@ -94,6 +112,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         say(f"Event router (Triggers from {args.knative.name}/)  broker ingress {chain.broker}")
         for name, served in chain.functions.items():
             say(f"Function {name:<17} {served.url}  ({args.server}; log {served.log_path})")
+        if scene is not None:
+            say(
+                f"Stand-ins                {scene.standins.webhooks.url} (Slack, Discord, Teams,"
+                f" GitHub), SMTP 127.0.0.1:{scene.standins.smtp.port}"
+                + (", api.telegram.org (TLS)" if scene.standins.telegram else "")
+            )
+            say(f"Staged delivery failures: {'; '.join(scene.staged)}")
         say()
         for number, path in enumerate(files, 1):
             cloudevent = json.loads(path.read_text())
@@ -101,6 +126,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             seen = (len(chain.failures.events), len(chain.router.dead_letters))
             namespace = _namespace(cloudevent)
             events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
+            if scene is not None and chain.tekton is not None:
+                scene.mark(chain.tekton)
             status = chain.send(cloudevent)
             chain.wait_idle()
             runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
@@ -120,6 +147,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 chain.router.dead_letters[seen[1] :],
                 recorded,
             )
+            if scene is not None and chain.tekton is not None:
+                scene.report(say, chain.tekton)
+                say()
         time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
         say(
             "Policies, as `kubectl get notificationpolicies,clusternotificationpolicies -A`"
@@ -149,9 +179,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             f"Done: {len(files)} events in, {total} notification runs created, "
             f"{len(chain.failures.events)} failed, {len(chain.router.dead_letters)} dead letters."
         )
+        delivered = True
+        if scene is not None and chain.tekton is not None:
+            line, delivered = scene.summary(chain.tekton)
+            say(line)
         say(f"Function logs and dead letters: {args.out}/")
         # The demo doubles as a smoke test in CI: a chain that loses events must not pass.
-        return 0 if total and not chain.router.dead_letters else 1
+        return 0 if total and delivered and not chain.router.dead_letters else 1
 
 
 def event_files(paths: Sequence[Path]) -> list[Path]:
