@@ -18,6 +18,8 @@ import copy
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tekton_notifications import sink, vocabulary, wire
+from tekton_notifications import vocabulary, wire
 from tekton_notifications.devtools import checktools
 from tekton_notifications.devtools.kubeapi import KubeError, ObjectStore, Selector
 from tekton_notifications.devtools.serving import ROOT
@@ -112,6 +114,7 @@ class LocalTekton:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.store._wake()  # the watch waits on the store's condition: end it now
         self._watcher.join(5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -183,7 +186,7 @@ class LocalTekton:
         if self.broker is not None:
             headers, body = wire.binary_message(finish_event(stored))
             try:
-                status, _ = sink.post(self.broker, headers, body)
+                status = _post(self.broker, headers, body)
             except OSError as error:
                 log.warning("local tekton: finish event of %s not sent: %s", name, error)
         condition = outcome.condition
@@ -211,6 +214,18 @@ class LocalTekton:
                     return None
                 time.sleep(0.01)  # a conflicting write: read again
         return None
+
+
+def _post(url: str, headers: Mapping[str, str], body: bytes) -> int:
+    """POST on a connection of its own, closed after (the worker threads do not live long
+    enough for sink.post's per-thread keep-alive pool)."""
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
 
 
 def _conditions(run: Mapping[str, Any]) -> list[Any]:

@@ -68,6 +68,14 @@ class SMTPSink:
         self._server.server_close()
 
     def _session(self, handler: Any, context: ssl.SSLContext | None) -> None:
+        opened: list[Any] = []  # the TLS socket and its files, closed here (not by socketserver)
+        try:
+            self._converse(handler, context, opened)
+        finally:
+            for thing in reversed(opened):
+                thing.close()
+
+    def _converse(self, handler: Any, context: ssl.SSLContext | None, opened: list[Any]) -> None:
         reader, writer, tls = handler.rfile, handler.wfile, False
 
         def say(line: str) -> None:
@@ -92,6 +100,7 @@ class SMTPSink:
                 say("220 ready to start TLS")
                 connection = context.wrap_socket(handler.connection, server_side=True)
                 reader, writer, tls = connection.makefile("rb"), connection.makefile("wb"), True
+                opened += [connection, reader, writer]
             elif verb == "MAIL":
                 sender, recipients = argument.partition(":")[2].strip().strip("<>"), list[str]()
                 say("250 OK")
