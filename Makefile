@@ -8,7 +8,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 WHEEL := tekton_notifications-$(VERSION)-py3-none-any.whl
 PYTEST_ARGS ?=
 
-.PHONY: help install install-ff build test lint fix demo bench fuzz clean
+.PHONY: help install install-ff build test lint fix demo demo-tools bench fuzz clean
 
 help:
 	@echo "make demo    run the local end-to-end demo (functions, router, API emulator)"
@@ -61,8 +61,21 @@ fix: install
 	$(BIN)/ruff check --fix src tests functions bench
 	$(BIN)/ruff format src tests functions bench
 
-demo: install
+demo: install demo-tools
 	$(BIN)/python -m tekton_notifications.devtools.demo $(DEMO_ARGS)
+
+# What the catalog tasks' scripts need when make demo runs them (devtools/checktools.py):
+# installed with apt-get where it exists and we are root; otherwise the demo names what is missing.
+demo-tools:
+	@missing=""; for tool in sh:dash curl:curl openssl:openssl unshare:util-linux; do \
+		command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing the demo's tools:$$missing"; \
+			apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "not installed (make demo will say what each is for):$$missing"; fi; \
+	fi
 
 # Benchmarks print ratios measured side by side in one run; never part of make test.
 # By default issue 16's table and bench/bench.png (~5 min); BENCH_ARGS=--quick, or --only all.

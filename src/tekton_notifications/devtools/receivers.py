@@ -89,7 +89,9 @@ class WebhookReceiver:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> str:
-        threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="receiver", daemon=True
+        ).start()
         return self.url
 
     def stop(self) -> None:

@@ -60,7 +60,9 @@ class SMTPSink:
         return int(self._server.server_address[1])
 
     def start(self) -> int:
-        threading.Thread(target=self._server.serve_forever, name="smtp-sink", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="smtp-sink", daemon=True
+        ).start()
         return self.port
 
     def stop(self) -> None:
