@@ -144,6 +144,34 @@ def test_runs_it_did_not_create_are_left_to_tekton(tekton: LocalTekton, broker: 
     assert "status" not in tekton.store.get("tekton.dev", "taskruns", "ci", "users-own")
 
 
+def test_a_pending_run_waits_and_a_cancelled_one_never_runs(
+    tekton: LocalTekton, broker: Broker
+) -> None:
+    """``spec.status`` as Tekton reads it: TaskRunPending starts once cleared,
+    TaskRunCancelled fails at once with reason TaskRunCancelled (and its failed event)."""
+    store = tekton.store
+    pending = {**taskrun("later-1", SCRIPTS["successful"])}
+    pending["spec"] = {**pending["spec"], "status": "TaskRunPending"}
+    cancelled = {**taskrun("never-1", "#!/bin/sh\ntouch ran\n")}
+    cancelled["spec"] = {**cancelled["spec"], "status": "TaskRunCancelled"}
+    store.create("tekton.dev", "v1", "taskruns", "ci", pending)
+    store.create("tekton.dev", "v1", "taskruns", "ci", cancelled)
+
+    assert broker.arrived.acquire(timeout=30)
+    assert tekton.wait_idle(30)
+    assert [f.name for f in tekton.finished] == ["never-1"]
+    condition = store.get("tekton.dev", "taskruns", "ci", "never-1")["status"]["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "TaskRunCancelled")
+    assert broker.received[0][0]["ce-type"] == "dev.tekton.event.taskrun.failed.v1"
+    assert "status" not in store.get("tekton.dev", "taskruns", "ci", "later-1")
+
+    store.patch("tekton.dev", "taskruns", "ci", "later-1", {"spec": {"status": None}})
+
+    assert broker.arrived.acquire(timeout=30)
+    assert tekton.wait_idle(30)
+    assert [f.name for f in tekton.finished] == ["never-1", "later-1"]
+
+
 @pytest.mark.reference("fixtures/tekton-events/current")
 @pytest.mark.parametrize(
     ("fixture", "outcome"),

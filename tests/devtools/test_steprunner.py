@@ -204,6 +204,26 @@ def test_a_slack_webhook_answering_500_still_succeeds(
     assert standins.webhooks.received("slack")[-1].answered == 500
 
 
+def test_a_message_that_breaks_the_tasks_json_is_refused_by_the_receiver(
+    runner: StepRunner, standins: StandIns
+) -> None:
+    """Without json_escape_strict a quote in run data ends the task's JSON string: the
+    stand-in refuses the body as Slack does (400 invalid_payload), and still the run
+    succeeds. Why the example templates escape, and why a run's success is not delivery."""
+    run, _ = notification_run("slack-webhook", "08-pipelinerun-failed.json")
+    run["spec"]["params"] = [
+        {"name": p["name"], "value": 'say "hi"' if p["name"] == "message" else p["value"]}
+        for p in run["spec"]["params"]
+    ]
+
+    outcome = runner.run(run)
+
+    assert_succeeded(outcome)
+    delivery = standins.webhooks.received("slack")[-1]
+    assert delivery.answered == 400
+    assert b'"text": "say \\\\"hi\\\\""' in delivery.body
+
+
 @pytest.mark.parametrize(
     ("secret", "params", "message"),
     [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def chain(scene: DeliveryScene, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield started
 
 
-def finished_for(chain: LocalChain, event_name: str) -> list[dict[str, object]]:
+def finished_for(chain: LocalChain, event_name: str) -> list[dict[str, Any]]:
     """The notification runs of one source run, as the API has them once they finished."""
     (run,) = load_cloudevent(event_name)["data"].values()
     return [

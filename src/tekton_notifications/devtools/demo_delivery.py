@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tekton_notifications import vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
@@ -83,7 +84,8 @@ class DeliveryScene:
             mark = "⇒" if finished.outcome.succeeded else "✘"
             event = "successful" if finished.outcome.succeeded else "failed"
             say(
-                f"   {mark} ran TaskRun {finished.name}{extra}: {condition['reason']}"
+                f"   {mark} ran TaskRun {finished.name} ({_task(finished.run)}{extra}): "
+                f"{condition['reason']}"
                 + ("" if finished.outcome.succeeded else f": {condition['message']}")
             )
             if not finished.outcome.succeeded:
@@ -100,7 +102,10 @@ class DeliveryScene:
                 f"     {delivery.service} stand-in got POST {delivery.path}{auth}, "
                 f"answered {delivery.answered}:"
             )
-            say("       " + _readable(delivery.body))
+            say("       " + delivery.body.decode(errors="replace"))
+            shown = _shown_text(delivery.body)
+            if shown is not None:
+                say("       which reads: " + shown.replace("\n", "\n" + " " * 21))
         for mail in self.standins.smtp.mails[mails:]:
             tls = "STARTTLS" if mail.tls else "plain"
             say(f"     mail ({tls}) from {mail.sender} to {', '.join(mail.recipients)}:")
@@ -130,8 +135,19 @@ class DeliveryScene:
         return line, bool(succeeded) and received > 0 and unexpected <= 0
 
 
-def _readable(body: bytes) -> str:
+def _task(run: dict[str, Any]) -> str:
+    ref = run["spec"].get("taskRef") or {}
+    params = {p.get("name"): p.get("value") for p in ref.get("params") or []}
+    return str(ref.get("name") or params.get("name") or "inline taskSpec")
+
+
+def _shown_text(body: bytes) -> str | None:
+    """The message a chat service shows for a webhook body, when it has one."""
     try:
-        return json.dumps(json.loads(body), ensure_ascii=False)
+        payload = json.loads(body)
     except ValueError:
-        return body.decode(errors="replace")
+        return None
+    if not isinstance(payload, dict):
+        return None
+    text = payload.get("text") or payload.get("content") or payload.get("description")
+    return text if isinstance(text, str) else None

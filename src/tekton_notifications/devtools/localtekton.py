@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import threading
 import time
 import urllib.error
@@ -103,7 +104,7 @@ class LocalTekton:
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         self._busy = 0
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: set[tuple[str, str, str]] = set()  # (namespace, name, uid)
         self.finished: list[Finished] = []
         self._watcher = threading.Thread(target=self._watch, name="local-tekton-watch", daemon=True)
         self._ready = threading.Event()
@@ -130,9 +131,12 @@ class LocalTekton:
         self._ready.set()  # the stream replays what exists on its first step: nothing is missed
         for change in stream:
             run = change["object"]
-            if change["type"] != "ADDED" or _conditions(run):
+            if change["type"] == "DELETED" or _conditions(run):
                 continue
-            key = (run["metadata"]["namespace"], run["metadata"]["name"])
+            if (run.get("spec") or {}).get("status") == "TaskRunPending":
+                continue  # Tekton starts it once the field is cleared (a MODIFIED)
+            metadata = run["metadata"]
+            key = (metadata["namespace"], metadata["name"], str(metadata.get("uid")))
             with self._idle:
                 if key in self._seen:
                     continue
@@ -168,6 +172,12 @@ class LocalTekton:
     def _run(self, run: dict[str, Any]) -> None:
         namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if (run.get("spec") or {}).get("status") == "TaskRunCancelled":
+            outcome = RunOutcome(cancelled_status(name, started))
+            stored = self._write_status(namespace, name, outcome.status)
+            if stored is not None:
+                self._report(stored, outcome)
+            return
         self._write_status(namespace, name, {
             "podName": f"{name}-pod",
             "startTime": started,
@@ -180,8 +190,12 @@ class LocalTekton:
         outcome = self.runner.run(run)
         outcome.status["startTime"] = started
         stored = self._write_status(namespace, name, outcome.status)
-        if stored is None:
-            return
+        if stored is not None:
+            self._report(stored, outcome)
+
+    def _report(self, stored: dict[str, Any], outcome: RunOutcome) -> None:
+        """Send the finish event; keep the run for the demo to show."""
+        namespace, name = stored["metadata"]["namespace"], stored["metadata"]["name"]
         status = None
         if self.broker is not None:
             headers, body = wire.binary_message(finish_event(stored))
@@ -216,6 +230,23 @@ class LocalTekton:
         return None
 
 
+def cancelled_status(name: str, now: str) -> dict[str, Any]:
+    """What Tekton writes for a run created with ``spec.status: TaskRunCancelled``."""
+    return {
+        "startTime": now,
+        "completionTime": now,
+        "conditions": [
+            {
+                "type": "Succeeded",
+                "status": "False",
+                "reason": "TaskRunCancelled",
+                "message": f'TaskRun "{name}" was cancelled. ',
+                "lastTransitionTime": now,
+            }
+        ],
+    }
+
+
 def _post(url: str, headers: Mapping[str, str], body: bytes) -> int:
     """POST on a connection of its own, closed after (the worker threads do not live long
     enough for sink.post's per-thread keep-alive pool)."""
@@ -238,6 +269,8 @@ def start_local(
     """A running LocalTekton for the chain: steps see this machine's tools (checked first:
     a missing one is logged by name, and the steps needing it fail saying so) and the
     catalog Tasks in examples/tasks answer the hub resolver."""
+    shutil.rmtree(workdir, ignore_errors=True)  # the runs of an earlier demo
+    workdir.mkdir(parents=True)
     report = checktools.check()
     (log.info if report.ok else log.warning)("local tekton: %s", report.message())
     environment = checktools.environment(workdir / "tools", dict(extra_env))

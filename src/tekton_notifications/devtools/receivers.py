@@ -4,7 +4,8 @@
 ``/slack/...``, ``/discord/...``, ``/teams/...``; Telegram's Bot API at ``/bot<token>/sendMessage``)
 and GitHub's commit status API (``/repos/<owner>/<repo>/statuses/<sha>``). It answers as those
 services do (200, or 201 with the status for GitHub), or with a chosen error for a service
-(``fail``), to show a delivery failing. ``SMTPSink`` (smtpsink.py) stands in for a mail server.
+(``fail``), to show a delivery failing; a body that is not JSON gets 400, as Slack's
+``invalid_payload``. ``SMTPSink`` (smtpsink.py) stands in for a mail server.
 
 Development tools: they keep everything in memory and trust every caller.
 """
@@ -117,12 +118,24 @@ class WebhookReceiver:
                 status = 0
             if service is None:
                 status = 404
+            elif not status and not _is_json(body):
+                status = 400  # as Slack's invalid_payload: the body is not the JSON it expects
             answer = status or (201 if service == "github" else 200)
             shown = authorization.split(" ", 1)[0] + " ***" if authorization else ""
             self.deliveries.append(Delivery(service or "unknown", path, body, answer, shown))
+        if status == 400:
+            return status, {"ok": False, "error": "invalid_payload"}
         if status:
             return status, {"message": "stand-in answering an error on purpose", "status": status}
         return answer, _reply(service or "", path, body)
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def _reply(service: str, path: str, body: bytes) -> Any:
