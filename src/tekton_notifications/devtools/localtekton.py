@@ -125,31 +125,38 @@ class LocalTekton:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def _watch(self) -> None:
-        stream = self.store.watch(
-            "tekton.dev", "taskruns", None, self._selector, None, float("inf"), self._stopping
-        )
-        self._ready.set()  # the stream replays what exists on its first step: nothing is missed
-        for change in stream:
-            run = change["object"]
-            if change["type"] == "DELETED" or _conditions(run):
-                continue
-            if (run.get("spec") or {}).get("status") == "TaskRunPending":
-                continue  # Tekton starts it once the field is cleared (a MODIFIED)
-            metadata = run["metadata"]
-            key = (metadata["namespace"], metadata["name"], str(metadata.get("uid")))
-            with self._idle:
-                if key in self._seen:
-                    continue
-                self._seen.add(key)
-                self._busy += 1
-            self._pool.submit(self._execute, run)
+        while not self._stopping.is_set():
+            stream = self.store.watch(
+                "tekton.dev", "taskruns", None, self._selector, None, float("inf"), self._stopping
+            )
+            self._ready.set()  # the stream replays what exists on its first step: none is missed
+            for change in stream:
+                if change["type"] == "ERROR":  # history compacted past us: list and watch again
+                    log.info("local tekton: watch expired, watching again")
+                    break
+                self._consider(change)
+
+    def _consider(self, change: dict[str, Any]) -> None:
+        run = change["object"]
+        if change["type"] == "DELETED" or _conditions(run) or _pending(run):
+            return  # a pending run starts once spec.status is cleared (a MODIFIED)
+        metadata = run["metadata"]
+        key = (metadata["namespace"], metadata["name"], str(metadata.get("uid")))
+        with self._idle:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            self._busy += 1
+        self._pool.submit(self._execute, run)
 
     def unfinished(self) -> int:
-        """Notification TaskRuns in the store whose Succeeded condition is not final yet."""
+        """Notification TaskRuns in the store not finished yet (pending ones wait for someone
+        else: they are not counted)."""
         return sum(
             1
             for run in self.store.list("tekton.dev", "taskruns", None, self._selector)
-            if not any(c.get("status") in ("True", "False") for c in _conditions(run))
+            if not _pending(run)
+            and not any(c.get("status") in ("True", "False") for c in _conditions(run))
         )
 
     def _execute(self, run: dict[str, Any]) -> None:
@@ -257,6 +264,10 @@ def _post(url: str, headers: Mapping[str, str], body: bytes) -> int:
     except urllib.error.HTTPError as error:
         error.close()
         return int(error.code)
+
+
+def _pending(run: Mapping[str, Any]) -> bool:
+    return (run.get("spec") or {}).get("status") == "TaskRunPending"
 
 
 def _conditions(run: Mapping[str, Any]) -> list[Any]:
