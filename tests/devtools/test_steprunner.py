@@ -335,6 +335,36 @@ def test_results_context_and_env_as_tekton_substitutes_them(runner: StepRunner) 
     ]
 
 
+@pytest.mark.parametrize(
+    ("step", "log"),
+    [
+        pytest.param(
+            {"script": "#!/no/such/interpreter\n"},
+            "the step could not start on this machine: [Errno 2] No such file or directory",
+            id="shebang-interpreter-missing",
+        ),
+        pytest.param(
+            {"script": "#!/bin/sh\ntrue\n", "workingDir": "/no/such/folder"},
+            "the step could not start on this machine: [Errno 2] No such file or directory",
+            id="working-dir-missing",
+        ),
+        pytest.param(
+            {"script": "echo about to fail\nfalse\necho never\n"},
+            "about to fail",
+            id="no-shebang-runs-under-sh-e",
+        ),
+    ],
+)
+def test_a_step_that_fails_says_why_in_its_log(
+    runner: StepRunner, step: dict[str, str], log: str
+) -> None:
+    task = {"steps": [{"name": "go", "image": "alpine", **step}]}
+    outcome = runner.run(inline_run({"taskSpec": task}, name="fails-1"))
+    assert (outcome.condition["status"], outcome.condition["reason"]) == ("False", "Failed")
+    assert outcome.logs["go"].startswith(log)
+    assert "never" not in outcome.logs["go"]
+
+
 def test_a_step_past_the_runs_timeout_is_killed(runner: StepRunner) -> None:
     task = {"steps": [{"name": "slow", "image": "alpine", "script": "#!/bin/sh\nsleep 30\n"}]}
     outcome = runner.run(inline_run({"taskSpec": task, "timeout": "0.5s"}, name="slow-1"))

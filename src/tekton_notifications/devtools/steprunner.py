@@ -370,15 +370,19 @@ class StepRunner:
         started = _now()
         log_path = home / f"{name}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                env=env,
-                cwd=step.get("workingDir") or workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a timeout ends the step's children too
-            )
+            try:
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=step.get("workingDir") or workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a timeout ends the step's children too
+                )
+            except OSError as error:  # no interpreter for the shebang, no workingDir here
+                text = f"the step could not start on this machine: {error}"
+                return StepResult(name, 127, started, _now(), text)
             try:
                 code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 timed_out = False
