@@ -183,6 +183,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if scene is not None and chain.tekton is not None:
             line, delivered = scene.summary(chain.tekton)
             say(line)
+            say(f"Each notification run's scripts, Secret files and step logs: {args.out}/runs/")
         say(f"Function logs and dead letters: {args.out}/")
         # The demo doubles as a smoke test in CI: a chain that loses events must not pass.
         return 0 if total and delivered and not chain.router.dead_letters else 1
