@@ -373,3 +373,32 @@ def test_a_step_past_the_runs_timeout_is_killed(runner: StepRunner) -> None:
         "TaskRunTimeout",
     )
     assert outcome.condition["message"] == 'TaskRun "slow-1" failed to finish within "0.5s"'
+
+
+@pytest.mark.parametrize(
+    ("mount_path", "message"),
+    [
+        pytest.param("relative/path", "mountPath 'relative/path' is not absolute", id="relative"),
+        pytest.param(
+            "/no-such-top-level-folder/x",
+            "cannot mount at /no-such-top-level-folder/x here: it would be made under / itself",
+            id="new-folder-under-root",
+        ),
+    ],
+)
+def test_a_mount_this_machine_cannot_make_fails_the_run(
+    runner: StepRunner, mount_path: str, message: str
+) -> None:
+    step = {
+        "name": "read",
+        "image": "alpine",
+        "script": "#!/bin/sh\ntrue\n",
+        "volumeMounts": [{"name": "token", "mountPath": mount_path}],
+    }
+    task = {"volumes": [{"name": "token", "emptyDir": {}}], "steps": [step]}
+    outcome = runner.run(inline_run({"taskSpec": task}, name="mounts-1"))
+    assert (outcome.condition["status"], outcome.condition["reason"]) == (
+        "False",
+        "CreateContainerConfigError",
+    )
+    assert outcome.condition["message"] == message

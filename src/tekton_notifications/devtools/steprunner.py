@@ -4,9 +4,10 @@ For the local demo (issue 12): a notification TaskRun in the API emulator is res
 Task (``taskRef`` by name in the run's namespace, the hub resolver from a local catalog folder,
 or an inline ``taskSpec``), its params/context/results/workspaces are substituted as Tekton does
 (tektonvars.py), the step env is built with ``value`` (expanded as the kubelet does) and
-``valueFrom`` Secrets/ConfigMaps read from the emulator, Secret volumes are mounted where the
-step expects them, and each step's script runs with its own shebang in a fresh directory with
-a timeout. The outcome is a Tekton v1 ``status`` (conditions, steps[].terminated, results).
+``valueFrom`` Secrets/ConfigMaps read from the emulator and Secret volumes mounted where the
+step expects them (podspec.py), and each step's script runs with its own shebang in a fresh
+directory with a timeout. The outcome is a Tekton v1 ``status`` (conditions,
+steps[].terminated, results).
 
 What Tekton does that this does not: images (the step runs with this machine's sh, curl and
 python3; ``checktools.py`` says which are missing), sidecars, steps without a script (an
@@ -18,11 +19,8 @@ Tekton fail it: reason ``CreateContainerConfigError``, before any step runs.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -35,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tekton_notifications.devtools import tektonvars
+from tekton_notifications.devtools import podspec, tektonvars
 from tekton_notifications.devtools.kubeapi import KubeError, ObjectStore
 
 #: Tekton's reasons (pipeline/pkg/apis/pipeline/v1 taskrun_types.go, pod status).
@@ -250,18 +248,18 @@ class StepRunner:
             **self.environment.extra,
         }
         (home / "home").mkdir(exist_ok=True)
-        declared: dict[str, str] = {}  # what the kubelet expands $(VAR) with: the pod's env
-        for source in step.get("envFrom") or []:
-            declared.update(self._env_from(source, namespace))
-        for variable in step.get("env") or []:
-            value = self._env_value(variable, namespace, declared)
-            if value is not None:
-                declared[str(variable["name"])] = value
+        pod = podspec.PodConfig(self.store, namespace)
+        try:
+            declared = pod.env(step)  # what the kubelet expands $(VAR) in args with
+            mounts = [
+                (pod.volume(volumes, str(m["name"]), home / "volumes"), str(m["mountPath"]))
+                for m in step.get("volumeMounts") or []
+            ]
+            for _, target in mounts:
+                podspec.check_mount_path(target)
+        except podspec.ConfigError as error:
+            raise RunRefused(CONFIG_ERROR, str(error)) from error
         env.update(declared)
-        mounts = [
-            (self._volume(volumes, str(m["name"]), namespace, home), str(m["mountPath"]))
-            for m in step.get("volumeMounts") or []
-        ]
         script = step.get("script")
         if not isinstance(script, str):
             raise RunRefused(
@@ -278,81 +276,6 @@ class StepRunner:
         args = [tektonvars.kubernetes_expand(str(a), declared) for a in step.get("args") or []]
         return [str(path), *args], env, mounts
 
-    def _env_value(
-        self, variable: Mapping[str, Any], namespace: str, env: Mapping[str, str]
-    ) -> str | None:
-        if "value" in variable:
-            return tektonvars.kubernetes_expand(str(variable["value"]), env)
-        source = variable.get("valueFrom") or {}
-        for kind, plural in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
-            ref = source.get(kind)
-            if isinstance(ref, Mapping):
-                data = self._data(
-                    plural, namespace, str(ref.get("name")), bool(ref.get("optional"))
-                )
-                key = str(ref.get("key"))
-                if key not in data:
-                    if ref.get("optional"):
-                        return None
-                    what = "Secret" if plural == "secrets" else "ConfigMap"
-                    raise RunRefused(
-                        CONFIG_ERROR,
-                        f"couldn't find key {key} in {what} {namespace}/{ref.get('name')}",
-                    )
-                return data[key]
-        if "fieldRef" in source:
-            path = str(source["fieldRef"].get("fieldPath"))
-            return {"metadata.namespace": namespace}.get(path, "")
-        return ""
-
-    def _env_from(self, source: Mapping[str, Any], namespace: str) -> dict[str, str]:
-        for kind, plural in (("secretRef", "secrets"), ("configMapRef", "configmaps")):
-            ref = source.get(kind)
-            if isinstance(ref, Mapping):
-                data = self._data(
-                    plural, namespace, str(ref.get("name")), bool(ref.get("optional"))
-                )
-                return {f"{source.get('prefix', '')}{k}": v for k, v in data.items()}
-        return {}
-
-    def _data(self, plural: str, namespace: str, name: str, optional: bool) -> dict[str, str]:
-        """A Secret's or ConfigMap's data as text (Secrets' base64 decoded)."""
-        try:
-            obj = self.store.get("", plural, namespace, name)
-        except KubeError as error:
-            if optional:
-                return {}
-            singular = "secret" if plural == "secrets" else "configmap"
-            raise RunRefused(CONFIG_ERROR, f'{singular} "{name}" not found') from error
-        data = {
-            k: base64.b64decode(v).decode() if plural == "secrets" else str(v)
-            for k, v in (obj.get("data") or {}).items()
-        }
-        data.update({k: str(v) for k, v in (obj.get("stringData") or {}).items()})
-        return data
-
-    def _volume(
-        self, volumes: Sequence[Mapping[str, Any]], name: str, namespace: str, home: Path
-    ) -> Path:
-        """A Secret, ConfigMap or emptyDir volume as a local folder of files."""
-        volume = next((v for v in volumes if v.get("name") == name), None)
-        if volume is None:
-            raise RunRefused(CONFIG_ERROR, f'volume "{name}" is not declared by the Task')
-        folder = home / "volumes" / name
-        folder.mkdir(parents=True)
-        for kind, plural, key in (
-            ("secret", "secrets", "secretName"),
-            ("configMap", "configmaps", "name"),
-        ):
-            source = volume.get(kind)
-            if isinstance(source, Mapping):
-                data = self._data(
-                    plural, namespace, str(source.get(key)), bool(source.get("optional"))
-                )
-                for item, text in data.items():
-                    (folder / item).write_text(text, encoding="utf-8")
-        return folder
-
     def _step(
         self,
         step: Mapping[str, Any],
@@ -366,7 +289,7 @@ class StepRunner:
         workdir = home / "step" / name
         workdir.mkdir(parents=True)
         if mounts:
-            command = _with_mounts(command, mounts, home / "overlay")
+            command = podspec.with_mounts(command, mounts, home / "overlay")
         started = _now()
         log_path = home / f"{name}.log"
         with log_path.open("wb") as log:
@@ -391,34 +314,6 @@ class StepRunner:
                 code, timed_out = process.wait(), True
         text = log_path.read_bytes()[-_LOG_LIMIT:].decode(errors="replace")
         return StepResult(name, 137 if timed_out else code, started, _now(), text, timed_out)
-
-
-def _with_mounts(command: list[str], mounts: list[tuple[Path, str]], scratch: Path) -> list[str]:
-    """Run ``command`` in its own mount namespace with each folder at its mount path, as the
-    kubelet mounts a Secret volume. A path that does not exist here is made in an overlay of
-    its nearest existing parent, so this machine's own folders are never written."""
-    lines = ["set -e"]
-    overlaid: set[str] = set()
-    for index, (source, target) in enumerate(mounts):
-        parent = Path(target)
-        while not parent.exists():
-            parent = parent.parent
-        if str(parent) != target and str(parent) not in overlaid and str(parent) != "/":
-            upper, work = scratch / f"upper-{index}", scratch / f"work-{index}"
-            upper.mkdir(parents=True)
-            work.mkdir(parents=True)
-            lines.append(
-                f"mount -t overlay overlay -o lowerdir={shlex.quote(str(parent))},"
-                f"upperdir={shlex.quote(str(upper))},workdir={shlex.quote(str(work))} "
-                f"{shlex.quote(str(parent))}"
-            )
-            overlaid.add(str(parent))
-        lines.append(f"mkdir -p {shlex.quote(target)}")
-        lines.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
-    lines.append('exec "$@"')
-    unshare = shutil.which("unshare") or "unshare"
-    user = [] if os.geteuid() == 0 else ["--map-root-user"]
-    return [unshare, "--mount", *user, "--", "/bin/sh", "-c", "\n".join(lines), "mount", *command]
 
 
 def _workspaces(home: Path, bound: Sequence[Mapping[str, Any]]) -> dict[str, str]:
