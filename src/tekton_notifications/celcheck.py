@@ -16,9 +16,10 @@ loads, what cannot be right:
   with a string its enumeration never holds (``event.kind == "Taskrun"``);
 - a whole expression that is a literal or a field and not a bool (``event.name``).
 
-Not checked: fields of list items (``event.children[0].nmae``, ``c.nmae`` in a macro:
-the walk does not type comprehension variables or indexes), keys read with ``[...]``, and
-types beyond a field compared with a literal. The walk is :mod:`celcost`'s: the data paths its
+Fields of list items (``event.children[0].nmae``), keys read with ``[...]`` and fields of
+comprehension variables (``c.nmae`` in a macro), and fields that only other run kinds carry
+than those the policy selects, are :mod:`celscope`'s. Not checked: types beyond a field
+compared with a literal. The walk is :mod:`celcost`'s: the data paths its
 estimate reads (comprehension variables that shadow a variable excluded) and its parse tree.
 Pure: no I/O.
 """
@@ -27,10 +28,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import celcost, events, models
+from tekton_notifications import celcost, celscope, events, models
 
 #: The reason of the policy condition and of the lint message.
 REASON: Final = "CELCheckFailed"
@@ -87,16 +88,25 @@ def schema() -> dict[str, Any]:
     }
 
 
-def check(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+def check(
+    plan: celcost.Plan,
+    paths: Iterable[tuple[str, tuple[str, ...]]],
+    kinds: Collection[str] = (),
+) -> None:
     """Raise :class:`CheckError` naming every problem :func:`problems` finds."""
-    found = problems(plan, paths)
+    found = problems(plan, paths, kinds)
     if found:
         raise CheckError("; ".join(found))
 
 
-def problems(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -> list[str]:
+def problems(
+    plan: celcost.Plan,
+    paths: Iterable[tuple[str, tuple[str, ...]]],
+    kinds: Collection[str] = (),
+) -> list[str]:
     """What is wrong in ``plan``, given the data ``paths`` it reads (``celcost.Static.paths``:
-    the variables' fields, those of comprehension variables left out)."""
+    the variables' fields, those of comprehension variables left out), for a policy that
+    selects the run ``kinds`` (empty: every kind)."""
     read = set(paths)
     found: list[str] = []
     for variable, path in sorted(read):
@@ -104,6 +114,7 @@ def problems(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -
         if problem is not None:
             message, depth = problem
             found.append(f"{message}{_where(plan, variable, path[: depth + 1])}")
+    found.extend(celscope.problems(plan.tree, VARIABLES, kinds))
     found.extend(_comparisons(plan, read))
     top = _not_bool(plan.tree, read)
     if top is not None:

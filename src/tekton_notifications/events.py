@@ -69,7 +69,8 @@ CHILD_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
 
 #: The ``event`` variable's fields (:meth:`RunEvent.view`), as JSON Schema: the one source of
 #: ``tkn-notify schema`` and of the check of ``when`` expressions (:mod:`celcheck`). The same
-#: for every run kind (a TaskRun's ``children`` is empty).
+#: keys for every run kind; ``x-run-kinds`` names the kinds whose events fill a field (a
+#: TaskRun's ``children`` is empty), so a policy of other kinds reading it is refused.
 EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "id": _STRING,
     "type": _STRING,
@@ -94,6 +95,7 @@ EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "results": {"type": "object"},
     "children": {
         "type": "array",
+        "x-run-kinds": ["PipelineRun"],
         "items": {
             "type": "object",
             "properties": dict(CHILD_FIELDS),

@@ -97,7 +97,8 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     if policy.when is None:
         return CompiledPolicy(policy, None)
     try:
-        return CompiledPolicy(policy, cel.compile_expression(policy.when))
+        expression = cel.compile_expression(policy.when, kinds=policy.selector.kinds)
+        return CompiledPolicy(policy, expression)
     except (cel.CelCostError, cel.CelCheckError) as error:
         return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason=error.reason)
     except cel.CelError as error:

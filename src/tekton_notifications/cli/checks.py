@@ -174,7 +174,8 @@ class Linter:
         spec = entry.obj.get("spec")
         when = spec.get("when") if isinstance(spec, Mapping) else None
         if isinstance(when, str) and when.strip():
-            self._cel(entry, when)
+            kinds = entry.policy.selector.kinds if entry.policy is not None else frozenset()
+            self._cel(entry, when, kinds)
         if entry.policy is not None:
             for index, ref in enumerate(entry.policy.template_refs):
                 for name, source in ref.params.items():
@@ -182,9 +183,9 @@ class Linter:
                     if self._jinja(entry, path, name, source):
                         entry.compiled.add(f"{index}.{name}")
 
-    def _cel(self, entry: Entry, source: str) -> None:
+    def _cel(self, entry: Entry, source: str, kinds: frozenset[str]) -> None:
         try:
-            cel.compile_expression(source)
+            cel.compile_expression(source, kinds=kinds)
         except (cel.CelCostError, cel.CelCheckError) as error:
             self._problem(entry, "spec.when", f"{error.reason}: {error}", "cel")
             return
