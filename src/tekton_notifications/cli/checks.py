@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tekton_notifications import cel, models, rendering, vocabulary
-from tekton_notifications.cli import names
+from tekton_notifications.cli import names, templatefields
 from tekton_notifications.cli import samples as sampling
 from tekton_notifications.cli import tasks as taskdefs
 from tekton_notifications.cli.schema import CrdValidator
@@ -90,6 +90,7 @@ class Linter:
         self.settings = settings
         self.problems: list[Problem] = []
         self.entries: list[Entry] = []
+        self.template_variables = templatefields.variables()
 
     # -- collecting -----------------------------------------------------------------------
     def add_file_problem(self, file: str, message: str) -> None:
@@ -235,7 +236,11 @@ class Linter:
             self._problem(
                 entry, path, f"unknown variable {variable!r}; the variables are {known}", "template"
             )
-        return not unknown
+        # Every field no event has, each with its line: the render stops at the first.
+        fields = templatefields.undefined(source, self.template_variables)
+        for read in fields:
+            self._problem(entry, path, read.message, "template")
+        return not unknown and not fields
 
     # -- references -------------------------------------------------------------------------
     def _templates_by_key(self) -> dict[tuple[str, str], Entry]:
@@ -424,4 +429,4 @@ def _render_message(error: rendering.RenderError) -> str:
 def _view(policy_entry: Entry | None, template: Entry) -> dict[str, str]:
     if policy_entry is not None and policy_entry.policy is not None:
         return policy_entry.policy.view()
-    return {"name": "lint", "namespace": template.namespace}
+    return {"name": "lint", "namespace": template.namespace, "kind": POLICY}
