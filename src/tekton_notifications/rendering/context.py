@@ -47,8 +47,8 @@ RENDER_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
 
 #: The ``template`` variable's fields (``models.Template.view``).
 TEMPLATE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "name": {"type": "string"},
-    "namespace": {"type": "string"},
+    "name": {"type": "string", "description": "the NotificationTemplate's name"},
+    "namespace": {"type": "string", "description": "the NotificationTemplate's namespace"},
 }
 
 
