@@ -60,7 +60,11 @@ _STRINGS: Final[Mapping[str, Any]] = {"type": "object", "additionalProperties": 
 #: The fields of a child run in ``event.children`` (:meth:`ChildRun.as_dict`), as JSON Schema.
 CHILD_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "name": {**_STRING, "description": "the child run's name"},
-    "kind": {"type": "string", "enum": ["TaskRun", "CustomRun"]},
+    "kind": {
+        "type": "string",
+        "enum": ["TaskRun", "CustomRun", "Run"],
+        "description": "Run: a custom task run of Tekton before 0.45 (status.runs)",
+    },
     "pipelineTaskName": {**_STRING, "description": "its task in the Pipeline"},
     "status": {
         "type": "string",

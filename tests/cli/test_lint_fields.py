@@ -188,3 +188,32 @@ def test_the_template_schema_lists_exactly_what_a_template_sees(event: events.Ru
     assert set(schema) == set(seen)
     assert list(seen["event"]) == list(schema["event"]["properties"])
     assert list(seen["template"]) == list(schema["template"]["properties"])
+
+
+RENDERED_KINDS = [
+    pytest.param(
+        {"kinds": ["PipelineRun"]}, [], id="a PipelineRun policy: its samples have children"
+    ),
+    pytest.param(
+        {"kinds": ["TaskRun"]},
+        ["event.children[0] is undefined: event.children has 0 items"],
+        id="a TaskRun policy: no children",
+    ),
+    pytest.param(None, ["event.children[0] is undefined"], id="no kinds: every kind's samples"),
+]
+
+
+@pytest.mark.parametrize(("selector", "expected"), RENDERED_KINDS)
+def test_a_template_is_rendered_for_the_kinds_its_policies_send_it(
+    invoke: Invoke, tmp_path: Path, selector: dict[str, Any] | None, expected: list[str]
+) -> None:
+    template = template_object(params={"message": "first: {{ event.children[0].name }}"})
+    policy = policy_object(templates=["slack"], selector=selector)
+    path = write_yaml(tmp_path / "t.yaml", template, policy)
+
+    _, found = lint(invoke, path)
+
+    assert len(found) == len(expected), found
+    for problem, message in zip(found, expected, strict=True):
+        assert problem["check"] == "render"
+        assert message in problem["message"]

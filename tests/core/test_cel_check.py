@@ -226,6 +226,8 @@ def test_the_schema_lists_exactly_the_fields_view_produces(event: events.RunEven
     child = properties["children"]["items"]["properties"]
     for item in view["children"]:
         assert list(item) == list(child)
+        for name, value in item.items():
+            assert value in child[name].get("enum", [value]), (name, value)
     python_types: dict[str, tuple[type, ...]] = {
         "string": (str,),
         "number": (int, float),
