@@ -18,10 +18,10 @@ loads, what cannot be right:
 
 Fields of list items (``event.children[0].nmae``), keys read with ``[...]`` and fields of
 comprehension variables (``c.nmae`` in a macro), and fields that only other run kinds carry
-than those the policy selects, are :mod:`celscope`'s. Not checked: types beyond a field
-compared with a literal. The walk is :mod:`celcost`'s: the data paths its
-estimate reads (comprehension variables that shadow a variable excluded) and its parse tree.
-Pure: no I/O.
+than those the policy selects, are :mod:`celscope`'s (whose values are compared with literals
+here too: ``c.status == "false"``). Not checked: types beyond a field compared with a
+literal. The walk is :mod:`celcost`'s: the data paths its estimate reads (comprehension
+variables that shadow a variable excluded) and its parse tree. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ def problems(
         if problem is not None:
             message, depth = problem
             found.append(f"{message}{_where(plan, variable, path[: depth + 1])}")
-    found.extend(celscope.problems(plan.tree, VARIABLES, kinds))
-    found.extend(_comparisons(plan, read))
+    scope = celscope.walk(plan.tree, VARIABLES, kinds)
+    found.extend(scope.problems)
+    found.extend(_comparisons(plan, read, scope.values))
     top = _not_bool(plan.tree, read)
     if top is not None:
         found.append(top)
@@ -195,8 +196,15 @@ _LITERAL_TYPES: Final = {
 _SIMPLE_STRING: Final = re.compile(r"""^(["'])([^"'\\]*)\1$""")
 
 
-def _typed(node: Any, read: set[tuple[str, tuple[str, ...]]]) -> tuple[str, Mapping[str, Any]]:
-    """``("event.duration", its schema)`` when ``node`` reads a known field, else ("", {})."""
+def _typed(
+    node: Any,
+    read: set[tuple[str, tuple[str, ...]]],
+    values: Mapping[int, tuple[str, Mapping[str, Any]]] | None = None,
+) -> tuple[str, Mapping[str, Any]]:
+    """``("event.duration", its schema)`` when ``node`` reads a known field (or is one of the
+    ``values`` celscope resolved: ``c.status``), else ("", {})."""
+    if values and id(node) in values:
+        return values[id(node)]
     if getattr(node, "data", None) != "member_dot":
         return "", {}
     found = celcost.data_path(node.children)
@@ -212,7 +220,11 @@ def _literal(node: Any) -> Any:
     return node.children[0]
 
 
-def _comparisons(plan: celcost.Plan, read: set[tuple[str, tuple[str, ...]]]) -> list[str]:
+def _comparisons(
+    plan: celcost.Plan,
+    read: set[tuple[str, tuple[str, ...]]],
+    values: Mapping[int, tuple[str, Mapping[str, Any]]],
+) -> list[str]:
     found: list[str] = []
     for node in plan.tree.iter_subtrees_topdown():
         if node.data != "relation" or len(node.children) != 2:
@@ -221,10 +233,10 @@ def _comparisons(plan: celcost.Plan, read: set[tuple[str, tuple[str, ...]]]) -> 
         if operator not in _RELATIONS or not node.children[0].children:
             continue
         left, right = node.children[0].children[0], node.children[1]
-        name, schema = _typed(left, read)
+        name, schema = _typed(left, read, values)
         token = _literal(right)
         if not name:
-            name, schema = _typed(right, read)
+            name, schema = _typed(right, read, values)
             token = _literal(left)
         types = _types(schema)
         if not name or token is None or not types:

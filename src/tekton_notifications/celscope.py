@@ -45,13 +45,23 @@ class _Value:
         return f"{self.label} ({self.bound_to})" if self.bound_to else self.label
 
 
-def problems(tree: Any, variables: Mapping[str, Schema], kinds: Collection[str] = ()) -> list[str]:
-    """The problems of the parse ``tree`` (cel-python's) of a ``when``: unknown fields of list
-    items, of bracketed keys and of comprehension variables, and fields of run kinds that
-    ``kinds`` (the policy's ``spec.selector.kinds``; empty: all) leaves out."""
-    walk = _Walk(variables, frozenset(kinds))
-    walk.visit(tree, {})
-    return list(dict.fromkeys(walk.found))
+@dataclass(frozen=True)
+class Scope:
+    """What :func:`walk` found."""
+
+    problems: list[str]
+    #: The values it resolved that are not plain field paths, by ``id()`` of their parse
+    #: node: ``{id(node): ("c.status", schema)}``, for celcheck's comparisons with literals.
+    values: dict[int, tuple[str, Schema]]
+
+
+def walk(tree: Any, variables: Mapping[str, Schema], kinds: Collection[str] = ()) -> Scope:
+    """Walk the parse ``tree`` (cel-python's) of a ``when``: unknown fields of list items, of
+    bracketed keys and of comprehension variables, and fields of run kinds that ``kinds``
+    (the policy's ``spec.selector.kinds``; empty: all) leaves out, are problems."""
+    walker = _Walk(variables, frozenset(kinds))
+    walker.visit(tree, {})
+    return Scope(list(dict.fromkeys(walker.found)), walker.values)
 
 
 class _Walk:
@@ -59,9 +69,16 @@ class _Walk:
         self.variables = variables
         self.kinds = kinds
         self.found: list[str] = []
+        self.values: dict[int, tuple[str, Schema]] = {}
 
     def visit(self, node: Any, scope: Mapping[str, _Value]) -> _Value | None:
         """Report what is wrong below ``node``; the value it reaches, when known."""
+        value = self._visit(node, scope)
+        if value is not None and not value.direct:
+            self.values[id(node)] = (value.label, value.schema)
+        return value
+
+    def _visit(self, node: Any, scope: Mapping[str, _Value]) -> _Value | None:
         data = getattr(node, "data", None)
         if data is None:
             return None

@@ -109,6 +109,17 @@ BAD = [
         "event (an item of event.children) has no field 'nam'",
         id="comprehension variable shadowing a variable",
     ),
+    pytest.param(
+        'event.children.exists(c, c.status == "false")',
+        "c.status is one of 'True', 'False', 'Unknown', '', never 'false' (line 1, column 38): "
+        "did you mean 'False'?",
+        id="comprehension variable's field outside its enum",
+    ),
+    pytest.param(
+        "event.children.exists(c, c.status == 1)",
+        "c.status is a string, compared with a number 1 (line 1, column 38): never true",
+        id="comprehension variable's field compared with another type",
+    ),
     pytest.param("event.name", "must evaluate to bool, but event.name is a string", id="a field"),
     pytest.param("event", "must evaluate to bool, but event is an object", id="a variable"),
     pytest.param('"yes"', 'must evaluate to bool, not a string "yes"', id="a literal"),
