@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tekton_notifications import rendering
 from tekton_notifications.cli import templatefields, variablesdoc
 from tests.cli.conftest import Invoke
 from tests.conftest import ROOT
@@ -46,6 +47,16 @@ FIELDS = [
 def test_every_field_says_what_it_holds(node: Mapping[str, Any]) -> None:
     """A new field without a description would be a bare name in the docs and in editors."""
     assert node.get("description") or node.get("enum")
+
+
+def test_every_variable_a_template_sees_is_declared() -> None:
+    """A variable without a schema is neither checked, nor in the docs, nor in editors."""
+    undeclared = set(rendering.CONTEXT_NAMES) - set(templatefields.variables())
+
+    assert not undeclared, (
+        f"declare {', '.join(sorted(undeclared))} in celcheck.VARIABLES (when and templates) "
+        "or templatefields.variables() (templates only)"
+    )
 
 
 def test_only_what_is_between_the_markers_is_replaced() -> None:

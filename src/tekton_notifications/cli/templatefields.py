@@ -45,15 +45,15 @@ def _closed(fields: Mapping[str, Schema], description: str) -> dict[str, Any]:
 
 
 def variables() -> dict[str, Schema]:
-    """The JSON Schema of each variable a template sees: the ``when`` variables'
-    (``celcheck.VARIABLES``) with the fields the rendering adds, and ``template``."""
+    """The JSON Schema of each variable a template sees: every ``when`` variable
+    (``celcheck.VARIABLES``), ``event`` with the fields the rendering adds, and ``template``.
+    A variable only templates see is declared here."""
     event = dict(celcheck.VARIABLES["event"])
     event["properties"] = {**event["properties"], **context.RENDER_FIELDS}
     event["required"] = list(event["properties"])
     return {
+        **celcheck.VARIABLES,
         "event": event,
-        "policy": celcheck.VARIABLES["policy"],
-        "run": celcheck.VARIABLES["run"],
         "template": _closed(context.TEMPLATE_FIELDS, "the NotificationTemplate being rendered"),
     }
 

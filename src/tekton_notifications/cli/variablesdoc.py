@@ -45,15 +45,14 @@ def end(name: str) -> str:
 
 
 def template_variables_table() -> str:
-    """Every field of ``event``, ``policy`` and ``template`` a template sees (``run`` is
-    Tekton's object, open below its top-level keys: docs/templates.md shows examples)."""
-    variables = templatefields.variables()
-    return _table((name, variables[name]) for name in ("event", "policy", "template"))
+    """Every field of every variable a template sees but ``run`` (Tekton's object, open below
+    its top-level keys: docs/templates.md shows examples)."""
+    return _table(templatefields.variables())
 
 
 def when_variables_table() -> str:
-    """Every field of ``event`` and ``policy`` a ``when`` reads."""
-    return _table((name, celcheck.VARIABLES[name]) for name in ("event", "policy"))
+    """Every field of every variable a ``when`` reads but ``run``."""
+    return _table(celcheck.VARIABLES)
 
 
 #: (file under ROOT, marker name, what goes between the markers).
@@ -119,10 +118,12 @@ def _read(path: Path) -> str:
 # -- the table ---------------------------------------------------------------------------------
 
 
-def _table(variables: Iterator[tuple[str, Schema]]) -> str:
+def _table(variables: Mapping[str, Schema]) -> str:
     examples = _examples()
     lines = ["| Field | Type | Meaning | Example |", "| --- | --- | --- | --- |"]
-    for name, schema in variables:
+    for name, schema in variables.items():
+        if name == "run":
+            continue
         for path, node in _fields(name, schema):
             lines.append(
                 "| "
