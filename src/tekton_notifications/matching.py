@@ -196,11 +196,16 @@ class PolicyIndex:
         return len(self._policies)
 
     def upsert(self, policy: Policy) -> CompiledPolicy:
-        """Add or replace a policy; CEL is recompiled only when the expression changed."""
+        """Add or replace a policy; CEL is recompiled only when the expression changed, or
+        the run kinds it is checked against (``spec.selector.kinds``)."""
         with self._lock:
             previous = self._policies.get(policy.key)
-        if previous is not None and previous.policy.when == policy.when:
-            compiled = CompiledPolicy(policy, previous.when, previous.error)
+        if (
+            previous is not None
+            and previous.policy.when == policy.when
+            and previous.policy.selector.kinds == policy.selector.kinds
+        ):
+            compiled = CompiledPolicy(policy, previous.when, previous.error, previous.reason)
         else:
             compiled = compile_policy(policy)
         with self._lock:

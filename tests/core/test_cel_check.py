@@ -359,3 +359,19 @@ def test_the_schema_is_json_schema_and_every_event_view_validates() -> None:
         (event,) = param.values
         policy = models.parse_policy(policy_object()).view()
         validator.validate({"event": event.view(), "policy": policy, "run": {}})
+
+
+def test_a_reloaded_policy_is_checked_again_when_its_kinds_change() -> None:
+    """The index reuses a compiled ``when`` across reloads; the kinds are part of the check."""
+    index = matching.PolicyIndex()
+    when = 'event.children.exists(c, c.status == "False")'
+
+    def load(kinds: list[str]) -> matching.CompiledPolicy:
+        obj = policy_object(selector={"kinds": kinds}, when=when)
+        return index.upsert(models.parse_policy(obj))
+
+    assert load(["PipelineRun"]).ready
+    narrowed = load(["TaskRun"])
+    assert (narrowed.ready, narrowed.reason) == (False, "CELCheckFailed")
+    reloaded = load(["TaskRun"])  # unchanged: reused, reason kept
+    assert (reloaded.ready, reloaded.reason) == (False, "CELCheckFailed")
