@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    run the local end-to-end demo (functions, router, API emulator)"
 	@echo "make test    run every test (sets up .venv and .venv-ff first)"
-	@echo "make lint    ruff + mypy + import contracts (.importlinter), read-only;  make fix  applies ruff's fixes"
+	@echo "make lint    ruff + mypy + import contracts (.importlinter) + generated docs, read-only;  make fix  applies ruff's fixes, regenerates the docs' variable tables"
 	@echo "make build   put the core wheel into each functions/*/vendor/ for kn func deploy"
 	@echo "make bench   benchmarks: issue 16's table and bench/bench.png (not part of make test)"
 
@@ -56,10 +56,12 @@ lint: install
 	$(BIN)/ruff format --check src tests functions bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m tekton_notifications.cli.variablesdoc --check
 
 fix: install
 	$(BIN)/ruff check --fix src tests functions bench
 	$(BIN)/ruff format src tests functions bench
+	$(BIN)/python -m tekton_notifications.cli.variablesdoc
 
 demo: install demo-tools
 	$(BIN)/python -m tekton_notifications.devtools.demo $(DEMO_ARGS)

@@ -34,7 +34,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -171,12 +171,17 @@ class Expression:
 
 
 def compile_expression(
-    source: str, engine: str | None = None, *, checked: bool = True
+    source: str,
+    engine: str | None = None,
+    *,
+    checked: bool = True,
+    kinds: Collection[str] = (),
 ) -> Expression:
     """Parse and prepare ``source``; raises :class:`CelError` with the parser's message,
     :class:`CelCostError` when it is too long or its estimated cost is over the limits, and
-    :class:`CelCheckError` when it reads what its variables cannot hold (unless not
-    ``checked``: the language's own tests give the variables other values than events)."""
+    :class:`CelCheckError` when it reads what its variables cannot hold for events of the run
+    ``kinds`` (a policy's ``spec.selector.kinds``; empty: any) (unless not ``checked``: the
+    language's own tests give the variables other values than events)."""
     if len(source) > celcost.MAX_LENGTH:  # before parsing: parsing costs time in the length
         raise CelCostError(
             f"expression of {len(source)} characters is longer than the limit of "
@@ -190,7 +195,7 @@ def compile_expression(
         raise CelCostError(str(error)) from None
     try:
         if checked:
-            celcheck.check(expression.plan, cost.paths)
+            celcheck.check(expression.plan, cost.paths, kinds)
     except celcheck.CheckError as error:
         raise CelCheckError(str(error)) from None
     return replace(expression, cost=cost)

@@ -16,21 +16,22 @@ loads, what cannot be right:
   with a string its enumeration never holds (``event.kind == "Taskrun"``);
 - a whole expression that is a literal or a field and not a bool (``event.name``).
 
-Not checked: fields of list items (``event.children[0].nmae``, ``c.nmae`` in a macro:
-the walk does not type comprehension variables or indexes), keys read with ``[...]``, and
-types beyond a field compared with a literal. The walk is :mod:`celcost`'s: the data paths its
-estimate reads (comprehension variables that shadow a variable excluded) and its parse tree.
-Pure: no I/O.
+Fields of list items (``event.children[0].nmae``), keys read with ``[...]`` and fields of
+comprehension variables (``c.nmae`` in a macro), and fields that only other run kinds carry
+than those the policy selects, are :mod:`celscope`'s (whose values are compared with literals
+here too: ``c.status == "false"``). Not checked: types beyond a field compared with a
+literal. The walk is :mod:`celcost`'s: the data paths its estimate reads (comprehension
+variables that shadow a variable excluded) and its parse tree. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import celcost, events, models
+from tekton_notifications import celcost, celscope, events, models
 
 #: The reason of the policy condition and of the lint message.
 REASON: Final = "CELCheckFailed"
@@ -87,16 +88,25 @@ def schema() -> dict[str, Any]:
     }
 
 
-def check(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+def check(
+    plan: celcost.Plan,
+    paths: Iterable[tuple[str, tuple[str, ...]]],
+    kinds: Collection[str] = (),
+) -> None:
     """Raise :class:`CheckError` naming every problem :func:`problems` finds."""
-    found = problems(plan, paths)
+    found = problems(plan, paths, kinds)
     if found:
         raise CheckError("; ".join(found))
 
 
-def problems(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -> list[str]:
+def problems(
+    plan: celcost.Plan,
+    paths: Iterable[tuple[str, tuple[str, ...]]],
+    kinds: Collection[str] = (),
+) -> list[str]:
     """What is wrong in ``plan``, given the data ``paths`` it reads (``celcost.Static.paths``:
-    the variables' fields, those of comprehension variables left out)."""
+    the variables' fields, those of comprehension variables left out), for a policy that
+    selects the run ``kinds`` (empty: every kind)."""
     read = set(paths)
     found: list[str] = []
     for variable, path in sorted(read):
@@ -104,7 +114,9 @@ def problems(plan: celcost.Plan, paths: Iterable[tuple[str, tuple[str, ...]]]) -
         if problem is not None:
             message, depth = problem
             found.append(f"{message}{_where(plan, variable, path[: depth + 1])}")
-    found.extend(_comparisons(plan, read))
+    scope = celscope.walk(plan.tree, VARIABLES, kinds)
+    found.extend(scope.problems)
+    found.extend(_comparisons(plan, read, scope.values))
     top = _not_bool(plan.tree, read)
     if top is not None:
         found.append(top)
@@ -184,8 +196,15 @@ _LITERAL_TYPES: Final = {
 _SIMPLE_STRING: Final = re.compile(r"""^(["'])([^"'\\]*)\1$""")
 
 
-def _typed(node: Any, read: set[tuple[str, tuple[str, ...]]]) -> tuple[str, Mapping[str, Any]]:
-    """``("event.duration", its schema)`` when ``node`` reads a known field, else ("", {})."""
+def _typed(
+    node: Any,
+    read: set[tuple[str, tuple[str, ...]]],
+    values: Mapping[int, tuple[str, Mapping[str, Any]]] | None = None,
+) -> tuple[str, Mapping[str, Any]]:
+    """``("event.duration", its schema)`` when ``node`` reads a known field (or is one of the
+    ``values`` celscope resolved: ``c.status``), else ("", {})."""
+    if values and id(node) in values:
+        return values[id(node)]
     if getattr(node, "data", None) != "member_dot":
         return "", {}
     found = celcost.data_path(node.children)
@@ -201,7 +220,11 @@ def _literal(node: Any) -> Any:
     return node.children[0]
 
 
-def _comparisons(plan: celcost.Plan, read: set[tuple[str, tuple[str, ...]]]) -> list[str]:
+def _comparisons(
+    plan: celcost.Plan,
+    read: set[tuple[str, tuple[str, ...]]],
+    values: Mapping[int, tuple[str, Mapping[str, Any]]],
+) -> list[str]:
     found: list[str] = []
     for node in plan.tree.iter_subtrees_topdown():
         if node.data != "relation" or len(node.children) != 2:
@@ -210,10 +233,10 @@ def _comparisons(plan: celcost.Plan, read: set[tuple[str, tuple[str, ...]]]) -> 
         if operator not in _RELATIONS or not node.children[0].children:
             continue
         left, right = node.children[0].children[0], node.children[1]
-        name, schema = _typed(left, read)
+        name, schema = _typed(left, read, values)
         token = _literal(right)
         if not name:
-            name, schema = _typed(right, read)
+            name, schema = _typed(right, read, values)
             token = _literal(left)
         types = _types(schema)
         if not name or token is None or not types:

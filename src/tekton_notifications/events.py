@@ -59,41 +59,59 @@ _STRINGS: Final[Mapping[str, Any]] = {"type": "object", "additionalProperties": 
 
 #: The fields of a child run in ``event.children`` (:meth:`ChildRun.as_dict`), as JSON Schema.
 CHILD_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "name": _STRING,
-    "kind": {"type": "string", "enum": ["TaskRun", "CustomRun"]},
-    "pipelineTaskName": _STRING,
-    "status": {"type": "string", "enum": ["True", "False", "Unknown", ""]},
-    "reason": _STRING,
-    "message": _STRING,
+    "name": {**_STRING, "description": "the child run's name"},
+    "kind": {
+        "type": "string",
+        "enum": ["TaskRun", "CustomRun", "Run"],
+        "description": "Run: a custom task run of Tekton before 0.45 (status.runs)",
+    },
+    "pipelineTaskName": {**_STRING, "description": "its task in the Pipeline"},
+    "status": {
+        "type": "string",
+        "enum": ["True", "False", "Unknown", ""],
+        "description": 'its Succeeded condition; "" when the status only references it '
+        "(Tekton 0.45 and later)",
+    },
+    "reason": {**_STRING, "description": "its Succeeded condition's reason"},
+    "message": {**_STRING, "description": "its Succeeded condition's message"},
 }
 
 #: The ``event`` variable's fields (:meth:`RunEvent.view`), as JSON Schema: the one source of
-#: ``tkn-notify schema`` and of the check of ``when`` expressions (:mod:`celcheck`). The same
-#: for every run kind (a TaskRun's ``children`` is empty).
+#: ``tkn-notify schema``, of the check of ``when`` expressions (:mod:`celcheck`) and of the
+#: variables' table in docs/templates.md (``python -m tekton_notifications.cli.variablesdoc``).
+#: The same keys for every run kind; ``x-run-kinds`` names the kinds whose events fill a field
+#: (a TaskRun's ``children`` is empty), so a policy of other kinds reading it is refused.
 EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "id": _STRING,
-    "type": _STRING,
-    "source": _STRING,
-    "time": _STRING,
+    "id": {**_STRING, "description": "the CloudEvent's id"},
+    "type": {**_STRING, "description": "the CloudEvent's type"},
+    "source": {**_STRING, "description": "the CloudEvent's source"},
+    "time": {**_STRING, "description": "the CloudEvent's time"},
     "kind": {"type": "string", "enum": list(vocabulary.RUN_KINDS)},
     "event": {
         "type": "string",
         "enum": ["queued", "started", "running", "unknown", "successful", "failed"],
+        "description": "Tekton's event name",
     },
-    "outcome": _STRING,
-    "name": _STRING,
-    "namespace": _STRING,
-    "uid": _STRING,
-    "labels": _STRINGS,
-    "annotations": _STRINGS,
-    "reason": _STRING,
-    "message": _STRING,
-    "startTime": _TIME,
-    "completionTime": _TIME,
+    "outcome": {
+        **_STRING,
+        "description": "the most specific policy event: queued, started, running, unknown, "
+        "succeeded, failed, cancelled, timedOut",
+    },
+    "name": {**_STRING, "description": "the run's name"},
+    "namespace": {**_STRING, "description": "the run's namespace"},
+    "uid": {**_STRING, "description": "the run's uid"},
+    "labels": {**_STRINGS, "description": "the run's labels"},
+    "annotations": {**_STRINGS, "description": "the run's annotations"},
+    "reason": {**_STRING, "description": 'the Succeeded condition\'s reason ("" when absent)'},
+    "message": {**_STRING, "description": 'the Succeeded condition\'s message ("" when absent)'},
+    "startTime": {**_TIME, "description": "RFC 3339; null before the run starts"},
+    "completionTime": {**_TIME, "description": "RFC 3339; null before the run ends"},
     "duration": {"type": ["number", "null"], "description": "seconds from start to completion"},
-    "results": {"type": "object"},
+    "results": {"type": "object", "description": "the run's results by name"},
     "children": {
         "type": "array",
+        "x-run-kinds": ["PipelineRun"],
+        "description": "the child runs of a PipelineRun",
         "items": {
             "type": "object",
             "properties": dict(CHILD_FIELDS),
@@ -101,7 +119,11 @@ EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
             "additionalProperties": False,
         },
     },
-    "pipeline": _STRING,
+    "pipeline": {
+        **_STRING,
+        "description": "the series the run belongs to: its Pipeline, <pipeline>/<task> for a "
+        "pipeline's TaskRun, a standalone TaskRun's Task",
+    },
 }
 
 

@@ -97,7 +97,8 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     if policy.when is None:
         return CompiledPolicy(policy, None)
     try:
-        return CompiledPolicy(policy, cel.compile_expression(policy.when))
+        expression = cel.compile_expression(policy.when, kinds=policy.selector.kinds)
+        return CompiledPolicy(policy, expression)
     except (cel.CelCostError, cel.CelCheckError) as error:
         return CompiledPolicy(policy, None, error=f"spec.when: {error}", reason=error.reason)
     except cel.CelError as error:
@@ -195,11 +196,16 @@ class PolicyIndex:
         return len(self._policies)
 
     def upsert(self, policy: Policy) -> CompiledPolicy:
-        """Add or replace a policy; CEL is recompiled only when the expression changed."""
+        """Add or replace a policy; CEL is recompiled only when the expression changed, or
+        the run kinds it is checked against (``spec.selector.kinds``)."""
         with self._lock:
             previous = self._policies.get(policy.key)
-        if previous is not None and previous.policy.when == policy.when:
-            compiled = CompiledPolicy(policy, previous.when, previous.error)
+        if (
+            previous is not None
+            and previous.policy.when == policy.when
+            and previous.policy.selector.kinds == policy.selector.kinds
+        ):
+            compiled = CompiledPolicy(policy, previous.when, previous.error, previous.reason)
         else:
             compiled = compile_policy(policy)
         with self._lock:

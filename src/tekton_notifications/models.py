@@ -81,7 +81,7 @@ class RateLimit:
 #: The ``policy`` variable's fields (:meth:`Policy.view`), as JSON Schema (see
 #: ``events.EVENT_FIELDS``).
 POLICY_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "name": {"type": "string"},
+    "name": {"type": "string", "description": "the policy's name"},
     "namespace": {"type": "string", "description": "the policy's, or its templateNamespace"},
     "kind": {"type": "string", "enum": [POLICY_KIND, CLUSTER_POLICY_KIND]},
 }

@@ -217,7 +217,7 @@ def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness])
         return Readiness(False, "InvalidSpec", str(error))
     if policy.when is not None:
         try:
-            cel.compile_expression(policy.when)
+            cel.compile_expression(policy.when, kinds=policy.selector.kinds)
         except (cel.CelCostError, cel.CelCheckError) as error:
             return Readiness(False, error.reason, f"spec.when: {error}")
         except cel.CelError as error:

@@ -235,13 +235,13 @@ def test_policy_param_overrides_are_compiled_too(invoke: Invoke, tmp_path: Path)
 
 
 def test_params_are_rendered_against_sample_events(invoke: Invoke, tmp_path: Path) -> None:
-    template = template_object(params={"message": "{{ event.nosuch }}"})
+    template = template_object(params={"message": "{{ event.results.nosuch }}"})
     path = write_yaml(tmp_path / "t.yaml", template)
 
     problem = one(problems(invoke, path), "render")
 
     assert problem["field"] == "spec.params.message"
-    assert problem["message"].startswith("UndefinedVariable: event.nosuch is undefined")
+    assert problem["message"].startswith("UndefinedVariable: event.results.nosuch is undefined")
     assert "(rendering sample event sample-pipelinerun-queued)" in problem["message"]
 
 

@@ -77,6 +77,49 @@ BAD = [
         "'failed', never 'succeeded' (line 1, column 16)",
         id="policy event name where the tekton event is meant",
     ),
+    pytest.param(
+        'event.children.exists(t, t.nam == "x")',
+        "t (an item of event.children) has no field 'nam' (line 1, column 28): "
+        "did you mean t.name?",
+        id="field of a comprehension variable",
+    ),
+    pytest.param(
+        'event.children[0].nmae == "x"',
+        "event.children[0] has no field 'nmae' (line 1, column 19): "
+        "did you mean event.children[0].name?",
+        id="field of a list item read by index",
+    ),
+    pytest.param(
+        'event["durationn"] > 10.0',
+        "event has no field 'durationn' (line 1, column 7): did you mean event.duration?",
+        id="key read with brackets",
+    ),
+    pytest.param(
+        'event.labels.exists(k, k.team == "web")',
+        "k (a key of event.labels) is a string: it has no field 'team' (line 1, column 26)",
+        id="field of a map key",
+    ),
+    pytest.param(
+        'event.children.exists(c, c.status.reason == "x")',
+        "c.status is a string: it has no field 'reason' (line 1, column 35)",
+        id="field below a comprehension variable's field",
+    ),
+    pytest.param(
+        'event.children.exists(event, event.nam == "x")',
+        "event (an item of event.children) has no field 'nam'",
+        id="comprehension variable shadowing a variable",
+    ),
+    pytest.param(
+        'event.children.exists(c, c.status == "false")',
+        "c.status is one of 'True', 'False', 'Unknown', '', never 'false' (line 1, column 38): "
+        "did you mean 'False'?",
+        id="comprehension variable's field outside its enum",
+    ),
+    pytest.param(
+        "event.children.exists(c, c.status == 1)",
+        "c.status is a string, compared with a number 1 (line 1, column 38): never true",
+        id="comprehension variable's field compared with another type",
+    ),
     pytest.param("event.name", "must evaluate to bool, but event.name is a string", id="a field"),
     pytest.param("event", "must evaluate to bool, but event is an object", id="a variable"),
     pytest.param('"yes"', 'must evaluate to bool, not a string "yes"', id="a literal"),
@@ -90,7 +133,11 @@ GOOD = [
     pytest.param('event.results.version.startsWith("1.")', id="open map: results"),
     pytest.param('run.metadata.labels["x"] == "y" && run.spec.nosuch == 1', id="run is open"),
     pytest.param('event.children.exists(c, c.status == "False")', id="comprehension variable"),
-    pytest.param('event.children[0].nmae == "x"', id="list items are not checked"),
+    pytest.param('event.children[0].name == "x" && event["duration"] > 1.0', id="indexes"),
+    pytest.param('event.labels.exists(k, k.startsWith("team"))', id="map keys are strings"),
+    pytest.param(
+        "event.children.map(c, c.pipelineTaskName).exists(n, n.size() > 2)", id="map() result"
+    ),
     pytest.param('[{"nosuch": 1}].exists(event, event.nosuch == 1)', id="shadowed variable"),
     pytest.param('policy.kind == "ClusterNotificationPolicy"', id="value inside an enum"),
     pytest.param('event.kind in ["TaskRun", "Taskrun"]', id="in is not checked"),
@@ -113,6 +160,52 @@ def test_a_when_that_can_never_be_right_is_refused_at_load(
 @pytest.mark.parametrize("when", GOOD)
 def test_a_when_the_variables_can_satisfy_loads(engine: str, when: str) -> None:
     assert cel.compile_expression(when, engine).cost is not None
+
+
+KINDS = [
+    pytest.param(
+        'event.children.exists(c, c.status == "False")',
+        ["TaskRun"],
+        "event.children (line 1, column 7) is only set for PipelineRun events, but the policy "
+        "selects only TaskRun (spec.selector.kinds): it is empty on every event this policy sees",
+        id="PipelineRun field, TaskRun policy",
+    ),
+    pytest.param(
+        "event.children.size() > 1",
+        ["CustomRun", "TaskRun"],
+        "event.children (line 1, column 7) is only set for PipelineRun events, but the policy "
+        "selects only CustomRun and TaskRun",
+        id="PipelineRun field, TaskRun and CustomRun policy",
+    ),
+    pytest.param("event.children.size() > 1", ["TaskRun", "PipelineRun"], "", id="one kind has it"),
+    pytest.param("event.children.size() > 1", [], "", id="every kind: PipelineRuns have it"),
+    pytest.param('event.reason == "Failed"', ["TaskRun"], "", id="field of every kind"),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("when", "kinds", "message"), KINDS)
+def test_a_field_only_other_run_kinds_carry_is_refused(
+    engine: str, when: str, kinds: list[str], message: str
+) -> None:
+    """A TaskRun policy reading ``event.children`` sees an empty list on every event: as dead
+    as a typo."""
+    if not message:
+        assert cel.compile_expression(when, engine, kinds=kinds).cost is not None
+        return
+    with pytest.raises(cel.CelCheckError) as refused:
+        cel.compile_expression(when, engine, kinds=kinds)
+    assert message in str(refused.value)
+
+
+def test_the_kinds_are_the_policys_selector_kinds_at_load() -> None:
+    ok = recording.Readiness(True, "Ready", "")
+    obj = policy_object(selector={"kinds": ["TaskRun"]}, when="event.children.size() > 0")
+    refused = recording.policy_readiness(obj, {"slack": ok})
+    assert (refused.ready, refused.reason) == (False, "CELCheckFailed")
+    assert "only set for PipelineRun events" in refused.message
+    compiled = matching.compile_policy(models.parse_policy(obj))
+    assert (compiled.ready, compiled.reason) == (False, "CELCheckFailed")
 
 
 def test_every_problem_is_named_in_one_message() -> None:
@@ -144,6 +237,8 @@ def test_the_schema_lists_exactly_the_fields_view_produces(event: events.RunEven
     child = properties["children"]["items"]["properties"]
     for item in view["children"]:
         assert list(item) == list(child)
+        for name, value in item.items():
+            assert value in child[name].get("enum", [value]), (name, value)
     python_types: dict[str, tuple[type, ...]] = {
         "string": (str,),
         "number": (int, float),
@@ -264,3 +359,19 @@ def test_the_schema_is_json_schema_and_every_event_view_validates() -> None:
         (event,) = param.values
         policy = models.parse_policy(policy_object()).view()
         validator.validate({"event": event.view(), "policy": policy, "run": {}})
+
+
+def test_a_reloaded_policy_is_checked_again_when_its_kinds_change() -> None:
+    """The index reuses a compiled ``when`` across reloads; the kinds are part of the check."""
+    index = matching.PolicyIndex()
+    when = 'event.children.exists(c, c.status == "False")'
+
+    def load(kinds: list[str]) -> matching.CompiledPolicy:
+        obj = policy_object(selector={"kinds": kinds}, when=when)
+        return index.upsert(models.parse_policy(obj))
+
+    assert load(["PipelineRun"]).ready
+    narrowed = load(["TaskRun"])
+    assert (narrowed.ready, narrowed.reason) == (False, "CELCheckFailed")
+    reloaded = load(["TaskRun"])  # unchanged: reused, reason kept
+    assert (reloaded.ready, reloaded.reason) == (False, "CELCheckFailed")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tekton_notifications import cel, models, rendering, vocabulary
-from tekton_notifications.cli import names
+from tekton_notifications.cli import names, templatefields
 from tekton_notifications.cli import samples as sampling
 from tekton_notifications.cli import tasks as taskdefs
 from tekton_notifications.cli.schema import CrdValidator
@@ -90,6 +90,7 @@ class Linter:
         self.settings = settings
         self.problems: list[Problem] = []
         self.entries: list[Entry] = []
+        self.template_variables = templatefields.variables()
 
     # -- collecting -----------------------------------------------------------------------
     def add_file_problem(self, file: str, message: str) -> None:
@@ -174,7 +175,8 @@ class Linter:
         spec = entry.obj.get("spec")
         when = spec.get("when") if isinstance(spec, Mapping) else None
         if isinstance(when, str) and when.strip():
-            self._cel(entry, when)
+            kinds = entry.policy.selector.kinds if entry.policy is not None else frozenset()
+            self._cel(entry, when, kinds)
         if entry.policy is not None:
             for index, ref in enumerate(entry.policy.template_refs):
                 for name, source in ref.params.items():
@@ -182,9 +184,9 @@ class Linter:
                     if self._jinja(entry, path, name, source):
                         entry.compiled.add(f"{index}.{name}")
 
-    def _cel(self, entry: Entry, source: str) -> None:
+    def _cel(self, entry: Entry, source: str, kinds: frozenset[str]) -> None:
         try:
-            cel.compile_expression(source)
+            cel.compile_expression(source, kinds=kinds)
         except (cel.CelCostError, cel.CelCheckError) as error:
             self._problem(entry, "spec.when", f"{error.reason}: {error}", "cel")
             return
@@ -234,7 +236,11 @@ class Linter:
             self._problem(
                 entry, path, f"unknown variable {variable!r}; the variables are {known}", "template"
             )
-        return not unknown
+        # Every field no event has, each with its line: the render stops at the first.
+        fields = templatefields.undefined(source, self.template_variables)
+        for read in fields:
+            self._problem(entry, path, read.message, "template")
+        return not unknown and not fields
 
     # -- references -------------------------------------------------------------------------
     def _templates_by_key(self) -> dict[tuple[str, str], Entry]:
@@ -423,4 +429,4 @@ def _render_message(error: rendering.RenderError) -> str:
 def _view(policy_entry: Entry | None, template: Entry) -> dict[str, str]:
     if policy_entry is not None and policy_entry.policy is not None:
         return policy_entry.policy.view()
-    return {"name": "lint", "namespace": template.namespace}
+    return {"name": "lint", "namespace": template.namespace, "kind": POLICY}

@@ -13,27 +13,40 @@ from typing import Any
 import click
 
 from tekton_notifications import celcheck
-from tekton_notifications.cli import _output
+from tekton_notifications.cli import _output, templatefields
 
 
 @click.command(short_help="The JSON Schema of the CEL and template variables.")
+@click.option(
+    "--for",
+    "audience",
+    type=click.Choice(["when", "templates"]),
+    default="when",
+    show_default=True,
+    help="The variables of a policy's `when`, or those a template sees (more event fields, "
+    "and `template`).",
+)
 @_output.output_option(default="json")
-def schema(output: str) -> None:
+def schema(audience: str, output: str) -> None:
     """Print the JSON Schema of the variables a `when` and a template read: event, policy, run.
 
     `event` and `policy` are closed: a `when` that reads a field they do not list is refused
     when the policy loads (Ready False, CELCheckFailed) and by `tkn-notify lint`. `run` is the
     run as Tekton sent it, known only to its top-level keys. Templates also see `template` and
-    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`).
+    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`):
+    `--for templates` prints those. Fields only some run kinds fill list them in `x-run-kinds`.
 
     \b
     Examples:
       tkn-notify schema > variables.schema.json
-      tkn-notify schema -o text
+      tkn-notify schema --for templates -o text
 
     Exit codes: 0 printed.
     """
     document = celcheck.schema()
+    if audience == "templates":
+        document["title"] = "tekton-notifications template variables"
+        document["properties"] = templatefields.variables()
     _output.emit(document, output, lambda: _text(document))
 
 

@@ -10,13 +10,45 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
-from tekton_notifications.events import RunEvent
+from tekton_notifications.events import EVENT_FIELDS, RunEvent
 from tekton_notifications.rendering.limits import DEFAULT_SETTINGS, RenderSettings
 
 _KIND_PATHS: Final[Mapping[str, str]] = {
     "PipelineRun": "pipelineruns",
     "TaskRun": "taskruns",
     "CustomRun": "customruns",
+}
+
+
+#: The fields :func:`render_context` adds to the ``event`` view (``events.EVENT_FIELDS``) for
+#: templates only, as JSON Schema: with it, the one source of ``tkn-notify schema --for
+#: templates``, of lint's check of what templates read and of docs/templates.md.
+RENDER_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "url": {
+        "type": ["string", "null"],
+        "description": "the run in Tekton Dashboard, or null when no Dashboard URL is configured",
+    },
+    "failed": {
+        **EVENT_FIELDS["children"],
+        "description": "the children whose status is False, same fields",
+    },
+    "transition": {
+        "type": "string",
+        "enum": ["broken", "fixed", ""],
+        "description": "for a policy that lists broken or fixed: the change of its pipeline's "
+        "outcome this run made, else empty",
+    },
+    "previous": {
+        "type": ["object", "null"],
+        "description": "for a fixed notification, the failure that started the streak it "
+        "ends (outcome, run, completionTime); else null",
+    },
+}
+
+#: The ``template`` variable's fields (``models.Template.view``).
+TEMPLATE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "name": {"type": "string", "description": "the NotificationTemplate's name"},
+    "namespace": {"type": "string", "description": "the NotificationTemplate's namespace"},
 }
 
 

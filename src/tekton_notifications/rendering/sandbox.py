@@ -11,6 +11,7 @@ Must not: define filters (filters), rewrite templates (instrument), or render (c
 
 from __future__ import annotations
 
+import difflib
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
@@ -76,6 +77,9 @@ class Undefined(StrictUndefined):
             keys = sorted(map(str, container))
             listed = ", ".join(keys[:20]) + (", ..." if len(keys) > 20 else "")
             has = f"its keys are: {listed}" if keys else "it is empty"
+            closest = difflib.get_close_matches(str(name), keys, n=1, cutoff=0.6)
+            if closest:
+                has = f"did you mean {path}{_accessor(closest[0])}? {has}"
             found = f"{path} has no key {name!r} ({has})"
         else:
             found = f"{path} has {len(container)} items"
