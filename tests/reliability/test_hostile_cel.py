@@ -257,6 +257,8 @@ def test_served_team_b_is_answered_while_team_a_is_refused(
 
     def send_a(index: int) -> None:
         response = post(url, big)
+        if response.status_code == 429:  # the flood's own share is full: fairness refusing it
+            return
         assert (response.status_code, response.headers["x-notifications-detail"]) == (
             202,
             "no policy matched",
@@ -268,7 +270,7 @@ def test_served_team_b_is_answered_while_team_a_is_refused(
 
     def send_c(index: int) -> None:  # the same events, in a namespace with no policy
         response = post(url, tekton_event("team-c", "huge", BIG))
-        assert response.status_code == 202
+        assert response.status_code in (202, 429)  # 429: team-c's share is full, by design
 
     c_times, b_alone = storm(send_c, send_b, a_events=16, in_flight=8)
     print(
