@@ -295,7 +295,7 @@ class PolicyFilter(Informed):
                 outgoing.extend(matched_event(m, event, transition=transition) for m in group)
                 notifying.extend(group)
             elif decision.suppressed is not None:
-                reason = "suspended" if first.suspended else "ratelimit"
+                reason = "suspended" if first.suspended else decision.reason
                 metrics.SUPPRESSED.labels(policy.namespace, policy.name, reason).inc()
                 logger.info(
                     "suppressed: %s %s: %s",
