@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import kube, metrics, vocabulary
+from tekton_notifications import kube, metrics, schedule, vocabulary
 from tekton_notifications.models import Policy
 from tekton_notifications.storm import Decision, PolicyState
 
@@ -91,7 +91,9 @@ class PolicyStates:
                 if decision.state is None:
                     return decision
                 try:
-                    written = self._write(*_address(policy), decision.state.status(), version)
+                    written = self._write(
+                        *_address(policy), _status(policy, decision.state), version
+                    )
                 except kube.ApiError as error:
                     if error.status == 404:
                         raise PolicyGone(f"{policy.kind} {_name(policy)} was deleted") from None
@@ -193,6 +195,13 @@ class MemoryStatus:
 
     def states(self) -> PolicyStates:
         return PolicyStates(self.read, self.write)
+
+
+def _status(policy: Policy, state: PolicyState) -> dict[str, Any]:
+    """The status fields of ``state``, with when the scheduler next owes this policy
+    something (``status.nextDue``, a printer column; null removes it)."""
+    due = schedule.next_due(policy, state)
+    return {**state.status(), "nextDue": schedule.format_seconds(due) if due is not None else None}
 
 
 def _address(policy: Policy) -> tuple[str, str, str]:

@@ -38,11 +38,15 @@ def render_context(
     template: Mapping[str, Any],
     settings: RenderSettings = DEFAULT_SETTINGS,
     transition: Mapping[str, Any] | None = None,
+    scheduled: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
 
     ``event.transition`` is ``"broken"`` or ``"fixed"`` when the run changed its pipeline's
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
+    A notification the scheduler sent (``scheduled``) adds ``event.reminder`` (count, max,
+    since, redFor, redForSeconds) or ``digest`` (period, items, total, overflow); both are
+    None otherwise (:data:`SCHEDULED_FIELDS`).
     """
     view = event.view()
     view["url"] = dashboard_url(event, settings)
@@ -50,4 +54,63 @@ def render_context(
     view["transition"] = str(transition.get("name") or "") if transition else ""
     previous = transition.get("previous") if transition else None
     view["previous"] = dict(previous) if isinstance(previous, Mapping) else None
-    return {"run": event.run, "event": view, "policy": dict(policy), "template": dict(template)}
+    reminder = scheduled.get("reminder") if scheduled else None
+    view["reminder"] = dict(reminder) if isinstance(reminder, Mapping) else None
+    digest = scheduled.get("digest") if scheduled else None
+    return {
+        "run": event.run,
+        "event": view,
+        "policy": dict(policy),
+        "template": dict(template),
+        "digest": dict(digest) if isinstance(digest, Mapping) else None,
+    }
+
+
+_TIME: Final[Mapping[str, Any]] = {"type": "string", "format": "date-time"}
+_RUN: Final[Mapping[str, Any]] = {
+    "type": "object",
+    "properties": {"run": {"type": "string"}, "namespace": {"type": "string"}, "time": _TIME},
+}
+
+#: What templates see of a scheduled notification (issue 17), as JSON Schema: the
+#: ``event.reminder`` of a reminder and the ``digest`` of a digest (None in any other
+#: notification; a ``when`` never sees them: the scheduler sends them, not a Tekton event).
+SCHEDULED_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "event.reminder": {
+        "type": ["object", "null"],
+        "description": "set in a reminder: the pipeline is still failing",
+        "properties": {
+            "count": {"type": "integer", "description": "this reminder's number, from 1"},
+            "max": {"type": "integer", "description": "spec.remind.max"},
+            "since": {**_TIME, "description": "when the pipeline turned red"},
+            "redFor": {"type": "string", "description": "how long, as people say it: 4h 10m"},
+            "redForSeconds": {"type": "integer"},
+        },
+    },
+    "digest": {
+        "type": ["object", "null"],
+        "description": "set in a digest: what the rate limit held back in one period",
+        "properties": {
+            "period": {
+                "type": "object",
+                "properties": {"start": _TIME, "end": _TIME},
+            },
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string"},
+                        "pipeline": {"type": "string"},
+                        "outcome": {"type": "string"},
+                        "count": {"type": "integer"},
+                        "first": _RUN,
+                        "last": _RUN,
+                    },
+                },
+            },
+            "total": {"type": "integer", "description": "suppressions in the period"},
+            "overflow": {"type": "integer", "description": "of pipelines past the 50 listed"},
+        },
+    },
+}
