@@ -59,13 +59,12 @@ class PolicyState:
 
     def status(self) -> dict[str, Any]:
         """The ``status`` fields to merge-patch (lists are replaced whole)."""
-        fields: dict[str, Any] = {
+        return {
             "outcomes": [record.as_status() for record in self.outcomes],
             "rateLimit": {"sent": [sent.as_status() for sent in self.sent]},
+            # null (removed by the merge patch) when nothing is held back
+            "digest": self.held.as_status() if self.held != Held() else None,
         }
-        if self.held != Held():
-            fields["digest"] = self.held.as_status()
-        return fields
 
 
 @dataclass(frozen=True)

@@ -80,13 +80,20 @@ class Scheduler(Informed):
         self._runs, self._publish, self._clock = runs, publish, clock
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Scheduler:
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        clock: Callable[[], float] | None = None,
+        publish: base.Publisher | None = None,
+    ) -> Scheduler:
+        """As deployed; tests and the demo may pass the clock and where events go."""
         api = kube.api_client(environ)
         stage = cls(
             states=PolicyStates.on_api(api),
             runs=lambda kind, ns, name: kube.get_run(api, kind, ns, name),
-            publish=base.broker_publisher(environ),
-            clock=clock_from(environ),
+            publish=publish or base.broker_publisher(environ),
+            clock=clock or clock_from(environ),
         )
         stage.informers = kube.policy_informers(api, stage)
         return stage
