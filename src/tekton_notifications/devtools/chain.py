@@ -23,6 +23,8 @@ from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_por
 from tekton_notifications.notifications import OutgoingEvent
 
 FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
+#: Started only when asked (``scheduler=True``): the stage PingSources wake (issue 17).
+SCHEDULER = "scheduler"
 _RUN_RESOURCES = {
     "taskRun": ("taskruns", "TaskRun"),
     "pipelineRun": ("pipelineruns", "PipelineRun"),
@@ -52,8 +54,11 @@ class LocalChain:
         server: str = "func-python",
         env: Mapping[str, str] | None = None,
         time_scale: float = 0.2,
+        scheduler: bool = False,
     ) -> None:
         self.workdir = workdir
+        #: The functions this chain runs; the scheduler's Trigger is left out without it.
+        self.names = (*FUNCTIONS, SCHEDULER) if scheduler else FUNCTIONS
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
         self._server, self._env, self._time_scale = server, dict(env or {}), time_scale
         if signing.ENVIRONMENT not in self._env and signing.SWITCH not in self._env:
@@ -97,7 +102,7 @@ class LocalChain:
         for display in (self.failures, self.dead_letter_display):
             display.start()
             self._stack.callback(display.stop)
-        ports = {name: free_port() for name in FUNCTIONS}
+        ports = {name: free_port() for name in self.names}
         subscribers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         subscribers["notification-failures"] = self.failures.url
         subscribers["notification-dead-letters"] = self.dead_letter_display.url
@@ -106,6 +111,7 @@ class LocalChain:
             subscribers,
             dead_letter_path=self.dead_letter_file,
             time_scale=self._time_scale,
+            without=frozenset({SCHEDULER} - set(self.names)),
         )
         self.broker = self.router.start()
         self._stack.callback(self.router.stop)
@@ -115,7 +121,7 @@ class LocalChain:
             "STATUS_FLUSH_SECONDS": "0.2",
             **self._env,
         }
-        for name in FUNCTIONS:
+        for name in self.names:
             served = serve_function(name, env, self.workdir, server=self._server, port=ports[name])
             self._stack.callback(served.stop)
             self.functions[name] = served
