@@ -138,6 +138,44 @@ def next_due(policy: Policy, state: PolicyState) -> float | None:
     return min(times) if times else None
 
 
+def outlook(policy: Policy, state: PolicyState, now: float) -> tuple[str, ...]:
+    """What the scheduler owes ``policy``, in words (``tkn-notify explain``): the reminders
+    of each failing pipeline, due or next, and the next digest."""
+    lines: list[str] = []
+    remind = policy.remind
+    if remind is not None:
+        for record in _failing(state.outcomes):
+            since = _seconds(record.since)
+            if since is None:
+                continue
+            red = f"{record.pipeline} red since {record.since} ({describe(now - since)})"
+            reminder = _reminder(policy, record, now)
+            if reminder is not None:
+                lines.append(f"reminder {reminder.count} of {remind.max} due now: {red}")
+            elif record.reminded >= remind.max:
+                lines.append(f"reminders done ({remind.max} sent): {red}")
+            else:
+                at = since + remind.after + record.reminded * remind.every
+                lines.append(
+                    f"reminder {record.reminded + 1} of {remind.max} at {_format(at)}: {red}"
+                )
+        if not lines:
+            lines.append("no reminder pending: no pipeline of this policy is failing")
+    if policy.digest is not None:
+        every = policy.digest.every
+        periods = state.held.periods
+        for period in periods:
+            when = (
+                "due now" if period.start + every <= now else f"at {_format(period.start + every)}"
+            )
+            lines.append(f"digest of {period.total} held back since {_format(period.start)} {when}")
+        if not periods:
+            lines.append("next digest: none, nothing held back")
+        if state.held.dropped:
+            lines.append(f"{state.held.dropped} held back dropped: digests left unsent too long")
+    return tuple(lines)
+
+
 def describe(seconds: float) -> str:
     """A duration as people say it: ``2d 3h``, ``4h 10m``, ``5m``."""
     minutes = int(seconds // 60)
