@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tekton_notifications import digests, schedule
+from tekton_notifications import celcheck, digests, schedule
 from tekton_notifications.models import Policy, parse_policy
+from tekton_notifications.rendering.context import render_context
 from tekton_notifications.storm import PolicyState
 from tekton_notifications.transitions import Outcome
 from tests.conftest import policy_object
@@ -159,3 +160,28 @@ def test_a_digest_is_due_once_its_period_ended_and_removed_once_sent() -> None:
     assert after is not None and after.held.periods == ()
     round_trip = PolicyState.from_status(state.status())
     assert round_trip.held == state.held
+
+
+def test_templates_see_what_the_schema_declares_for_a_reminder_and_a_digest() -> None:
+    """``tkn-notify schema`` ($defs.templateOnly) lists exactly the fields the render
+    context holds in a reminder (event.reminder) and a digest (digest)."""
+    target = policy(
+        remind={"after": "4h", "every": "24h"},
+        rateLimit={"limit": 1, "window": "1h"},
+        digest={"every": "1h", "templateRef": {"name": "digest"}},
+    )
+    start = digests.period_start(SINCE, EVERY)
+    state = PolicyState(red().outcomes, held=hold(digests.Held(), 1, at=start + 60))
+    due = schedule.due(target, state, SINCE + 5 * HOUR)
+    scheduled = {
+        "reminder": due.reminders[0].view(SINCE + 5 * HOUR),
+        "digest": due.digests[0].view(),
+    }
+    context = render_context(finished("failed"), policy={}, template={}, scheduled=scheduled)
+    fields = celcheck.TEMPLATE_ONLY
+    assert set(context["event"]["reminder"]) == set(fields["event.reminder"]["properties"])
+    assert set(context["digest"]) == set(fields["digest"]["properties"])
+    (item,) = context["digest"]["items"]
+    assert set(item) == set(fields["digest"]["properties"]["items"]["items"]["properties"])
+    plain = render_context(finished("failed"), policy={}, template={})
+    assert (plain["event"]["reminder"], plain["digest"]) == (None, None)

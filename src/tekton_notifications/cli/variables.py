@@ -24,7 +24,8 @@ def schema(output: str) -> None:
     `event` and `policy` are closed: a `when` that reads a field they do not list is refused
     when the policy loads (Ready False, CELCheckFailed) and by `tkn-notify lint`. `run` is the
     run as Tekton sent it, known only to its top-level keys. Templates also see `template` and
-    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`).
+    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`), and
+    in what the scheduler sends (`$defs.templateOnly`): `event.reminder` and `digest`.
 
     \b
     Examples:
@@ -41,6 +42,8 @@ def _text(document: Mapping[str, Any]) -> str:
     rows = [["VARIABLE", "TYPE"]]
     for name, variable in document["properties"].items():
         rows.extend(_rows(name, variable))
+    for name, variable in document["$defs"]["templateOnly"].items():
+        rows.extend([[path, f"{kind} (templates only)"] for path, kind in _rows(name, variable)])
     return _output.table(rows)
 
 

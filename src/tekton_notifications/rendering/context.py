@@ -46,7 +46,7 @@ def render_context(
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
     A notification the scheduler sent (``scheduled``) adds ``event.reminder`` (count, max,
     since, redFor, redForSeconds) or ``digest`` (period, items, total, overflow); both are
-    None otherwise (:data:`SCHEDULED_FIELDS`).
+    None otherwise (their schema: :data:`celcheck.TEMPLATE_ONLY`).
     """
     view = event.view()
     view["url"] = dashboard_url(event, settings)
@@ -64,53 +64,3 @@ def render_context(
         "template": dict(template),
         "digest": dict(digest) if isinstance(digest, Mapping) else None,
     }
-
-
-_TIME: Final[Mapping[str, Any]] = {"type": "string", "format": "date-time"}
-_RUN: Final[Mapping[str, Any]] = {
-    "type": "object",
-    "properties": {"run": {"type": "string"}, "namespace": {"type": "string"}, "time": _TIME},
-}
-
-#: What templates see of a scheduled notification (issue 17), as JSON Schema: the
-#: ``event.reminder`` of a reminder and the ``digest`` of a digest (None in any other
-#: notification; a ``when`` never sees them: the scheduler sends them, not a Tekton event).
-SCHEDULED_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "event.reminder": {
-        "type": ["object", "null"],
-        "description": "set in a reminder: the pipeline is still failing",
-        "properties": {
-            "count": {"type": "integer", "description": "this reminder's number, from 1"},
-            "max": {"type": "integer", "description": "spec.remind.max"},
-            "since": {**_TIME, "description": "when the pipeline turned red"},
-            "redFor": {"type": "string", "description": "how long, as people say it: 4h 10m"},
-            "redForSeconds": {"type": "integer"},
-        },
-    },
-    "digest": {
-        "type": ["object", "null"],
-        "description": "set in a digest: what the rate limit held back in one period",
-        "properties": {
-            "period": {
-                "type": "object",
-                "properties": {"start": _TIME, "end": _TIME},
-            },
-            "items": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "kind": {"type": "string"},
-                        "pipeline": {"type": "string"},
-                        "outcome": {"type": "string"},
-                        "count": {"type": "integer"},
-                        "first": _RUN,
-                        "last": _RUN,
-                    },
-                },
-            },
-            "total": {"type": "integer", "description": "suppressions in the period"},
-            "overflow": {"type": "integer", "description": "of pipelines past the 50 listed"},
-        },
-    },
-}
