@@ -41,6 +41,9 @@ from tekton_notifications.models import Policy
 from tekton_notifications.ratelimits import Sent
 from tekton_notifications.transitions import Outcome
 
+#: How a decision's note starts when the digest's bound dropped what was held back.
+DIGEST_FULL = "digest full"
+
 
 @dataclass(frozen=True)
 class PolicyState:
@@ -159,6 +162,11 @@ def decide(
                     now=now,
                 )
                 notes.append("kept for the digest" if held else "in the digest already")
+                if held is not None and held.dropped > state.held.dropped:
+                    notes.append(
+                        f"{DIGEST_FULL}: {held.dropped - state.held.dropped} held back dropped, "
+                        f"{digests.MAX_PERIODS} periods left unsent (is the scheduler running?)"
+                    )
     changed = outcomes is not None or sent is not None or held is not None
     new_state = (
         PolicyState(

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from tekton_notifications import celcheck, digests, schedule
+from tekton_notifications import celcheck, digests, ratelimits, schedule, storm
 from tekton_notifications.models import Policy, parse_policy
 from tekton_notifications.rendering.context import render_context
 from tekton_notifications.storm import PolicyState
 from tekton_notifications.transitions import Outcome
 from tests.conftest import policy_object
-from tests.core.test_storm import T0, finished
+from tests.core.test_storm import T0, decide, finished
 
 HOUR = 3600.0
 SINCE = T0.timestamp()
@@ -142,6 +142,22 @@ def test_past_each_bound_the_count_is_kept(
             held = hold(held, serial, at=SINCE + serial * EVERY)
     items = len(held.periods[-1].items)
     assert (items, held.periods[-1].overflow, held.dropped) == expected
+
+
+def test_a_full_digest_says_so_in_the_decision_the_filter_logs() -> None:
+    target = policy(
+        rateLimit={"limit": 1, "window": "1h"},
+        digest={"every": "1h", "templateRef": {"name": "digest"}},
+    )
+    held = digests.Held()
+    for serial in range(digests.MAX_PERIODS):
+        held = hold(held, serial, at=SINCE + serial * EVERY)
+    sent = ratelimits.Sent("spent", SINCE + 30 * EVERY)
+    state = PolicyState(sent=(sent,), held=held)
+    decision = decide(target, finished("failed"), state, now=SINCE + 30 * EVERY + 1)
+    assert decision.suppressed and decision.state is not None
+    assert decision.state.held.dropped == 1
+    assert any(note.startswith(storm.DIGEST_FULL) for note in decision.notes)
 
 
 def test_a_digest_is_due_once_its_period_ended_and_removed_once_sent() -> None:

@@ -298,6 +298,9 @@ class PolicyFilter(Informed):
                     },
                 )
                 outgoing.append(suppressed_event(first, event, reason, decision.suppressed))
+                for note in decision.notes:
+                    if note.startswith(storm.DIGEST_FULL):
+                        logger.warning("%s %s: %s", policy.kind, policy.name, note)
             else:
                 logger.debug("policy %s: %s", policy.name, "; ".join(decision.notes))
         return outgoing, notifying
