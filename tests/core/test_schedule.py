@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tekton_notifications import celcheck, digests, ratelimits, schedule, storm
+from tekton_notifications import celcheck, digests, ratelimits, recording, schedule, storm
 from tekton_notifications.models import Policy, parse_policy
 from tekton_notifications.rendering.context import render_context
 from tekton_notifications.storm import PolicyState
@@ -201,3 +201,18 @@ def test_templates_see_what_the_schema_declares_for_a_reminder_and_a_digest() ->
     assert set(item) == set(fields["digest"]["properties"]["items"]["items"]["properties"])
     plain = render_context(finished("failed"), policy={}, template={})
     assert (plain["event"]["reminder"], plain["digest"]) == (None, None)
+
+
+def test_a_policy_whose_digest_template_is_missing_is_not_ready() -> None:
+    """The status recorder's Ready condition names the digest's template as it does the
+    others: a digest that could never render is visible before it is due."""
+    obj = policy_object(events=["failed"])
+    obj["spec"].update(
+        rateLimit={"limit": 1, "window": "1h"},
+        digest={"every": "1h", "templateRef": {"name": "digest"}},
+    )
+    ready = recording.Readiness(True, "Ready", "")
+    missing = recording.policy_readiness(obj, {"slack": ready})
+    assert (missing.ready, missing.reason) == (False, "TemplateNotFound")
+    assert missing.message.startswith("spec.digest.templateRef: NotificationTemplate ci/digest")
+    assert recording.policy_readiness(obj, {"slack": ready, "digest": ready}).ready

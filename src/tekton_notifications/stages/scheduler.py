@@ -202,6 +202,11 @@ class Scheduler(Informed):
         """The run as it is now, as the Tekton event the notification is about; None when
         it was deleted or cannot be read as one."""
         namespace, name = where
+        if not namespace:  # a cluster policy's record from before namespaces were kept
+            logger.warning(
+                "%s %s: run %s: its namespace is not recorded", policy.kind, policy.name, name
+            )
+            return None
         try:
             run = self._runs(kind, namespace, name)
         except kube.ApiError as error:
