@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +17,7 @@ from typing import Any
 
 from tekton_notifications import kube, signing, sink, vocabulary, wire
 from tekton_notifications.devtools.display import EventDisplay
-from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
+from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError, ObjectStore
 from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
@@ -55,10 +55,13 @@ class LocalChain:
         env: Mapping[str, str] | None = None,
         time_scale: float = 0.2,
         scheduler: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.workdir = workdir
         #: The functions this chain runs; the scheduler's Trigger is left out without it.
         self.names = (*FUNCTIONS, SCHEDULER) if scheduler else FUNCTIONS
+        #: The emulator's clock (its timestamps), when a demo fast-forwards time.
+        self._clock = clock
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
         self._server, self._env, self._time_scale = server, dict(env or {}), time_scale
         if signing.ENVIRONMENT not in self._env and signing.SWITCH not in self._env:
@@ -93,7 +96,8 @@ class LocalChain:
         self.dead_letter_file = self.workdir / "dead-letters.jsonl"
         self.dead_letter_file.unlink(missing_ok=True)
         if self._kubeconfig is None:
-            self.emulator = self._stack.enter_context(KubeAPIServer())
+            store = ObjectStore(clock=self._clock) if self._clock is not None else None
+            self.emulator = self._stack.enter_context(KubeAPIServer(store=store))
             self.loaded = self.emulator.load_manifests(*self._manifests) if self._manifests else 0
             self.kubeconfig = self.workdir / "kubeconfig"
             self.emulator.write_kubeconfig(self.kubeconfig)

@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             **demo_scheduler.clock_env(args.out),  # the scheduler scene fast-forwards it
         },
         scheduler=True,
+        clock=demo_scheduler.clock(args.out),
     )
     with chain:
         if chain.emulator is not None:

@@ -22,6 +22,7 @@ from typing import Any, Final
 from tekton_notifications import vocabulary
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT
+from tekton_notifications.stages import scheduler
 
 NAMESPACE: Final = "nightly"
 CLOCK_FILE: Final = "scheduler-clock"
@@ -97,12 +98,18 @@ DIGESTING: Final = _policy(
 POLICY_NAMES: Final = (REMINDING["metadata"]["name"], DIGESTING["metadata"]["name"])
 
 
+def clock(workdir: Path) -> Callable[[], float]:
+    """The scene's clock, as the scheduler reads it: the emulator takes it too, so the
+    runs it creates after the jump carry the fast-forwarded time."""
+    return scheduler.clock_from({scheduler.CLOCK_FILE: str(workdir / CLOCK_FILE)})
+
+
 def clock_env(workdir: Path) -> dict[str, str]:
     """The scheduler's environment for the scene: its clock in a file, set to now."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / CLOCK_FILE
     path.write_text(str(time.time()))
-    return {"SCHEDULER_CLOCK_FILE": str(path)}
+    return {scheduler.CLOCK_FILE: str(path)}
 
 
 def failed_run(name: str, pipeline: str, finished: float) -> dict[str, Any]:
@@ -183,7 +190,8 @@ def _show_run(run: Mapping[str, Any], say: Callable[[str], None]) -> None:
     params = {p["name"]: p["value"] for p in run["spec"].get("params", [])}
     say(
         f"   ✔ {labels[f'{vocabulary.GROUP}/policy']} → {labels[f'{vocabulary.GROUP}/template']}: "
-        f"created {run['kind']} {run['metadata']['namespace']}/{run['metadata']['name']}"
+        f"created {run['kind']} {run['metadata']['namespace']}/{run['metadata']['name']} "
+        f"at {run['metadata'].get('creationTimestamp')} (the emulator's clock)"
     )
     message = json.loads(f'"{params.get("message", "")}"')
     say("     message: " + str(message).replace("\n", "\n              "))
