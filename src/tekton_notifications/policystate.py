@@ -76,6 +76,13 @@ class PolicyStates:
             cached = self._cached.get(policy.key)
         return PolicyState.from_status(cached[1] if cached else None)
 
+    def fresh(self, policy: Policy) -> PolicyState:
+        """The state as the API has it now (one GET), for a decision that must not act on a
+        stale copy; raises :class:`PolicyGone` or :class:`kube.ApiError`."""
+        version, status = self._current(policy, fresh=True)
+        with self._lock:
+            return self._state_at(policy.key, version, status)
+
     # Deciding --------------------------------------------------------------------------
     def decide(self, policy: Policy, decide: Callable[[PolicyState], Decision]) -> Decision:
         """Run ``decide`` on the policy's current state and write the state it returns.

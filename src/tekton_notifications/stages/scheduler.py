@@ -132,15 +132,15 @@ class Scheduler(Informed):
         if not ready:
             return unavailable(why)
         now = self._clock()
-        plans = self.due(now)
-        if not plans:
-            return accepted("nothing due")
         outgoing: list[OutgoingEvent] = []
         try:
+            plans = self._confirmed(self.due(now), now)
+            if not plans:
+                return accepted("nothing due")
             for policy, due in plans:
                 outgoing.extend(self._events(policy, due, now))
         except kube.ApiError as error:
-            return unavailable(f"reading a run for a reminder or digest: {error}")
+            return unavailable(f"reading a policy or a run for a reminder or digest: {error}")
         if outgoing:
             if self._publish is None:
                 return unavailable(f"{len(outgoing)} notifications due need K_SINK; it is not set")
@@ -160,6 +160,20 @@ class Scheduler(Informed):
         return accepted(
             f"sent {reminders} reminder(s), {digests} digest(s) as {len(outgoing)} notification(s)"
         )
+
+    def _confirmed(self, plans: list[tuple[Policy, Due]], now: float) -> list[tuple[Policy, Due]]:
+        """What is still due by the status as the API has it now (one GET per policy with
+        something due): the informer's copy may not show yet what another replica, or this
+        one before a restart, recorded as sent."""
+        confirmed = []
+        for policy, _ in plans:
+            try:
+                due = schedule.due(policy, self.states.fresh(policy), now)
+            except PolicyGone:
+                continue
+            if due:
+                confirmed.append((policy, due))
+        return confirmed
 
     def _events(self, policy: Policy, due: Due, now: float) -> list[OutgoingEvent]:
         found: list[OutgoingEvent] = []
