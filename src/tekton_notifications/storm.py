@@ -115,7 +115,9 @@ def decide(
         return Decision(False, suppressed="policy is suspended", notes=("suspended",))
     current: Outcome | None = None
     if policy.tracks_outcomes:
-        observed = transitions.observe(state.outcomes, event, count=policy.threshold is not None)
+        # A threshold needs the streak; a reminder names the last failing run.
+        counted = policy.threshold is not None or policy.remind is not None
+        observed = transitions.observe(state.outcomes, event, count=counted)
         transition, previous, outcomes = observed.transition, observed.previous, observed.updated
         current = observed.current
         notes.append(f"previous outcome: {observed.note}")

@@ -111,14 +111,27 @@ def test_a_threshold_needs_failures_to_count() -> None:
     assert raised.value.path == "spec.threshold"
 
 
-def test_a_policy_without_threshold_still_writes_a_failing_pipeline_once() -> None:
-    target = policy(["failed"], remind={"after": "1h", "every": "1h"})
-    writes = 0
-    state = PolicyState()
+@pytest.mark.parametrize(
+    ("spec", "writes"),
+    [
+        pytest.param({}, 1, id="neither-writes-a-failing-pipeline-once"),
+        pytest.param({"threshold": {"failures": 9}}, 4, id="a-threshold-counts-every-failure"),
+        pytest.param(
+            {"remind": {"after": "1h", "every": "1h"}}, 4, id="reminders-follow-the-last-run"
+        ),
+    ],
+)
+def test_only_policies_that_need_the_streak_write_every_failure(
+    spec: dict[str, Any], writes: int
+) -> None:
+    target = policy(["failed", "fixed"], **spec)
+    written, state = 0, PolicyState()
     for minute in range(4):
         decision: storm.Decision = decide(
             target, finished("failed", at=T0 + timedelta(minutes=minute)), state
         )
-        writes += decision.state is not None
+        written += decision.state is not None
         state = decision.state or state
-    assert writes == 1
+    assert written == writes
+    (record,) = state.outcomes
+    assert record.since == T0.isoformat().replace("+00:00", "Z"), "red since the first"
