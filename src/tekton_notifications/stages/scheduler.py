@@ -37,6 +37,7 @@ from tekton_notifications import (
     metrics,
     notifications,
     schedule,
+    sink,
     storm,
     tracing,
 )
@@ -146,7 +147,7 @@ class Scheduler(Informed):
                 return unavailable(f"{len(outgoing)} notifications due need K_SINK; it is not set")
             try:
                 self._publish(outgoing)
-            except Exception as error:  # sink.PublishError and transport errors: retried
+            except sink.PublishError as error:  # the broker redelivers the ping
                 return unavailable(f"publishing: {error}")
         try:
             for policy, due in plans:
