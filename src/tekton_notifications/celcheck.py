@@ -72,6 +72,66 @@ VARIABLES: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 
+_TIME: Final[Mapping[str, Any]] = {"type": "string", "format": "date-time"}
+_RUN: Final[Mapping[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "run": {"type": "string", "description": "the run's name"},
+        "namespace": {"type": "string", "description": "the run's namespace"},
+        "time": {**_TIME, "description": "when its event was held back"},
+    },
+}
+
+#: Variables only templates see, set in the notifications the scheduler sends (issue 17), as
+#: JSON Schema: the ``event.reminder`` of a reminder and the ``digest`` of a digest (None in
+#: any other notification; a ``when`` never sees them: a Tekton event has neither). Printed by
+#: ``tkn-notify schema`` under ``$defs.templateOnly``; filled by ``rendering.context``.
+TEMPLATE_ONLY: Final[Mapping[str, Mapping[str, Any]]] = {
+    "event.reminder": {
+        "type": ["object", "null"],
+        "description": "set in a reminder: the pipeline is still failing",
+        "properties": {
+            "count": {"type": "integer", "description": "this reminder's number, from 1"},
+            "max": {"type": "integer", "description": "spec.remind.max"},
+            "since": {**_TIME, "description": "when the pipeline turned red"},
+            "redFor": {"type": "string", "description": "how long, as people say it: 4h 10m"},
+            "redForSeconds": {"type": "integer", "description": "how long, in seconds"},
+        },
+    },
+    "digest": {
+        "type": ["object", "null"],
+        "description": "set in a digest: what the rate limit held back in one period",
+        "properties": {
+            "period": {
+                "type": "object",
+                "description": "the period summarised",
+                "properties": {
+                    "start": {**_TIME, "description": "its start"},
+                    "end": {**_TIME, "description": "its end"},
+                },
+            },
+            "items": {
+                "type": "array",
+                "description": "one per pipeline and outcome held back",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "description": "the runs' kind"},
+                        "pipeline": {"type": "string", "description": "the series held back"},
+                        "outcome": {"type": "string", "description": "failed, succeeded, ..."},
+                        "count": {"type": "integer", "description": "how many were held back"},
+                        "first": {**_RUN, "description": "the first run held back"},
+                        "last": {**_RUN, "description": "the last run held back"},
+                    },
+                },
+            },
+            "total": {"type": "integer", "description": "suppressions in the period"},
+            "overflow": {"type": "integer", "description": "of pipelines past the 50 listed"},
+        },
+    },
+}
+
+
 class CheckError(ValueError):
     """The expression reads what the variables cannot hold; the message lists each problem."""
 
@@ -85,6 +145,7 @@ def schema() -> dict[str, Any]:
         "title": "tekton-notifications CEL and template variables",
         "type": "object",
         "properties": {name: dict(variable) for name, variable in VARIABLES.items()},
+        "$defs": {"templateOnly": {name: dict(field) for name, field in TEMPLATE_ONLY.items()}},
     }
 
 

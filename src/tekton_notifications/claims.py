@@ -58,7 +58,7 @@ class PolicyDirectory:
 def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
     """The params a rendered run may carry: the template's, and its policy's overrides."""
     names = set(template.params)
-    for ref in policy.template_refs if policy is not None else ():
+    for ref in policy.all_template_refs if policy is not None else ():
         if ref.name == template.name:
             names |= set(ref.params)
     return frozenset(names)
@@ -89,7 +89,7 @@ def refusal(notification: Notification, policy: Policy | None) -> str | None:
             f"{kind} {policy.name!r} keeps its templates and runs in "
             f"{policy.home_namespace!r}, not {notification.policy_namespace!r}"
         )
-    if notification.template_ref.name not in {ref.name for ref in policy.template_refs}:
+    if notification.template_ref.name not in {ref.name for ref in policy.all_template_refs}:
         return f"{kind} {policy.name!r} does not use template {notification.template_ref.name!r}"
     namespace_check = matching.namespace_check(policy, notification.event.namespace)
     if not namespace_check.ok:

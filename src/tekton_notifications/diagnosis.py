@@ -17,7 +17,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from tekton_notifications import events, matching, models, rendering, storm, taskruns, vocabulary
+from tekton_notifications import (
+    events,
+    matching,
+    models,
+    rendering,
+    schedule,
+    storm,
+    taskruns,
+    vocabulary,
+)
 from tekton_notifications.events import EventError, RunEvent
 
 #: The CloudEvents ``data`` key Tekton puts each kind of run under.
@@ -161,6 +170,8 @@ class PolicyExplanation:
     #: For policies with a rate limit, a transition or ``suspend``: what storm control decides
     #: from the state in the policy's status (as given: live objects carry it, files rarely).
     storm: storm.Decision | None = None
+    #: For policies with reminders or a digest: what the scheduler owes them, in words.
+    scheduled: tuple[str, ...] = ()
 
     @property
     def matched(self) -> bool:
@@ -221,6 +232,8 @@ def explain_event(
             outcomes = tuple(
                 _outcome(event, policy, ref, catalog, settings) for ref in policy.template_refs
             )
+        state = storm.PolicyState.from_status(obj.get("status"))
+        scheduled = schedule.outlook(policy, state, now) if policy.scheduled else ()
         explanations.append(
             PolicyExplanation(
                 policy.name,
@@ -229,6 +242,7 @@ def explain_event(
                 compile_error=compiled.error or "",
                 templates=outcomes,
                 storm=decision,
+                scheduled=scheduled,
             )
         )
     explanations.sort(key=lambda item: (item.namespace, item.name))

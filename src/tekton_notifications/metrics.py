@@ -158,3 +158,11 @@ STUCK: Final = Gauge(
     ["stage"],
     registry=REGISTRY,
 )
+
+SCHEDULED: Final = Counter(
+    "tekton_notifications_scheduled_total",
+    "What the scheduler sent, by policy, kind (reminder, digest) and result (sent, or "
+    "run-gone: the run it is about was deleted, so it was recorded as sent without a message).",
+    ["namespace", "policy", "kind", "result"],
+    registry=REGISTRY,
+)

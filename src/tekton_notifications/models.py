@@ -78,6 +78,41 @@ class RateLimit:
         return f"{self.limit} per {self.window_text}{scope}"
 
 
+#: Bounds of the scheduled features (issue 17); each keeps a little state in the policy's status.
+MAX_REMINDERS: Final = 100
+MAX_THRESHOLD: Final = 100
+MIN_SCHEDULE_PERIOD: Final = 60.0  # the PingSource wakes the scheduler every few minutes
+MAX_SCHEDULE_PERIOD: Final = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Remind:
+    """``spec.remind``: while a pipeline stays failing, remind ``after`` it turned red, then
+    ``every`` period, at most ``max`` times; a success (``fixed``) ends it."""
+
+    after: float  # seconds
+    every: float  # seconds
+    max: int
+    after_text: str = ""
+    every_text: str = ""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``spec.threshold``: ``failed``/``broken`` notify on the Nth consecutive failure only."""
+
+    failures: int
+
+
+@dataclass(frozen=True)
+class Digest:
+    """``spec.digest``: every ``every``, one notification summing up what was suppressed."""
+
+    every: float  # seconds
+    template_ref: TemplateRef
+    every_text: str = ""
+
+
 #: The ``policy`` variable's fields (:meth:`Policy.view`), as JSON Schema (see
 #: ``events.EVENT_FIELDS``).
 POLICY_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
@@ -106,11 +141,33 @@ class Policy:
     #: Cluster policies: where their templates live and their runs are created.
     template_namespace: str = ""
     rate_limit: RateLimit | None = None
+    #: Reminders while a pipeline stays failing (the scheduler sends them).
+    remind: Remind | None = None
+    #: Notify failures only on the Nth consecutive failure of a pipeline.
+    threshold: Threshold | None = None
+    #: A periodic summary of what the rate limit held back (the scheduler sends it).
+    digest: Digest | None = None
 
     @property
     def tracks_outcomes(self) -> bool:
         """Whether this policy needs the previous outcome of each pipeline it selects."""
-        return bool(self.events & vocabulary.TRANSITION_EVENTS)
+        return bool(self.events & vocabulary.TRANSITION_EVENTS) or bool(
+            self.threshold or self.remind
+        )
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the scheduler has anything to send for this policy."""
+        return self.remind is not None or self.digest is not None
+
+    @property
+    def all_template_refs(self) -> tuple[TemplateRef, ...]:
+        """The templates this policy may notify with: its own and its digest's."""
+        if self.digest is None or any(
+            r.name == self.digest.template_ref.name for r in self.template_refs
+        ):
+            return self.template_refs
+        return (*self.template_refs, self.digest.template_ref)
 
     @property
     def keeps_state(self) -> bool:
@@ -197,6 +254,9 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
     suspend = spec.get("suspend", False)
     if not isinstance(suspend, bool):
         raise SpecError("spec.suspend", "must be true or false")
+    digest = _digest(spec.get("digest"))
+    if digest is not None and spec.get("rateLimit") is None:
+        raise SpecError("spec.digest", "needs spec.rateLimit: it sums up what the limit held back")
     return Policy(
         name=name,
         namespace=namespace,
@@ -211,6 +271,9 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         namespaces=tuple(namespaces),
         template_namespace=template_namespace,
         rate_limit=_rate_limit(spec.get("rateLimit")),
+        remind=_remind(spec.get("remind"), events),
+        threshold=_threshold(spec.get("threshold"), events),
+        digest=digest,
     )
 
 
@@ -248,6 +311,64 @@ def _rate_limit(value: object) -> RateLimit | None:
     if per not in RATE_LIMIT_SCOPES:
         raise SpecError("spec.rateLimit.per", f"must be policy or pipeline, not {per!r}")
     return RateLimit(limit=limit, window=seconds, window_text=str(window), per=str(per))
+
+
+def _period(value: object, path: str, *, low: float = MIN_SCHEDULE_PERIOD) -> float:
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else 0.0
+    except ValueError:
+        seconds = 0.0
+    if not low <= seconds <= MAX_SCHEDULE_PERIOD:
+        raise SpecError(
+            path,
+            f"must be a duration from {low:g}s to 720h such as 4h or 24h, not {value!r}",
+        )
+    return seconds
+
+
+def _whole(value: object, path: str, top: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise SpecError(path, f"must be a whole number from 1 to {top}")
+    return value
+
+
+def _failures_listed(events: list[str], path: str) -> None:
+    if not {"failed", "broken"} & set(events):
+        raise SpecError(path, "needs failed or broken in spec.events: it is about failures")
+
+
+def _remind(value: object, events: list[str]) -> Remind | None:
+    if value is None:
+        return None
+    spec = _object(value, "spec.remind")
+    _failures_listed(events, "spec.remind")
+    after = _period(spec.get("after"), "spec.remind.after", low=0.0)
+    every = _period(spec.get("every"), "spec.remind.every")
+    count = _whole(spec.get("max", 5), "spec.remind.max", MAX_REMINDERS)
+    return Remind(after, every, count, str(spec.get("after")), str(spec.get("every")))
+
+
+def _threshold(value: object, events: list[str]) -> Threshold | None:
+    if value is None:
+        return None
+    spec = _object(value, "spec.threshold")
+    _failures_listed(events, "spec.threshold")
+    return Threshold(_whole(spec.get("failures"), "spec.threshold.failures", MAX_THRESHOLD))
+
+
+def _digest(value: object) -> Digest | None:
+    if value is None:
+        return None
+    spec = _object(value, "spec.digest")
+    every = _period(spec.get("every"), "spec.digest.every")
+    ref = _object(spec.get("templateRef"), "spec.digest.templateRef", required=True)
+    name = ref.get("name")
+    if not isinstance(name, str) or not _DNS_1123_SUBDOMAIN.match(name):
+        raise SpecError(
+            "spec.digest.templateRef.name", f"must name a NotificationTemplate, not {name!r}"
+        )
+    params = _string_map(ref.get("params"), "spec.digest.templateRef.params")
+    return Digest(every, TemplateRef(name=name, params=params), str(spec.get("every")))
 
 
 def parse_template(obj: Mapping[str, Any]) -> Template:

@@ -51,17 +51,24 @@ def notification_key(
     policy: str,
     template: str,
     policy_kind: str = POLICY_KIND,
+    scheduled: str = "",
 ) -> str:
     """What is notified at most once: one run, one Tekton event name, one policy, one template.
 
     Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
     so each notifies once per run. The event id is left out on purpose: Tekton's retries of
     the same event carry new ids.
+
+    A notification the scheduler sends is identified by ``scheduled`` instead of the run
+    (``schedule.Reminder.id``: the streak and the reminder's number; ``DigestDue.id``: the
+    period), so a redelivered ping or a restarted scheduler makes the same key.
     """
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
     material = "\x00".join((run_identity, event.tekton_event, policy_namespace, policy, template))
+    if scheduled:
+        material = "\x00".join(("scheduled", scheduled, policy_namespace, policy, template))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -105,6 +112,8 @@ class Notification:
     policy_kind: str = POLICY_KIND
     #: Set when a transition made this notification: ``{"name": "fixed", "previous": {...}}``.
     transition: Mapping[str, Any] | None = None
+    #: Set when the scheduler sent it: ``{"id": ..., "reminder": {...}}`` or ``"digest"``.
+    scheduled: Mapping[str, Any] | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -124,6 +133,7 @@ class Notification:
             policy=self.policy_name,
             template=self.template_ref.name,
             policy_kind=self.policy_kind,
+            scheduled=str(self.scheduled["id"]) if self.scheduled else "",
         )
 
     @property
@@ -149,6 +159,8 @@ class Notification:
             data["resource"] = dict(self.resource)
         if self.transition is not None:
             data["transition"] = dict(self.transition)
+        if self.scheduled is not None:
+            data["scheduled"] = dict(self.scheduled)
         return data
 
     @property
@@ -201,6 +213,13 @@ def parse_notification(data: object) -> Notification:
         not isinstance(transition, Mapping) or not isinstance(transition.get("name"), str)
     ):
         raise EventError("notification data: 'transition' must be an object with a name")
+    scheduled = data.get("scheduled")
+    if scheduled is not None and (
+        not isinstance(scheduled, Mapping)
+        or not isinstance(scheduled.get("id"), str)
+        or not scheduled["id"]
+    ):
+        raise EventError("notification data: 'scheduled' must be an object with an id")
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -225,6 +244,7 @@ def parse_notification(data: object) -> Notification:
         resource=resource,
         policy_kind=kind,
         transition=transition,
+        scheduled=scheduled,
     )
 
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import kube, metrics, vocabulary
+from tekton_notifications import kube, metrics, schedule, vocabulary
 from tekton_notifications.models import Policy
 from tekton_notifications.storm import Decision, PolicyState
 
@@ -76,6 +76,13 @@ class PolicyStates:
             cached = self._cached.get(policy.key)
         return PolicyState.from_status(cached[1] if cached else None)
 
+    def fresh(self, policy: Policy) -> PolicyState:
+        """The state as the API has it now (one GET), for a decision that must not act on a
+        stale copy; raises :class:`PolicyGone` or :class:`kube.ApiError`."""
+        version, status = self._current(policy, fresh=True)
+        with self._lock:
+            return self._state_at(policy.key, version, status)
+
     # Deciding --------------------------------------------------------------------------
     def decide(self, policy: Policy, decide: Callable[[PolicyState], Decision]) -> Decision:
         """Run ``decide`` on the policy's current state and write the state it returns.
@@ -91,7 +98,9 @@ class PolicyStates:
                 if decision.state is None:
                     return decision
                 try:
-                    written = self._write(*_address(policy), decision.state.status(), version)
+                    written = self._write(
+                        *_address(policy), _status(policy, decision.state), version
+                    )
                 except kube.ApiError as error:
                     if error.status == 404:
                         raise PolicyGone(f"{policy.kind} {_name(policy)} was deleted") from None
@@ -193,6 +202,13 @@ class MemoryStatus:
 
     def states(self) -> PolicyStates:
         return PolicyStates(self.read, self.write)
+
+
+def _status(policy: Policy, state: PolicyState) -> dict[str, Any]:
+    """The status fields of ``state``, with when the scheduler next owes this policy
+    something (``status.nextDue``, a printer column; null removes it)."""
+    due = schedule.next_due(policy, state)
+    return {**state.status(), "nextDue": schedule.format_seconds(due) if due is not None else None}
 
 
 def _address(policy: Policy) -> tuple[str, str, str]:

@@ -225,21 +225,19 @@ def policy_readiness(obj: Mapping[str, Any], templates: Mapping[str, Readiness])
     disabled = disabled_mark(obj)
     if disabled is not None:
         return Readiness(False, str(disabled.get("reason")), str(disabled.get("message")))
-    for index, ref in enumerate(policy.template_refs):
+    refs = [(f"spec.templateRefs[{i}]", ref) for i, ref in enumerate(policy.template_refs)]
+    if policy.digest is not None:  # the digest's template must be there when it is due
+        refs.append(("spec.digest.templateRef", policy.digest.template_ref))
+    for path, ref in refs:
         found = templates.get(ref.name)
         if found is None:
             return Readiness(
                 False,
                 "TemplateNotFound",
-                f"spec.templateRefs[{index}]: NotificationTemplate "
-                f"{policy.namespace}/{ref.name} does not exist",
+                f"{path}: NotificationTemplate {policy.namespace}/{ref.name} does not exist",
             )
         if not found.ready:
-            return Readiness(
-                False,
-                "TemplateNotReady",
-                f"spec.templateRefs[{index}]: {ref.name}: {found.message}",
-            )
+            return Readiness(False, "TemplateNotReady", f"{path}: {ref.name}: {found.message}")
     return Readiness(
         True,
         "Ready",

@@ -13,7 +13,7 @@ than the record (by completion time) is stale and changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from tekton_notifications.events import RunEvent, format_time, parse_time
@@ -35,9 +35,24 @@ class Outcome:
     completion_time: str
     #: The outcome before this one, so a redelivery of this run repeats its transition.
     previous: str = ""
+    #: The run's namespace (records written before it was kept have none).
+    namespace: str = ""
+    #: Consecutive failures of this pipeline (counted for policies with a threshold or
+    #: reminders; 1 otherwise), this run's included.
+    streak: int = 1
+    #: When the pipeline turned red: the first failure's completion time, kept while it
+    #: stays failing ("" when it is this record's own completion time).
+    first_failure: str = ""
+    #: Reminders sent for this failure streak (written by the scheduler).
+    reminded: int = 0
 
-    def as_status(self) -> dict[str, str]:
-        entry = {
+    @property
+    def since(self) -> str:
+        """When this pipeline's current outcome began."""
+        return self.first_failure or self.completion_time
+
+    def as_status(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
             "kind": self.kind,
             "pipeline": self.pipeline,
             "outcome": self.outcome,
@@ -48,6 +63,14 @@ class Outcome:
             entry["completionTime"] = self.completion_time
         if self.previous:
             entry["previousOutcome"] = self.previous
+        if self.namespace:
+            entry["namespace"] = self.namespace
+        if self.outcome == "failed":
+            entry["streak"] = self.streak
+            if self.first_failure:
+                entry["since"] = self.first_failure
+            if self.reminded:
+                entry["reminded"] = self.reminded
         return entry
 
     def view(self) -> dict[str, str]:
@@ -65,10 +88,17 @@ class Observation:
     #: The records to write, or None when nothing changes.
     updated: tuple[Outcome, ...] | None
     note: str
+    #: The pipeline's record once this event is counted (None when it is stale or unknown).
+    current: Outcome | None = None
 
 
-def observe(records: Sequence[Outcome], event: RunEvent) -> Observation:
-    """Compare a run event with the recorded outcomes of its policy."""
+def observe(records: Sequence[Outcome], event: RunEvent, *, count: bool = False) -> Observation:
+    """Compare a run event with the recorded outcomes of its policy.
+
+    ``count``: keep counting consecutive failures (a threshold needs the streak): each new
+    failing run of a failing pipeline is written, keeping when it turned red. Without it a
+    pipeline failing ten times in a row costs one write.
+    """
     outcome = event.final_outcome
     if outcome is None:
         why = "cancelled runs" if "cancelled" in event.policy_events else "unfinished runs"
@@ -82,7 +112,11 @@ def observe(records: Sequence[Outcome], event: RunEvent) -> Observation:
         transition = _transition(recorded.previous, recorded.outcome)
         previous = _previous_of(recorded)
         return Observation(
-            transition, previous, None, f"this run was recorded already ({recorded.outcome})"
+            transition,
+            previous,
+            None,
+            f"this run was recorded already ({recorded.outcome})",
+            recorded,
         )
     completed = event.completion_time
     recorded_time = parse_time(recorded.completion_time) if recorded is not None else None
@@ -92,23 +126,40 @@ def observe(records: Sequence[Outcome], event: RunEvent) -> Observation:
             None, recorded, None, f"stale: {recorded.run} finished later ({recorded.outcome})"
         )
     before = recorded.outcome if recorded is not None else ""
+    finished = format_time(completed) if completed else event.time
+    if count and before == outcome == "failed" and recorded is not None:
+        streak = recorded.streak + 1
+        record = replace(
+            recorded,
+            run=event.name,
+            uid=event.uid,
+            completion_time=finished,
+            previous="failed",
+            namespace=event.namespace,
+            streak=streak,
+            first_failure=recorded.since,
+        )
+        kept = [r for r in records if r is not recorded]
+        note = f"{pipeline}: still failed, failure {streak} in a row"
+        return Observation(None, recorded, _bounded([*kept, record]), note, record)
     if before == outcome or (before == "" and outcome == "succeeded"):
         what = f"still {outcome}" if before else "no failure recorded"
-        return Observation(None, recorded, None, f"{pipeline}: {what}")
+        return Observation(None, recorded, None, f"{pipeline}: {what}", recorded)
     record = Outcome(
         kind=event.kind,
         pipeline=pipeline,
         outcome=outcome,
         run=event.name,
         uid=event.uid,
-        completion_time=format_time(completed) if completed else event.time,
+        completion_time=finished,
         previous=before,
+        namespace=event.namespace,
     )
     kept = [r for r in records if r is not recorded]
     updated = _bounded([*kept, record])
     transition = _transition(before, outcome)
     note = f"{pipeline}: {before or 'unknown'} -> {outcome}"
-    return Observation(transition, recorded, updated, note)
+    return Observation(transition, recorded, updated, note, record)
 
 
 def _transition(before: str, after: str) -> str | None:
@@ -162,6 +213,16 @@ def parse_records(status: Mapping[str, Any]) -> tuple[Outcome, ...]:
                 uid=str(entry.get("uid") or ""),
                 completion_time=str(entry.get("completionTime") or ""),
                 previous=str(entry.get("previousOutcome") or ""),
+                namespace=str(entry.get("namespace") or ""),
+                streak=_count(entry.get("streak"), 1),
+                first_failure=str(entry.get("since") or ""),
+                reminded=_count(entry.get("reminded"), 0),
             )
         )
     return tuple(records)
+
+
+def _count(value: object, default: int) -> int:
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    )

@@ -77,6 +77,19 @@ def status_of(exc: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- create and read
 
 
+def test_the_store_stamps_objects_with_its_injected_clock() -> None:
+    """A demo that fast-forwards time (issue 17) gives the emulator the same clock."""
+    now = [1_790_000_000.0]
+    store = ObjectStore(clock=lambda: now[0])
+    first = store.create(G, V, TR, NS, taskrun("early", pipeline="p"))
+    now[0] += 3600
+    later = store.create(G, V, TR, NS, taskrun("late", pipeline="p"))
+    assert (first["metadata"]["creationTimestamp"], later["metadata"]["creationTimestamp"]) == (
+        "2026-09-21T14:13:20Z",
+        "2026-09-21T15:13:20Z",
+    )
+
+
 def test_create_answers_201_with_the_stored_object_and_server_filled_metadata(
     custom: client.CustomObjectsApi,
 ) -> None:

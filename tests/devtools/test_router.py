@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,10 @@ ROUTES: dict[str, list[str]] = {
     FAILED: ["notification-failures", "status-recorder"],
     LAUNCHED: ["status-recorder"],  # the end of the chain: only recorded
     SUPPRESSED: ["status-recorder"],  # held back by storm control: only recorded
+    "dev.knative.sources.ping": ["scheduler"],  # the PingSource's, through the Broker
 }
 SUBSCRIBERS = (
+    "scheduler",
     "policy-filter",
     "template-renderer",
     "task-launcher",
@@ -421,6 +424,32 @@ def table(request: pytest.FixtureRequest) -> Iterator[tuple[EventRouter, dict[st
     router.stop()
     for sink in made.values():
         sink.close()
+
+
+def test_a_ping_source_pings_through_the_broker_and_a_redelivery_keeps_its_id(
+    table: tuple[EventRouter, dict[str, Sink]],
+) -> None:
+    """Issue 17: the PingSource in knative/ sends its ping to the Broker, whose Trigger hands
+    it to the scheduler, in binary mode, with Knative's attributes and the spec's data."""
+    router, made = table
+    at = datetime(2026, 12, 2, 1, 5, tzinfo=UTC)
+    assert router.ping("scheduler", at=at, event_id="tick-1")
+    assert router.ping("scheduler", at=at, event_id="tick-1")
+    assert router.wait_idle(5)
+    got = made["scheduler"].got("tick-1")
+    assert len(got) == 2
+    assert {k: got[0].ce[k] for k in ("type", "source", "time")} == {
+        "type": "dev.knative.sources.ping",
+        "source": "/apis/v1/namespaces/tekton-notifications/pingsources/scheduler",
+        "time": "2026-12-02T01:05:00Z",
+    }
+    assert json.loads(got[0].body) == {"wake": "scheduler"}
+
+
+def test_a_chain_without_the_scheduler_leaves_its_trigger_out(sinks: dict[str, Sink]) -> None:
+    urls = {name: sink.url for name, sink in sinks.items() if name != "scheduler"}
+    router = EventRouter(ROOT / "knative", urls, without=frozenset({"scheduler"}))
+    assert "scheduler" not in {t.subscriber for t in router.triggers}
 
 
 @pytest.mark.parametrize("event_type", list(ROUTES))

@@ -26,7 +26,10 @@ from tekton_notifications.devtools.serving import FUNCTIONS, ROOT, UNSIGNED, ser
 from tests.conftest import SCHEMAS, load_cloudevent, policy_object
 from tests.functions.serving import post_cloudevent
 
-NAMES = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
+NAMES = ("policy-filter", "template-renderer", "task-launcher", "status-recorder", "scheduler")
+#: (min, max) replicas: the chain scales to zero; the status recorder is the one writer of
+#: status, kept up; the scheduler wakes on a ping every few minutes, one at a time.
+SCALE = {"status-recorder": (1, 1), "scheduler": (0, 1)}
 FUNC_SCHEMA = SCHEMAS / "func_yaml-schema.json"
 
 
@@ -46,8 +49,7 @@ def test_func_yaml_validates_against_knative_funcs_schema(name: str) -> None:
     assert func_yaml["name"] == name
     assert (func_yaml["runtime"], func_yaml["invoke"]) == ("python", "cloudevent")
     scale = func_yaml["deploy"]["options"]["scale"]
-    # The chain scales to zero; the status recorder is the one writer of status, kept up.
-    assert (scale["min"], scale.get("max")) == ((1, 1) if name == "status-recorder" else (0, 10))
+    assert (scale["min"], scale.get("max")) == SCALE.get(name, (0, 10))
     assert func_yaml["deploy"]["options"]["resources"]["requests"]
 
 

@@ -509,6 +509,17 @@ def a_cluster_policy(**spec: Any) -> Object:
 
 ACCEPTED: dict[str, Object] = {
     "policy with only events and templateRefs": a_policy(),
+    "policy with reminders, a threshold and a digest (issue 17)": a_policy(
+        events=["broken", "fixed"],
+        rateLimit={"limit": 3, "window": "10m"},
+        remind={"after": "4h", "every": "24h", "max": 5},
+        threshold={"failures": 3},
+        digest={"every": "1h", "templateRef": {"name": "digest"}},
+    ),
+    "cluster policy with a digest": a_cluster_policy(
+        rateLimit={"limit": 3, "window": "10m"},
+        digest={"every": "1h", "templateRef": {"name": "digest"}},
+    ),
     "cluster policy for some namespaces": a_cluster_policy(
         selector={"namespaces": ["team-*", "ci"]}
     ),
@@ -624,6 +635,22 @@ ACCEPTED: dict[str, Object] = {
 }
 
 REJECTED: list[tuple[str, Object, str]] = [
+    (
+        "first reminder after a month",
+        a_policy(remind={"after": "1000h", "every": "24h"}),
+        "must be a duration from 0s to 720h",
+    ),
+    (
+        "reminders every 30 seconds",
+        a_policy(remind={"after": "1h", "every": "30s"}),
+        "must be a duration from 1m to 720h",
+    ),
+    (
+        "cluster policy digest every 30 seconds",
+        a_cluster_policy(digest={"every": "30s", "templateRef": {"name": "d"}}),
+        "must be a duration from 1m to 720h",
+    ),
+    ("threshold of zero", a_policy(threshold={"failures": 0}), "spec.threshold.failures"),
     (
         "cluster policy namespace glob with capitals",
         a_cluster_policy(selector={"namespaces": ["Team-*"]}),

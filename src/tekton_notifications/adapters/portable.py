@@ -31,6 +31,7 @@ from tekton_notifications.adapters import bodylimit, exposition
 from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
 from tekton_notifications.stages.policy_filter import PolicyFilter
+from tekton_notifications.stages.scheduler import Scheduler
 from tekton_notifications.stages.status_recorder import StatusRecorder
 from tekton_notifications.stages.task_launcher import TaskLauncher
 from tekton_notifications.stages.template_renderer import TemplateRenderer
@@ -157,3 +158,4 @@ policy_filter = http_function("policy_filter", PolicyFilter.from_environ)
 template_renderer = http_function("template_renderer", TemplateRenderer.from_environ)
 task_launcher = http_function("task_launcher", TaskLauncher.from_environ)
 status_recorder = http_function("status_recorder", StatusRecorder.from_environ)
+scheduler = http_function("scheduler", Scheduler.from_environ)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tekton_notifications import cel, models, rendering, vocabulary
+from tekton_notifications import cel, digests, models, rendering, vocabulary
 from tekton_notifications.cli import names, templatefields
 from tekton_notifications.cli import samples as sampling
 from tekton_notifications.cli import tasks as taskdefs
@@ -268,6 +268,15 @@ class Linter:
                     f"files{hint}",
                     "ref",
                 )
+            digest = entry.policy.digest
+            if digest is not None and (entry.home, digest.template_ref.name) not in templates:
+                self._problem(
+                    entry,
+                    "spec.digest.templateRef.name",
+                    f"NotificationTemplate {entry.home}/{digest.template_ref.name} is not among "
+                    "the linted files",
+                    "ref",
+                )
 
     def _referrers(self, template: Entry) -> list[tuple[Entry, int, models.TemplateRef]]:
         found = []
@@ -293,6 +302,13 @@ class Linter:
                 for policy_entry, index, ref in self._referrers(entry)
                 if policy_entry.policy is not None
             ] or [(None, -1, None, self.samples)]
+            # A policy's digest template renders with a digest (issue 17), no other way.
+            digesting = self._digesting(entry)
+            if digesting and not self._referrers(entry):
+                contexts = [(policy_entry, -1, None, self.samples) for policy_entry in digesting]
+            scheduled = (
+                {"id": "lint", "digest": _sample_digest(self.samples)} if digesting else None
+            )
             for name in template.params:
                 if name not in entry.compiled:
                     continue
@@ -300,7 +316,7 @@ class Linter:
                 for policy_entry, _, _, events in contexts:
                     view = _view(policy_entry, entry)
                     path = f"spec.params.{name}"
-                    if self._render_param(entry, path, own, {}, events, view):
+                    if self._render_param(entry, path, own, {}, events, view, scheduled):
                         break
             bare = dataclasses.replace(template, params={})
             for policy_entry, index, ref, events in contexts:
@@ -313,6 +329,17 @@ class Linter:
                         overrides = {name: source}
                         self._render_param(policy_entry, path, bare, overrides, events, view)
 
+    def _digesting(self, template: Entry) -> list[Entry]:
+        """The policies whose ``spec.digest`` renders with this template."""
+        return [
+            entry
+            for entry in self.entries
+            if entry.policy is not None
+            and entry.policy.digest is not None
+            and entry.home == template.namespace
+            and entry.policy.digest.template_ref.name == template.name
+        ]
+
     def _render_param(
         self,
         entry: Entry,
@@ -321,13 +348,18 @@ class Linter:
         overrides: Mapping[str, str],
         samples: Sequence[RunEvent],
         policy: Mapping[str, Any],
+        scheduled: Mapping[str, Any] | None = None,
     ) -> bool:
         """Render against each sample until one fails; True when one did (and is reported)."""
         compiled = rendering.compile_template(template)
         for sample in samples:
             try:
                 compiled.render(
-                    event=sample, policy=policy, overrides=overrides, settings=self.settings
+                    event=sample,
+                    policy=policy,
+                    overrides=overrides,
+                    settings=self.settings,
+                    scheduled=scheduled,
                 )
             except rendering.RenderError as error:
                 message = f"{_render_message(error)} (rendering sample event {sample.id})"
@@ -424,6 +456,15 @@ def _related(a: str, b: str) -> bool:
 def _render_message(error: rendering.RenderError) -> str:
     line = f"line {error.line}: " if error.line is not None else ""
     return f"{line}{error.reason}: {error.detail}"
+
+
+def _sample_digest(samples: Sequence[RunEvent]) -> dict[str, Any]:
+    """A digest of the sample events, as if a rate limit had held each of them back."""
+    held = digests.Held()
+    for serial, sample in enumerate(samples):
+        held = digests.record(held, sample, occurrence=str(serial), every=3600.0, now=0.0) or held
+    period = held.periods[0] if held.periods else digests.Period(0.0)
+    return digests.view(period, 3600.0)
 
 
 def _view(policy_entry: Entry | None, template: Entry) -> dict[str, str]:

@@ -65,6 +65,8 @@ def _policy_dict(item: PolicyExplanation, created: Created) -> dict[str, Any]:
         }
     if item.matched:
         data["templates"] = [_outcome_dict(outcome, created) for outcome in item.templates]
+    if item.scheduled:
+        data["scheduled"] = list(item.scheduled)
     return data
 
 
@@ -175,6 +177,7 @@ def _policy_lines(item: PolicyExplanation, created: Created) -> list[str]:
             f"    note: spec.when does not compile, so this policy never matches: "
             f"{_cel_message(item.compile_error)}"
         )
+    lines.extend(f"    scheduler: {line}" for line in item.scheduled)
     held_back = item.storm is not None and not item.storm.notify
     for outcome in item.templates:
         # Nothing is launched for a suppressed match: "not in the cluster" would mislead.

@@ -51,9 +51,12 @@ def variables() -> dict[str, Schema]:
     event = dict(celcheck.VARIABLES["event"])
     event["properties"] = {**event["properties"], **context.RENDER_FIELDS}
     event["required"] = list(event["properties"])
+    # What only the scheduler's notifications carry (null in any other): not required.
+    event["properties"]["reminder"] = dict(celcheck.TEMPLATE_ONLY["event.reminder"])
     return {
         **celcheck.VARIABLES,
         "event": event,
+        "digest": dict(celcheck.TEMPLATE_ONLY["digest"]),
         "template": _closed(context.TEMPLATE_FIELDS, "the NotificationTemplate being rendered"),
     }
 

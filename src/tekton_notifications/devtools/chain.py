@@ -18,13 +18,15 @@ from typing import Any
 from tekton_notifications import kube, signing, sink, vocabulary, wire
 from tekton_notifications.devtools import localtekton
 from tekton_notifications.devtools.display import EventDisplay
-from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError
+from tekton_notifications.devtools.kubeapi import KubeAPIServer, KubeError, ObjectStore
 from tekton_notifications.devtools.localtekton import LocalTekton
 from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
 
 FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
+#: Started only when asked (``scheduler=True``): the stage PingSources wake (issue 17).
+SCHEDULER = "scheduler"
 _RUN_RESOURCES = {
     "taskRun": ("taskruns", "TaskRun"),
     "pipelineRun": ("pipelineruns", "PipelineRun"),
@@ -57,8 +59,14 @@ class LocalChain:
         run_notifications: bool = False,
         step_env: Mapping[str, str] | None = None,
         setup: Callable[[KubeAPIServer], None] | None = None,
+        scheduler: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.workdir = workdir
+        #: The functions this chain runs; the scheduler's Trigger is left out without it.
+        self.names = (*FUNCTIONS, SCHEDULER) if scheduler else FUNCTIONS
+        #: The emulator's clock (its timestamps), when a demo fast-forwards time.
+        self._clock = clock
         self._knative, self._manifests, self._kubeconfig = knative, manifests, kubeconfig
         self._server, self._env, self._time_scale = server, dict(env or {}), time_scale
         if signing.ENVIRONMENT not in self._env and signing.SWITCH not in self._env:
@@ -100,7 +108,8 @@ class LocalChain:
         self.dead_letter_file = self.workdir / "dead-letters.jsonl"
         self.dead_letter_file.unlink(missing_ok=True)
         if self._kubeconfig is None:
-            self.emulator = self._stack.enter_context(KubeAPIServer())
+            store = ObjectStore(clock=self._clock) if self._clock is not None else None
+            self.emulator = self._stack.enter_context(KubeAPIServer(store=store))
             self.loaded = self.emulator.load_manifests(*self._manifests) if self._manifests else 0
             if self._setup is not None:
                 self._setup(self.emulator)
@@ -111,7 +120,7 @@ class LocalChain:
         for display in (self.failures, self.dead_letter_display):
             display.start()
             self._stack.callback(display.stop)
-        ports = {name: free_port() for name in FUNCTIONS}
+        ports = {name: free_port() for name in self.names}
         subscribers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         subscribers["notification-failures"] = self.failures.url
         subscribers["notification-dead-letters"] = self.dead_letter_display.url
@@ -120,6 +129,7 @@ class LocalChain:
             subscribers,
             dead_letter_path=self.dead_letter_file,
             time_scale=self._time_scale,
+            without=frozenset({SCHEDULER} - set(self.names)),
         )
         self.broker = self.router.start()
         self._stack.callback(self.router.stop)
@@ -129,7 +139,7 @@ class LocalChain:
             "STATUS_FLUSH_SECONDS": "0.2",
             **self._env,
         }
-        for name in FUNCTIONS:
+        for name in self.names:
             served = serve_function(name, env, self.workdir, server=self._server, port=ports[name])
             self._stack.callback(served.stop)
             self.functions[name] = served

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tekton_notifications import signing, vocabulary
-from tekton_notifications.devtools import checktools
+from tekton_notifications.devtools import checktools, demo_scheduler
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.demo_delivery import DeliveryScene
 from tekton_notifications.devtools.serving import ROOT, SERVERS
@@ -96,10 +96,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         env={
             "TEKTON_DASHBOARD_URL": args.dashboard_url,
             signing.ENVIRONMENT: secrets.token_hex(32),
+            **demo_scheduler.clock_env(args.out),  # the scheduler scene fast-forwards it
         },
         run_notifications=scene is not None,
         step_env=scene.standins.step_env if scene else None,
         setup=scene.setup if scene else None,
+        scheduler=True,
+        clock=demo_scheduler.clock(args.out),
     )
     with stack, chain:
         if chain.emulator is not None:
@@ -150,6 +153,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             if scene is not None and chain.tekton is not None:
                 scene.report(say, chain.tekton)
                 say()
+        if scene is not None and chain.emulator is not None:
+            scene.prepare(chain.emulator, demo_scheduler.NAMESPACE)
+        scheduled = demo_scheduler.scene(chain, say, args.out)
         time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
         say(
             "Policies, as `kubectl get notificationpolicies,clusternotificationpolicies -A`"
@@ -186,7 +192,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             say(f"Each notification run's scripts, Secret files and step logs: {args.out}/runs/")
         say(f"Function logs and dead letters: {args.out}/")
         # The demo doubles as a smoke test in CI: a chain that loses events must not pass.
-        return 0 if total and delivered and not chain.router.dead_letters else 1
+        return 0 if total and delivered and scheduled and not chain.router.dead_letters else 1
 
 
 def event_files(paths: Sequence[Path]) -> list[Path]:

@@ -41,10 +41,7 @@ class DeliveryScene:
         store = emulator.store
         templates = store.list(vocabulary.GROUP, vocabulary.TEMPLATE_PLURAL)
         for namespace in sorted({t["metadata"]["namespace"] for t in templates}):
-            emulator.load_manifests(TASKS, namespace=namespace)
-            for secret in self.standins.secrets(namespace):
-                if secret["metadata"]["name"] != MISSING_SECRET:
-                    store.create_manifest(secret)
+            self.prepare(emulator, namespace)
         for template in templates:
             if (template["spec"].get("taskRef") or {}).get("name") == "github-set-status":
                 params = template["spec"].setdefault("params", {})
@@ -61,6 +58,14 @@ class DeliveryScene:
             f"the {FAILING_SERVICE} stand-in answers 500 once",
             f"Secret {MISSING_SECRET} is missing",
         ]
+
+    def prepare(self, emulator: KubeAPIServer, namespace: str) -> None:
+        """The catalog Tasks and the stand-ins' Secrets in ``namespace`` (all but the one
+        staged missing): a later scene that creates templates in its own namespace calls it."""
+        emulator.load_manifests(TASKS, namespace=namespace)
+        for secret in self.standins.secrets(namespace):
+            if secret["metadata"]["name"] != MISSING_SECRET:
+                emulator.store.create_manifest(secret)
 
     def mark(self, tekton: LocalTekton) -> None:
         self._marks = (

@@ -70,11 +70,15 @@ def render_context(
     template: Mapping[str, Any],
     settings: RenderSettings = DEFAULT_SETTINGS,
     transition: Mapping[str, Any] | None = None,
+    scheduled: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
 
     ``event.transition`` is ``"broken"`` or ``"fixed"`` when the run changed its pipeline's
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
+    A notification the scheduler sent (``scheduled``) adds ``event.reminder`` (count, max,
+    since, redFor, redForSeconds) or ``digest`` (period, items, total, overflow); both are
+    None otherwise (their schema: :data:`celcheck.TEMPLATE_ONLY`).
     """
     view = event.view()
     view["url"] = dashboard_url(event, settings)
@@ -82,4 +86,13 @@ def render_context(
     view["transition"] = str(transition.get("name") or "") if transition else ""
     previous = transition.get("previous") if transition else None
     view["previous"] = dict(previous) if isinstance(previous, Mapping) else None
-    return {"run": event.run, "event": view, "policy": dict(policy), "template": dict(template)}
+    reminder = scheduled.get("reminder") if scheduled else None
+    view["reminder"] = dict(reminder) if isinstance(reminder, Mapping) else None
+    digest = scheduled.get("digest") if scheduled else None
+    return {
+        "run": event.run,
+        "event": view,
+        "policy": dict(policy),
+        "template": dict(template),
+        "digest": dict(digest) if isinstance(digest, Mapping) else None,
+    }

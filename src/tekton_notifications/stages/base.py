@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from tekton_notifications import cel, metrics, signing
+from tekton_notifications import cel, metrics, signing, sink
 from tekton_notifications.notifications import OutgoingEvent
 
 logger = logging.getLogger("tekton_notifications.stages")
@@ -187,3 +187,25 @@ def build(factory: Callable[[Mapping[str, str]], Stage], cfg: Mapping[str, str])
             signing.DISABLED,
         )
     return SignedStage(factory(cfg), key)
+
+
+#: Posts events to the broker: what a stage with more than one event to send uses.
+Publisher = Callable[[Sequence[OutgoingEvent]], None]
+
+
+def broker_publisher(environ: Mapping[str, str]) -> Publisher | None:
+    """Publishing to the broker (``K_SINK``, set by a SinkBinding), signed with the
+    installation's key; None without ``K_SINK``. These events bypass the reply, which
+    :class:`SignedStage` signs, so they are signed here. With ``authentication-oidc`` on, the
+    broker wants the SinkBinding's token (``OIDC_TOKEN_FILE``)."""
+    target = environ.get("K_SINK")
+    if not target:
+        return None
+    key = signing.key_from(environ)
+    token_file = environ.get("OIDC_TOKEN_FILE") or sink.OIDC_TOKEN_FILE
+
+    def publish(events: Sequence[OutgoingEvent]) -> None:
+        signed = [signing.sign(e, key) for e in events] if key is not None else events
+        sink.publish(target, signed, token=sink.oidc_token(token_file))
+
+    return publish

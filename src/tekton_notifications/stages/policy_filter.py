@@ -17,7 +17,6 @@ from tekton_notifications import (
     notifications,
     recording,
     runcheck,
-    signing,
     sink,
     storm,
     tracing,
@@ -28,13 +27,14 @@ from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, 
 from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Verdict
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
+from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
 from tekton_notifications.stages.skeleton import Informed
 from tekton_notifications.storm import PolicyState
 
 logger = logging.getLogger(__name__)
 
-Publisher = Callable[[Sequence[OutgoingEvent]], None]
+Publisher = base.Publisher
 #: Makes a cost refusal visible on the policy: (policy, message, disabled) -> an Event, and for
 #: a disabled policy the ``status.disabled`` mark that makes it not Ready.
 CostReporter = Callable[[models.Policy, str, bool], None]
@@ -80,18 +80,7 @@ class PolicyFilter(Informed):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> PolicyFilter:
         index = PolicyIndex()
-        target = environ.get("K_SINK")
-        key = signing.key_from(environ)
-        token_file = environ.get("OIDC_TOKEN_FILE") or sink.OIDC_TOKEN_FILE
-        publish = None
-        if target:
-            # Fan-out bypasses the reply, so these are signed here (base.SignedStage does
-            # the reply).
-            def publish(events: Sequence[OutgoingEvent]) -> None:
-                signed = [signing.sign(e, key) for e in events] if key is not None else events
-                # With authentication-oidc on, the broker wants the SinkBinding's token.
-                sink.publish(target, signed, token=sink.oidc_token(token_file))
-
+        publish = base.broker_publisher(environ)
         api = kube.api_client(environ)
         stage = cls(
             index,
@@ -295,7 +284,7 @@ class PolicyFilter(Informed):
                 outgoing.extend(matched_event(m, event, transition=transition) for m in group)
                 notifying.extend(group)
             elif decision.suppressed is not None:
-                reason = "suspended" if first.suspended else "ratelimit"
+                reason = "suspended" if first.suspended else decision.reason
                 metrics.SUPPRESSED.labels(policy.namespace, policy.name, reason).inc()
                 logger.info(
                     "suppressed: %s %s: %s",
@@ -309,6 +298,9 @@ class PolicyFilter(Informed):
                     },
                 )
                 outgoing.append(suppressed_event(first, event, reason, decision.suppressed))
+                for note in decision.notes:
+                    if note.startswith(storm.DIGEST_FULL):
+                        logger.warning("%s %s: %s", policy.kind, policy.name, note)
             else:
                 logger.debug("policy %s: %s", policy.name, "; ".join(decision.notes))
         return outgoing, notifying

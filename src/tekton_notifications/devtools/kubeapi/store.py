@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +40,8 @@ _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the one the real API server uses
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now(clock: Callable[[], float] = time.time) -> str:
+    return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _Key = tuple[str, str, str, str]  # (group, plural, namespace or "", name)
@@ -63,8 +63,12 @@ class ObjectStore:
     Direct calls bypass HTTP semantics (``create`` keeps ``status``, for preloading fixtures).
     """
 
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(
+        self, history_limit: int = 1000, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.history_limit = history_limit
+        #: Seconds since the epoch for the timestamps it sets (a demo may fast-forward it).
+        self.clock = clock
         self._cond = threading.Condition()
         self._objects: dict[_Key, Obj] = {}
         self._rv = 1  # never "0": watch semantics give resourceVersion=0 the meaning "any"
@@ -184,7 +188,7 @@ class ObjectStore:
             self._rv += 1
             uid = meta.get("uid") if keep_uid and meta.get("uid") else uuid.uuid4()
             meta.update(name=name, uid=str(uid), resourceVersion=str(self._rv))
-            meta.update(creationTimestamp=_now(), generation=1)
+            meta.update(creationTimestamp=_now(self.clock), generation=1)
             if ns:
                 meta["namespace"] = ns
             else:

@@ -30,6 +30,9 @@ What it emulates, from Knative Eventing's multi-tenant channel-based broker (v1.
   and appended as JSON lines to ``dead_letter_path``. If ``subscribers`` maps the dead-letter
   sink's name, each dead letter is also POSTed there once, in binary mode.
 
+- PingSources (``devtools/router/pings.py``): their pings go to the Broker when asked
+  (:meth:`EventRouter.ping`), not on their cron schedule by themselves.
+
 Not emulated: ``cesql``, ``Retry-After``, OIDC and EventPolicies, cross-namespace brokers,
 and kustomize features other than ``resources``.
 
@@ -59,6 +62,7 @@ from tekton_notifications.devtools.router.manifests import (
     manifest_files,
     parse_duration,
 )
+from tekton_notifications.devtools.router.pings import PingSource, load_ping_sources
 
 __all__ = [
     "BAD_REPLY_STATUS",
@@ -70,8 +74,10 @@ __all__ = [
     "DeliverySpec",
     "EventRouter",
     "Filter",
+    "PingSource",
     "Trigger",
     "load_objects",
+    "load_ping_sources",
     "load_triggers",
     "manifest_files",
     "matches",

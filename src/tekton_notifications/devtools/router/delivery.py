@@ -24,6 +24,7 @@ from tekton_notifications.devtools.router.manifests import (
     Trigger,
     load_triggers,
 )
+from tekton_notifications.devtools.router.pings import PingSource, load_ping_sources
 
 if TYPE_CHECKING:
     from tekton_notifications.devtools.router.ingress import _IngressServer
@@ -141,8 +142,16 @@ class EventRouter:
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        without: frozenset[str] = frozenset(),
     ) -> None:
-        self.broker, self.triggers = load_triggers(manifest_dir)
+        """``without``: subscribers not running here; their Triggers are left out (logged)."""
+        self.broker, triggers = load_triggers(manifest_dir)
+        self.triggers = [t for t in triggers if t.subscriber not in without]
+        for trigger in triggers:
+            if trigger.subscriber in without:
+                log.info("Trigger %s left out: %s is not running", trigger.name, trigger.subscriber)
+        #: The PingSources of the manifests, by name (:meth:`ping` sends their pings).
+        self.ping_sources: dict[str, PingSource] = load_ping_sources(manifest_dir)
         missing = sorted({t.subscriber for t in self.triggers if "://" not in t.subscriber})
         missing = [name for name in missing if name not in subscribers]
         if missing:
@@ -224,6 +233,15 @@ class EventRouter:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def ping(self, name: str, *, at: datetime | None = None, event_id: str | None = None) -> bool:
+        """Send PingSource ``name``'s ping of ``at`` (now) to its sink, the Broker: the
+        Triggers route it. The same ``event_id`` again is a redelivery of the same ping."""
+        source = self.ping_sources[name]
+        if source.broker != self.broker.name:
+            raise ValueError(f"PingSource {name} sends to broker {source.broker!r}")
+        message = source.ping(at or datetime.now(UTC), event_id=event_id)
+        return self._accept(_Event(dict(message.attributes), message.data))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no delivery is pending or in flight; False on timeout."""
