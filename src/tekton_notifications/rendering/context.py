@@ -1,34 +1,36 @@
 """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
 
 Owns turning a :class:`RunEvent` (plus the policy, the template and a transition) into the
-render context, and the run's Tekton Dashboard URL. Must not: do I/O or render.
+render context, and the links to the run (Tekton Dashboard, Tekton Results). Must not: do
+I/O or render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Any
 
+from tekton_notifications import links
 from tekton_notifications.events import RunEvent
 from tekton_notifications.rendering.limits import DEFAULT_SETTINGS, RenderSettings
-
-_KIND_PATHS: Final[Mapping[str, str]] = {
-    "PipelineRun": "pipelineruns",
-    "TaskRun": "taskruns",
-    "CustomRun": "customruns",
-}
 
 
 def dashboard_url(event: RunEvent, settings: RenderSettings) -> str | None:
     """The run's page in Tekton Dashboard, or None when no dashboard is configured."""
-    if not settings.dashboard_url:
-        return None
-    base = settings.dashboard_url.rstrip("/")
-    return (
-        f"{base}/#/namespaces/{quote(event.namespace, safe='')}/"
-        f"{_KIND_PATHS[event.kind]}/{quote(event.name, safe='')}"
+    configured = links.parse(settings.dashboard_url)
+    return links.dashboard_url(
+        configured, kind=event.kind, namespace=event.namespace, name=event.name
     )
+
+
+def run_links(event: RunEvent, settings: RenderSettings) -> dict[str, str | None]:
+    """``event.links``: the run's Dashboard page and Tekton Results record (None where not
+    configured, or for Results, where the run has no record yet)."""
+    configured = links.parse(settings.dashboard_url)
+    return {
+        "dashboard": dashboard_url(event, settings),
+        "results": links.results_url(configured, event.annotations),
+    }
 
 
 def render_context(
@@ -45,7 +47,8 @@ def render_context(
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
     """
     view = event.view()
-    view["url"] = dashboard_url(event, settings)
+    view["links"] = run_links(event, settings)
+    view["url"] = view["links"]["dashboard"]
     view["failed"] = [child.as_dict() for child in event.failed_children]
     view["transition"] = str(transition.get("name") or "") if transition else ""
     previous = transition.get("previous") if transition else None
