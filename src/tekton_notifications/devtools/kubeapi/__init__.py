@@ -7,7 +7,8 @@ of namespaced and cluster-scoped resources under ``/api/v1`` and ``/apis/{group}
 ``status`` subresource, pod logs (``pods/log``, from ``KubeAPIServer.pod_logs``), JSON merge
 and JSON patches, label and field selectors, watches that resume from a ``resourceVersion``
 (410 once it is older than the kept history), Kubernetes ``Status`` error bodies, minimal
-discovery, and a fault injector for tests of retries and error mapping. Every request is recorded in ``KubeAPIServer.requests``.
+discovery, and a fault injector for tests of retries and error mapping. Every request is
+recorded in ``KubeAPIServer.requests``.
 
 What it is NOT: a real API server. There is no authentication or authorization, no admission
 (namespaces need not exist, no defaulting, no webhooks), no schema/OpenAPI validation beyond
