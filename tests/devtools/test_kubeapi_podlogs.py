@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -47,7 +48,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[client.CoreV1Api]
     ],
 )
 def test_a_containers_log_is_served(
-    core: client.CoreV1Api, options: dict[str, object], log: str
+    core: client.CoreV1Api, options: dict[str, Any], log: str
 ) -> None:
     options = {"container": "step-test", **options}
     assert core.read_namespaced_pod_log("run-pod", "ci", **options) == log
