@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 import pytest
+import yaml
 
-from tekton_notifications import causes, cel, celcheck, failures, models
+from tekton_notifications import causes, cel, celcheck, failures, models, rendering
 from tekton_notifications.events import parse_event
-from tests.conftest import load_cloudevent, load_event, policy_object
+from tests.conftest import EXAMPLES, load_cloudevent, load_event, policy_object
 
 PAC = "causes/pac-pipelinerun-failed.json"
 TRIGGERS = "causes/triggers-pipelinerun-failed.json"
@@ -215,3 +217,53 @@ def test_the_views_validate_against_the_variables_schema(fixture: str) -> None:
     enriched = [{**step, "log": "boom", "logUnavailable": ""} for step in event.steps_failed()]
     event = dataclasses.replace(event, failed_steps=tuple(enriched))
     validator.validate({"event": event.view(), "policy": policy, "run": {}})
+
+
+def _render(template: str, fixture: str) -> dict[str, str]:
+    obj = yaml.safe_load((EXAMPLES / "templates" / f"{template}.yaml").read_text())
+    rendered = rendering.compile_template(models.parse_template(obj)).render(
+        event=load_event(fixture), policy={"name": "p", "namespace": "ci"}
+    )
+    return {name: json.loads(f'"{value}"') for name, value in rendered.items()}
+
+
+@pytest.mark.parametrize("fixture", [PAC, TRIGGERS], ids=["pipelines-as-code", "triggers"])
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param(
+            "github-pr-comment",
+            {"REQUEST_URL": "https://github.com/example/storefront/pull/42"},
+            id="github-pr-comment",
+        ),
+        pytest.param(
+            "gitlab-status",
+            {"REPO_FULL_NAME": "example/storefront", "SHA": SHA, "GITLAB_HOST_URL": "github.com"},
+            id="gitlab-status",
+        ),
+        pytest.param(
+            "gitea-status",
+            {"REPO_FULL_NAME": "example/storefront", "SHA": SHA, "GITEA_HOST_URL": "github.com"},
+            id="gitea-status",
+        ),
+    ],
+)
+def test_forge_templates_find_the_change_through_event_cause(
+    template: str, expected: dict[str, str], fixture: str
+) -> None:
+    rendered = _render(template, fixture)
+    assert {name: rendered[name] for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("fixture", "mention"),
+    [
+        pytest.param(PAC, "cc @octo-dev", id="failed-pac-run-mentions-the-sender"),
+        pytest.param("08-pipelinerun-failed.json", None, id="no-sender-no-mention"),
+    ],
+)
+def test_the_pull_request_comment_mentions_who_caused_a_failure(
+    fixture: str, mention: str | None
+) -> None:
+    comment = _render("github-pr-comment", fixture)["COMMENT_OR_FILE"]
+    assert (comment.splitlines()[-1] == mention) if mention else ("cc @" not in comment)

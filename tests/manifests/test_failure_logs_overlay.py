@@ -3,6 +3,7 @@ renderer, and only ``get`` on pods and pods/log; the base install reads no logs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +15,9 @@ FAILURE_LOGS = KNATIVE / "overlays" / "failure-logs"
 LOGS = {("", "pods", "get"), ("", "pods/log", "get")}
 
 
-def grants(overlay: Any) -> dict[str, set[tuple[str, str, str]]]:
+def grants(overlay: Path) -> dict[str, set[tuple[str, str, str]]]:
     """ServiceAccount name -> (group, resource, verb) its ClusterRoleBindings give it."""
-    objects = [dict(obj) for _, obj in load_objects(overlay)]
+    objects: list[dict[str, Any]] = [dict(obj) for _, obj in load_objects(overlay)]
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
     granted: dict[str, set[tuple[str, str, str]]] = {}
     for binding in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
@@ -44,7 +45,7 @@ def test_only_the_overlay_lets_the_renderer_read_logs(
     overlay: Any, renderer_reads_logs: bool
 ) -> None:
     granted = grants(overlay)
-    assert (LOGS <= granted["template-renderer"]) is renderer_reads_logs
+    assert (granted["template-renderer"] >= LOGS) is renderer_reads_logs
     for account, rules in granted.items():
         if account != "template-renderer":
             assert not {rule for rule in rules if rule[1].startswith("pods")}, account
