@@ -15,7 +15,6 @@ per template for that reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,11 +45,16 @@ def _p(name: str, regex: str, keep: str, example: str, flags: int = 0) -> Patter
 
 
 #: The credentials redacted, in the order they are applied (specific before generic).
+#:
+#: A step's log is written by whoever controls the step, so every pattern runs in linear
+#: time: a token pattern starts only where its own characters start (a lookbehind, not
+#: ``\b``, which matches inside runs of ``.`` and ``-``), repeats are possessive or bounded,
+#: and :func:`log_tail` caps lines at :data:`MAX_LINE_CHARS` before any of them runs.
 PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "private-key",
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY"
-        r"( BLOCK)?-----|\Z)",
+        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]{0,40}"
+        r"PRIVATE KEY( BLOCK)?-----|\Z)",
         "",
         "-----BEGIN RSA PRIVATE KEY----- ... -----END RSA PRIVATE KEY-----",
         re.DOTALL,
@@ -58,48 +62,80 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         # The tail of a key whose BEGIN line was before the lines read.
         "private-key",
-        r"\A(?:(?!-----BEGIN).)*?-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----",
+        r"\A(?:(?!-----BEGIN).)*?-----END [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----",
         "",
         "(key lines) -----END PRIVATE KEY-----",
         re.DOTALL,
     ),
     _p(
+        # A line of base64 as long as a PEM body line, not all hex (a digest is not a key):
+        # key material whose BEGIN and END lines are both outside the lines read.
+        "key-material",
+        r"(?m)^(?=[A-Za-z0-9+/]{0,63}[g-zG-Z+/])[A-Za-z0-9+/]{64}$",
+        "",
+        "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi8k0Ux0NhUS3w7BRJY5P2Gp0Mh",
+    ),
+    _p(
         "authorization",
-        r"(?im)^(.*?\b(?:proxy-)?authorization\"?\s*[:=]\s*)(?!\[REDACTED)\S.*?(\"?\s*)$",
-        r"\1{}\2",
+        r"(?im)^([^\n]{0,4096}?\b(?:proxy-)?authorization\"?[ \t]{0,8}[:=][ \t]{0,8})"
+        r"(?!\[REDACTED)\S[^\n]*",
+        r"\1{}",
         "Authorization: Basic dXNlcjpwYXNz",
     ),
-    _p("bearer", r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}", r"\1{}", "Bearer abcdef0123456789"),
+    _p(
+        "bearer",
+        r"(?i)\b(bearer[ \t]{1,8})[A-Za-z0-9._~+/=-]{8,}+",
+        r"\1{}",
+        "Bearer abcdef0123456789",
+    ),
     _p(
         "url-credentials",
-        r"\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@",
+        r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)[^/\s:@]{1,256}+(?::[^/\s@]{0,256}+)?@",
         r"\1{}@",
         "https://user:pass@git.example.com",
     ),
     _p(
         "github-token",
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
+        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}+|github_pat_[A-Za-z0-9_]{22,}+)",
         "",
         "ghp_0123456789abcdefghijABCDEFGHIJ012345",
     ),
-    _p("gitlab-token", r"\bglpat-[A-Za-z0-9_-]{20,}", "", "glpat-0123456789abcdefghij"),
-    _p("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", "", "xoxb-1234567890-abcdefghij"),
-    _p("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "", "AKIAIOSFODNN7EXAMPLE"),
+    _p(
+        "gitlab-token",
+        r"(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,}+",
+        "",
+        "glpat-0123456789abcdefghij",
+    ),
+    _p(
+        "slack-token",
+        r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}+",
+        "",
+        "xoxb-1234567890-abcdefghij",
+    ),
+    _p(
+        "aws-access-key",
+        r"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])",
+        "",
+        "AKIAIOSFODNN7EXAMPLE",
+    ),
     _p(
         "jwt",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+",
         "",
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWhlcmU",
     ),
     _p(
         "secret-assignment",
-        r"(?i)\b([\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-        r"|private[_-]?key|credentials?)[\w.-]*[\"']?\s*[=:]\s*)(?!\[REDACTED)"
-        r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;]+)",
+        r"(?i)(?<![\w.-])([\w.-]{0,64}?(?:password|passwd|pwd|secret|token|api[_-]?key"
+        r"|access[_-]?key|private[_-]?key|credentials?)[\w.-]{0,64}+[\"']?[ \t]{0,8}[=:][ \t]{0,8})"
+        r"(?!\[REDACTED)(\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'|[^\s\"',;]{1,256}+)",
         r"\1{}",
         "password=hunter2, API_TOKEN: abc123",
     ),
 )
+
+#: Longer lines keep their last this many characters (after "…") before redaction runs.
+MAX_LINE_CHARS: Final = 4_096
 
 
 def strip_ansi(text: str) -> str:
@@ -118,22 +154,9 @@ def strip_ansi(text: str) -> str:
 def redact(text: str) -> str:
     """``text`` with every match of :data:`PATTERNS` replaced by :data:`MARK`."""
     for pattern in PATTERNS:
-        mark = MARK.format(pattern.name)
-        # Functions, so the text matched is never read as a replacement template.
-        if pattern.keep:
-            replacement = pattern.keep.format(mark)
-            text = pattern.regex.sub(_expand(replacement), text)
-        else:
-            text = pattern.regex.sub(_constant(mark), text)
+        mark = MARK.format(pattern.name)  # no backslashes: safe as a replacement template
+        text = pattern.regex.sub(pattern.keep.format(mark) if pattern.keep else mark, text)
     return text
-
-
-def _expand(template: str) -> Callable[[re.Match[str]], str]:
-    return lambda match: match.expand(template)
-
-
-def _constant(mark: str) -> Callable[[re.Match[str]], str]:
-    return lambda _match: mark
 
 
 def log_tail(raw: bytes, *, lines: int, max_bytes: int, cut_short: bool = False) -> str:
@@ -146,7 +169,8 @@ def log_tail(raw: bytes, *, lines: int, max_bytes: int, cut_short: bool = False)
     text = raw.decode("utf-8", errors="replace")
     if cut_short and not text.endswith("\n"):
         text = text.rpartition("\n")[0]
-    text = redact(strip_ansi(text)).rstrip("\n")
+    text = "\n".join(_capped(line) for line in strip_ansi(text).split("\n"))
+    text = redact(text).rstrip("\n")
     kept: list[str] = []
     size = 0
     for line in reversed(text.split("\n")[-lines:] if text else []):
@@ -158,6 +182,15 @@ def log_tail(raw: bytes, *, lines: int, max_bytes: int, cut_short: bool = False)
         kept.append(line)
         size += encoded
     return "\n".join(reversed(kept))
+
+
+def _capped(line: str) -> str:
+    """A line of at most :data:`MAX_LINE_CHARS`, keeping its end; the first word of the kept
+    end is dropped too, as it may be the tail of a token whose start was cut."""
+    if len(line) <= MAX_LINE_CHARS:
+        return line
+    kept = line[-MAX_LINE_CHARS:]
+    return "…" + kept[len(kept.split(None, 1)[0]) :] if kept.strip() else "…"
 
 
 def _last_bytes(line: str, budget: int) -> str:

@@ -6,6 +6,8 @@ keeps; docs/templates.md lists the same table for template authors.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tekton_notifications import redaction
@@ -28,7 +30,7 @@ PEM = (
         ),
         pytest.param(
             '  "authorization": "token abc123def456"',
-            '  "authorization": [REDACTED:authorization]"',
+            '  "authorization": [REDACTED:authorization]',
             id="authorization-in-json",
         ),
         pytest.param(
@@ -103,6 +105,16 @@ PEM = (
             id="pem-head-whose-end-line-was-not-read",
         ),
         pytest.param(
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz",
+            "[REDACTED:key-material]",
+            id="a-key-line-without-its-begin-or-end",
+        ),
+        pytest.param(
+            "sha256:" + "0123456789abcdef" * 4,
+            "sha256:" + "0123456789abcdef" * 4,
+            id="a-hex-digest-is-not-key-material",
+        ),
+        pytest.param(
             "FAILED tests/test_checkout.py::test_retry - AssertionError: 3 != 2",
             "FAILED tests/test_checkout.py::test_retry - AssertionError: 3 != 2",
             id="an-ordinary-line-is-kept",
@@ -166,3 +178,24 @@ def test_redaction_happens_before_the_tail_is_cut() -> None:
     """A key block read in full is redacted whole, even when the tail keeps only its end."""
     raw = f"{PEM}\ndone\n".encode()
     assert redaction.log_tail(raw, lines=2, max_bytes=1000) == "[REDACTED:private-key]\ndone"
+
+
+#: Logs are written by whoever controls the step: inputs that made the first patterns
+#: (``\b`` starts, unbounded repeats) take minutes now take well under a second.
+HOSTILE = {
+    "dots": "a." * 131_072,
+    "dashes-after-jwt-starts": "eyJ-" * 65_536,
+    "spaces-after-a-header": ("authorization: x" + " " * 4_000 + "y\n") * 60,
+    "many-assignments": "password=1\n" * 23_831,
+    "long-url-userinfo": ("https://" + "a" * 300 + ":") * 848,
+    "one-long-line": "x" * 262_144,
+}
+
+
+@pytest.mark.parametrize("text", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_hostile_logs_are_cleaned_in_bounded_time(text: str) -> None:
+    started = time.perf_counter()
+    quoted = redaction.log_tail(text.encode(), lines=200, max_bytes=65_536)
+    # Measured at most 0.5 s on 2 busy cores; 10 s is a bound, not a benchmark.
+    assert time.perf_counter() - started < 10.0
+    assert len(quoted.encode()) <= 65_536
