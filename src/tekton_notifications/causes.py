@@ -7,8 +7,9 @@ not: do I/O, or guess a cause from params or names (a wrong author is worse than
 Pipelines-as-Code (``pkg/apis/pipelinesascode/keys/keys.go`` and
 ``pkg/kubeinteraction/labels.go``, checked at v0.43.0): every key below is an annotation
 holding the value as the forge sent it; url-org, url-repository, sha, repository, event-type
-and pull-request are also labels, cleaned to fit a label value. Before v0.20 the sender,
-branch and git-provider were labels too. Annotations win; labels are the fallback.
+and pull-request are also labels, cleaned to fit a label value. Older releases set sender,
+branch and git-provider as labels too (their code announced dropping them in v0.20).
+Annotations win; labels are the fallback.
 
 Tekton Triggers (``pkg/resources/create.go``, ``AddLabels``) labels what an EventListener
 creates with ``triggers.tekton.dev/eventlistener``, ``triggers.tekton.dev/trigger`` and

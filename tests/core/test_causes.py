@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import causes, cel, celcheck, failures, models, rendering
+from tekton_notifications import causes, cel, celcheck, failures, matching, models, rendering
 from tekton_notifications.events import parse_event
 from tests.conftest import EXAMPLES, load_cloudevent, load_event, policy_object
 
@@ -84,7 +84,7 @@ def test_the_cause_is_read_from_the_runs_labels_and_annotations(
             },
             {},
             {"sender": "octo-dev", "provider": "gitlab", "repository": "group-sub/app"},
-            id="pac-before-0.20-labels-only",
+            id="older-pac-labels-only",
         ),
         pytest.param(
             {"pipelinesascode.tekton.dev/url-org": "group-sub"},
@@ -267,3 +267,34 @@ def test_the_pull_request_comment_mentions_who_caused_a_failure(
 ) -> None:
     comment = _render("github-pr-comment", fixture)["COMMENT_OR_FILE"]
     assert (comment.splitlines()[-1] == mention) if mention else ("cc @" not in comment)
+
+
+def _example_policies() -> list[models.Policy]:
+    documents = yaml.safe_load_all((EXAMPLES / "policies" / "pac-commit-status.yaml").read_text())
+    found = [models.parse_policy(obj) for obj in documents]
+    comment = (EXAMPLES / "policies" / "pac-pull-request-comment.yaml").read_text()
+    return [*found, models.parse_policy(yaml.safe_load(comment))]
+
+
+@pytest.mark.parametrize(
+    ("provider_as", "provider", "matched"),
+    [
+        pytest.param("annotation", "github", ["pac-pull-request-comment"], id="current-pac"),
+        pytest.param("label", "github", ["pac-pull-request-comment"], id="older-pac-label"),
+        pytest.param("annotation", "gitlab", ["pac-gitlab-status"], id="current-pac-gitlab"),
+    ],
+)
+def test_the_pac_example_policies_pick_runs_by_their_provider_annotation(
+    provider_as: str, provider: str, matched: list[str]
+) -> None:
+    """Current Pipelines-as-Code sets git-provider as an annotation only: the example
+    policies read it through event.cause, so a label selector would never see it."""
+    cloudevent = copy.deepcopy(load_cloudevent(PAC))
+    metadata = cloudevent["data"]["pipelineRun"]["metadata"]
+    key = "pipelinesascode.tekton.dev/git-provider"
+    metadata["annotations"].pop(key)
+    metadata["labels" if provider_as == "label" else "annotations"][key] = provider
+    event = parse_event(cloudevent, cloudevent["data"])
+    matches, errors = matching.PolicyIndex(_example_policies()).match(event)
+    assert errors == []
+    assert sorted({m.policy.name for m in matches}) == matched
