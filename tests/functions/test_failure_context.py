@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tekton_notifications import metrics
+from tekton_notifications import failures, kube, metrics
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.devtools.serving import ServedFunction
+from tekton_notifications.events import RunEvent, parse_event
 from tekton_notifications.matching import Match
-from tekton_notifications.models import TemplateRef, parse_policy
+from tekton_notifications.models import TemplateRef, parse_policy, parse_template
+from tekton_notifications.stages.failure_context import MAX_LOGS, FailureContext, Reader
 from tekton_notifications.stages.policy_filter import matched_event
 from tests.conftest import EXAMPLES, load_cloudevent, load_event, policy_object
 from tests.functions.inprocess import InProcessFunction
@@ -200,3 +203,65 @@ def test_served_the_renderer_quotes_the_log(
     message = _message(_start(served, kubeapi, kubeconfig), "slack-failure-log")
     assert "FAILED tests/test_checkout.py::test_retry_on_503" in message
     assert "[REDACTED:url-credentials]" in message and TOKEN not in message
+
+
+def _failed_pipelinerun(children: int) -> RunEvent:
+    cloudevent = load_cloudevent("08-pipelinerun-failed.json")
+    status = cloudevent["data"]["pipelineRun"]["status"]
+    status["childReferences"] = [
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "name": f"child-{n}",
+            "pipelineTaskName": f"t{n}",
+        }
+        for n in range(children)
+    ]
+    return parse_event(cloudevent, cloudevent["data"])
+
+
+def test_children_and_logs_read_are_bounded_and_finished_children_cached(
+    kubeapi: KubeAPIServer, kubeconfig: Path
+) -> None:
+    """25 failed children: 20 are read, 5 logs are quoted, the rest say why not; the same run
+    rendered again (another template, another policy) reads no TaskRun twice."""
+    for n in range(25):
+        taskrun = _taskrun_failed(f"child-{n}")
+        kubeapi.store.create("tekton.dev", "v1", "taskruns", "ci", taskrun)
+        kubeapi.store.create("", "v1", "pods", "ci", _pod(f"child-{n}-pod"))
+        kubeapi.pod_logs.put("ci", f"child-{n}-pod", "step-pytest", f"child {n} failed\n")
+    context = FailureContext(Reader.over(kube.connect(str(kubeconfig)).api))
+    template = parse_template(
+        {
+            "metadata": {"name": "t", "namespace": "ci"},
+            "spec": {"taskRef": {"name": "x"}, "context": {"logs": {"lines": 5}}},
+        }
+    )
+    event = _failed_pipelinerun(25)
+
+    steps = context.enrich(event, template, {}).steps_failed()
+    taskrun_reads = [r for r in kubeapi.requests if "/taskruns/" in r.path]
+    context.enrich(event, template, {})
+
+    assert len(steps) == failures.MAX_CHILDREN == len(taskrun_reads)
+    assert [s["log"] for s in steps[:MAX_LOGS]] == [f"child {n} failed" for n in range(MAX_LOGS)]
+    assert {s["logUnavailable"] for s in steps[MAX_LOGS:]} == {
+        f"only the first {MAX_LOGS} failed steps' logs are read"
+    }
+    assert len([r for r in kubeapi.requests if "/taskruns/" in r.path]) == len(taskrun_reads)
+
+
+def _taskrun_failed(name: str) -> dict[str, Any]:
+    taskrun = json.loads(json.dumps(load_cloudevent("07-taskrun-failed.json")["data"]["taskRun"]))
+    taskrun["metadata"] = {"name": name, "namespace": "ci"}
+    taskrun["status"]["podName"] = f"{name}-pod"
+    return {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", **taskrun}
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ci"},
+        "spec": {"containers": [{"name": "step-pytest"}]},
+    }
