@@ -53,7 +53,10 @@ TRIGGERS_EVENTLISTENER: Final = f"{_TRIGGERS}eventlistener"
 TRIGGERS_TRIGGER: Final = f"{_TRIGGERS}trigger"
 TRIGGERS_EVENT_ID: Final = f"{_TRIGGERS}triggers-eventid"
 
-_STRING: Final[Mapping[str, Any]] = {"type": "string"}
+
+def _string(description: str) -> Mapping[str, Any]:
+    return {"type": "string", "description": description}
+
 
 #: The fields of ``event.cause``, as JSON Schema; every one is "" when not recorded.
 CAUSE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
@@ -62,15 +65,15 @@ CAUSE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
         "enum": ["pipelines-as-code", "triggers", ""],
         "description": "who created the run; empty when neither Pipelines-as-Code nor Triggers",
     },
-    "sender": {**_STRING, "description": "the forge user whose event started the run"},
-    "repository": {**_STRING, "description": "owner/name (organization/repository)"},
-    "repositoryUrl": _STRING,
-    "sha": {**_STRING, "description": "the commit the run built"},
-    "pullRequest": {**_STRING, "description": "the pull/merge request number"},
-    "eventType": {**_STRING, "description": "pull_request, push, incoming, ..."},
-    "branch": _STRING,
-    "provider": {**_STRING, "description": "github, gitlab, gitea, bitbucket-cloud, ..."},
-    "eventId": {**_STRING, "description": "Triggers' event id"},
+    "sender": _string("the forge user whose event started the run"),
+    "repository": _string("owner/name (organization/repository) of the repository"),
+    "repositoryUrl": _string("the repository's web URL, e.g. https://github.com/owner/name"),
+    "sha": _string("the commit the run built"),
+    "pullRequest": _string("the pull/merge request number"),
+    "eventType": _string("the forge event: pull_request, push, incoming, ..."),
+    "branch": _string("the base (target) branch"),
+    "provider": _string("the forge: github, gitlab, gitea, bitbucket-cloud, ..."),
+    "eventId": _string("Triggers' event id (triggers.tekton.dev/triggers-eventid)"),
 }
 
 

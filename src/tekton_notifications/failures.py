@@ -19,30 +19,34 @@ from typing import Any, Final
 #: Child TaskRuns of a PipelineRun the renderer reads at most, for failed steps and logs.
 MAX_CHILDREN: Final = 20
 
-_STRING: Final[Mapping[str, Any]] = {"type": "string"}
-_TIME: Final[Mapping[str, Any]] = {"type": ["string", "null"], "format": "date-time"}
+
+def _string(description: str) -> Mapping[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _time(description: str) -> Mapping[str, Any]:
+    return {"type": ["string", "null"], "format": "date-time", "description": description}
+
 
 #: The fields of one ``event.failedSteps`` item, as JSON Schema.
 FAILED_STEP_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "taskRun": _STRING,
-    "pipelineTask": {**_STRING, "description": "empty for a TaskRun outside a pipeline"},
-    "name": {**_STRING, "description": "the step's name"},
-    "container": {**_STRING, "description": "step-<name>"},
-    "pod": _STRING,
-    "exitCode": {"type": "integer"},
-    "reason": {**_STRING, "description": "the container's termination reason, e.g. Error"},
-    "message": {**_STRING, "description": "the termination message, without Tekton's results"},
-    "startedAt": _TIME,
-    "finishedAt": _TIME,
-    "log": {
-        **_STRING,
-        "description": "the last lines of the step's log, ANSI codes stripped and credentials "
-        "redacted; empty unless the template asks for logs (spec.context.logs)",
-    },
-    "logUnavailable": {
-        **_STRING,
-        "description": "why the log was asked for and not read (e.g. Forbidden); else empty",
-    },
+    "taskRun": _string("the failed TaskRun's name"),
+    "pipelineTask": _string("its pipeline task; empty for a TaskRun outside a pipeline"),
+    "name": _string("the step's name"),
+    "container": _string("the step's container: step-<name>"),
+    "pod": _string("the TaskRun's pod"),
+    "exitCode": {"type": "integer", "description": "the step container's exit code"},
+    "reason": _string("the container's termination reason, e.g. Error, OOMKilled"),
+    "message": _string("the termination message, without Tekton's results JSON"),
+    "startedAt": _time("when the step started, or null"),
+    "finishedAt": _time("when the step ended, or null"),
+    "log": _string(
+        "the last lines of the step's log, ANSI codes stripped and credentials redacted; "
+        "empty unless the template asks for logs (spec.context.logs)"
+    ),
+    "logUnavailable": _string(
+        "why the log was asked for and not read (e.g. Forbidden: ...); else empty"
+    ),
 }
 
 
@@ -76,8 +80,8 @@ def failed_step(taskrun: Mapping[str, Any], *, pipeline_task: str = "") -> dict[
             "exitCode": exit_code,
             "reason": str(terminated.get("reason") or ""),
             "message": _message(terminated.get("message")),
-            "startedAt": _time(terminated.get("startedAt")),
-            "finishedAt": _time(terminated.get("finishedAt")),
+            "startedAt": _when(terminated.get("startedAt")),
+            "finishedAt": _when(terminated.get("finishedAt")),
             "log": "",
             "logUnavailable": "",
         }
@@ -109,7 +113,7 @@ def _int(value: object) -> int:
         return 0
 
 
-def _time(value: object) -> str | None:
+def _when(value: object) -> str | None:
     return str(value) if value else None
 
 

@@ -31,6 +31,26 @@ _KIND_PATHS: Final[Mapping[str, str]] = {
 _KEYS: Final = ("dashboard", "results")
 
 
+#: ``event.links`` (templates only), as JSON Schema: for the render fields' schema.
+LINKS_FIELD: Final[Mapping[str, object]] = {
+    "type": "object",
+    "description": "links to the run: its Tekton Dashboard page and its Tekton Results record",
+    "properties": {
+        "dashboard": {
+            "type": ["string", "null"],
+            "description": "the run in Tekton Dashboard (same as event.url), or null",
+        },
+        "results": {
+            "type": ["string", "null"],
+            "description": "the run's record in the Tekton Results API, or null when Results "
+            "is not configured or has not stored the run (results.tekton.dev/record)",
+        },
+    },
+    "required": ["dashboard", "results"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class Links:
     """The base URLs links are built from; None where not configured."""

@@ -91,3 +91,13 @@ def test_event_links(setting: str, fixture: str, expected: dict[str, str | None]
     )
     assert context["event"]["links"] == expected
     assert context["event"]["url"] == expected["dashboard"]
+
+
+def test_the_links_schema_lists_what_the_context_holds() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    settings = rendering.RenderSettings(dashboard_url=f"dashboard={DASHBOARD},results={RESULTS}")
+    for fixture in ("causes/pac-pipelinerun-failed.json", "07-taskrun-failed.json"):
+        view = rendering.render_context(
+            load_event(fixture), policy={}, template={}, settings=settings
+        )
+        jsonschema.validate(view["event"]["links"], links.LINKS_FIELD)
