@@ -9,6 +9,7 @@ failing step's pod and its log. Only with the emulator: a real cluster has its o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -19,6 +20,7 @@ import yaml
 
 from tekton_notifications import vocabulary
 from tekton_notifications.devtools.chain import LocalChain
+from tekton_notifications.devtools.kubeapi import KubeError, ObjectStore
 from tekton_notifications.devtools.serving import ROOT
 
 NAMESPACE: Final = "shop"
@@ -59,6 +61,7 @@ def scene(chain: LocalChain, say: Say) -> bool:
     for taskrun in _children():
         store.create("tekton.dev", "v1", "taskruns", NAMESPACE, taskrun)
     store.create("", "v1", "pods", NAMESPACE, _pod())
+    _copy_from_ci(store)
     emulator.pod_logs.put(NAMESPACE, POD, "step-pytest", LOG)
     time.sleep(1.0)  # the functions' informers see the new policy and template
 
@@ -78,6 +81,18 @@ def scene(chain: LocalChain, say: Say) -> bool:
             say("     │ " + line)
     say()
     return bool(created)
+
+
+def _copy_from_ci(store: ObjectStore) -> None:
+    """The Tasks and Secrets a notification run needs where the demo runs its runs: what the
+    demo put in ``ci`` (none when it does not run them), so the scene's run can run too."""
+    for group, plural in (("tekton.dev", "tasks"), ("", "secrets")):
+        for obj in store.list(group, plural, "ci"):
+            copied = copy.deepcopy(obj)
+            copied["metadata"] = {"name": obj["metadata"]["name"], "namespace": NAMESPACE}
+            version = str(obj.get("apiVersion") or "v1").rpartition("/")[2]
+            with contextlib.suppress(KubeError):  # already there
+                store.create(group, version, plural, NAMESPACE, copied)
 
 
 def _decoded(value: str) -> str:
