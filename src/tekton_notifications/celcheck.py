@@ -304,7 +304,8 @@ def _comparisons(
             continue
         kind = _LITERAL_TYPES.get(token.type)
         at = f" (line {token.line}, column {token.column})" if token.line else ""
-        if kind is not None and kind not in types:
+        numeric = kind == "number" and "integer" in types  # CEL compares int and double
+        if kind is not None and kind not in types and not numeric:
             found.append(
                 f"{name} is {_a(types)}, compared with {_a([kind])} {token}{at}: "
                 f"never {'different' if operator == 'relation_ne' else 'true'}"

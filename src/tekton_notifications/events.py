@@ -16,7 +16,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from tekton_notifications import vocabulary
+from tekton_notifications import causes, failures, vocabulary
 
 TEKTON_TYPE_PREFIX: Final = "dev.tekton.event."
 _TYPE_RE: Final = re.compile(r"^dev\.tekton\.event\.(taskrun|pipelinerun|customrun)\.([a-z]+)\.v1$")
@@ -124,6 +124,24 @@ EVENT_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
         "description": "the series the run belongs to: its Pipeline, <pipeline>/<task> for a "
         "pipeline's TaskRun, a standalone TaskRun's Task",
     },
+    "cause": {
+        "type": "object",
+        "description": "who or what caused the run (Pipelines-as-Code, Triggers): causes.py",
+        "properties": dict(causes.CAUSE_FIELDS),
+        "required": list(causes.CAUSE_FIELDS),
+        "additionalProperties": False,
+    },
+    "failedSteps": {
+        "type": "array",
+        "description": "the failed step of each failed TaskRun (a PipelineRun's children are "
+        "read by the template renderer; empty before that, e.g. in a policy's when)",
+        "items": {
+            "type": "object",
+            "properties": dict(failures.FAILED_STEP_FIELDS),
+            "required": list(failures.FAILED_STEP_FIELDS),
+            "additionalProperties": False,
+        },
+    },
 }
 
 
@@ -177,6 +195,9 @@ class RunEvent:
     #: The run object as sent by Tekton (v1beta1 form, without apiVersion/kind).
     run: Mapping[str, Any] = field(repr=False)
     extensions: Mapping[str, str] = field(default_factory=dict)
+    #: The failed steps of a PipelineRun's child TaskRuns, once the template renderer read
+    #: them (None: not read; a TaskRun's own come from its status).
+    failed_steps: tuple[Mapping[str, Any], ...] | None = field(default=None, repr=False)
 
     @property
     def outcome(self) -> str:
@@ -267,7 +288,23 @@ class RunEvent:
             "results": dict(self.results),
             "children": [child.as_dict() for child in self.children],
             "pipeline": self.pipeline,
+            "cause": causes.cause_of(self.labels, self.annotations),
+            "failedSteps": [dict(step) for step in self.steps_failed()],
         }
+
+    def steps_failed(self) -> tuple[Mapping[str, Any], ...]:
+        """``event.failedSteps``: read from the run's own status where it has them."""
+        if self.failed_steps is not None:
+            return self.failed_steps
+        if self.tekton_event != "failed":
+            return ()
+        status = self.run.get("status")
+        if not isinstance(status, Mapping):
+            return ()
+        if self.kind == "TaskRun":
+            step = failures.failed_step(self.run)
+            return (step,) if step is not None else ()
+        return tuple(failures.embedded_failed_steps(status))
 
     def to_wire(self) -> dict[str, Any]:
         """The original CloudEvent, so the next stage can parse exactly what Tekton sent."""

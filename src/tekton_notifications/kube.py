@@ -545,3 +545,37 @@ def list_events(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
 
 def _where(plural: str, namespace: str, name: str) -> str:
     return f"{plural} {namespace}/{name}" if namespace else f"{plural} {name}"
+
+
+def read_pod_log(
+    api: client.ApiClient,
+    namespace: str,
+    pod: str,
+    container: str,
+    *,
+    tail_lines: int,
+    limit_bytes: int,
+) -> bytes:
+    """The last ``tail_lines`` lines of a container's log, at most ``limit_bytes`` bytes (the
+    API stops there, keeping the start of the tail). Needs ``pods/log`` get (the
+    failure-logs overlay). Failures as :class:`ApiError`."""
+    core = client.CoreV1Api(api)
+
+    def request() -> bytes:
+        response: Any = core.read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            tail_lines=tail_lines,
+            limit_bytes=limit_bytes,
+            _preload_content=False,  # raw bytes: a log need not be UTF-8
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        try:
+            return bytes(response.read(limit_bytes + 1)[:limit_bytes])
+        finally:
+            response.release_conn()
+
+    return cast(
+        bytes, _call("read log of", f"pod {namespace}/{pod} container {container}", request)
+    )

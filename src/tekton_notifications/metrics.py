@@ -166,3 +166,12 @@ SCHEDULED: Final = Counter(
     ["namespace", "policy", "kind", "result"],
     registry=REGISTRY,
 )
+
+FAILURE_CONTEXT: Final = Counter(
+    "tekton_notifications_failure_context_total",
+    "Reads the template renderer made for event.failedSteps, by what (taskrun: a PipelineRun's "
+    "child; log: a failed step's log tail) and result (read, forbidden, not_found, "
+    "unavailable, error, no_pod). A log not read is also in event.failedSteps[].logUnavailable.",
+    ["what", "result"],
+    registry=REGISTRY,
+)

@@ -198,6 +198,35 @@ class Policy:
         return {"name": self.name, "namespace": self.home_namespace, "kind": self.kind}
 
 
+#: Bounds of spec.context.logs (the CRD says the same): what one failed step may quote.
+LOG_LINES_MAX: Final = 200
+LOG_BYTES_MAX: Final = 65_536
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """How much of a failed step's log a template quotes (spec.context.logs)."""
+
+    lines: int = 20
+    max_bytes: int = 4_096
+
+
+def _log_tail(spec: Mapping[str, Any]) -> LogTail | None:
+    context = _object(spec.get("context"), "spec.context")
+    if context.get("logs") is None:
+        return None
+    logs = _object(context.get("logs"), "spec.context.logs")
+    default = LogTail()
+    lines, max_bytes = logs.get("lines", default.lines), logs.get("maxBytes", default.max_bytes)
+    for name, value, top in (
+        ("lines", lines, LOG_LINES_MAX),
+        ("maxBytes", max_bytes, LOG_BYTES_MAX),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise SpecError(f"spec.context.logs.{name}", f"must be an integer from 1 to {top}")
+    return LogTail(lines=lines, max_bytes=max_bytes)
+
+
 @dataclass(frozen=True)
 class Template:
     name: str
@@ -213,6 +242,9 @@ class Template:
     timeout: str | None = None
     uid: str = ""
     generation: int = 0
+    #: spec.context.logs: quote the last ``lines`` lines (at most ``max_bytes`` bytes) of
+    #: each failed step's log in ``event.failedSteps[].log``; None: logs are not read.
+    logs: LogTail | None = None
 
     @property
     def run_kind(self) -> vocabulary.RunKind:
@@ -410,6 +442,7 @@ def parse_template(obj: Mapping[str, Any]) -> Template:
         timeout=timeout,
         uid=uid,
         generation=generation,
+        logs=_log_tail(spec),
     )
 
 

@@ -69,10 +69,10 @@ TEMPLATES = [
 ]
 
 GUARDED = [
-    pytest.param("{% if event.cause is defined %}{{ event.cause }}{% endif %}", id="is defined"),
-    pytest.param("{{ event.cause.reason if event.cause is defined else '' }}", id="inline if"),
-    pytest.param("{{ event.cause | default('') }} {{ event.why | d('-') }}", id="default"),
-    pytest.param("{% if event.cause is undefined %}-{% endif %}", id="is undefined"),
+    pytest.param("{% if event.origin is defined %}{{ event.origin }}{% endif %}", id="is defined"),
+    pytest.param("{{ event.origin.reason if event.origin is defined else '' }}", id="inline if"),
+    pytest.param("{{ event.origin | default('') }} {{ event.why | d('-') }}", id="default"),
+    pytest.param("{% if event.origin is undefined %}-{% endif %}", id="is undefined"),
     pytest.param(
         "{{ event.labels.get('team', 'none') }} {{ event.name.upper() }} "
         "{{ run.spec.nosuch | default(1) }} {{ event.results.commit | default('') }}",

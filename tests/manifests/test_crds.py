@@ -27,7 +27,7 @@ import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from tekton_notifications import vocabulary
+from tekton_notifications import causes, vocabulary
 from tekton_notifications.cli import schema
 from tekton_notifications.cli.schema import with_defaults
 
@@ -407,6 +407,8 @@ def activation(kind: str, labels: dict[str, str] | None, *, reason: str = "Faile
         "duration": 60.0,
         "results": {},
         "children": [],
+        "cause": causes.cause_of(labels or {}, {}),
+        "failedSteps": [],
     }
     policy = {"name": "p", "namespace": "ci"}
     return {

@@ -31,6 +31,7 @@ OVERLAYS = {
     "knative": KNATIVE,
     "knative/older": OLDER,
     "knative/overlays/sender-identity": SENDER_IDENTITY,
+    "knative/overlays/failure-logs": KNATIVE / "overlays" / "failure-logs",
 }
 TEKTON_PATCHES = KNATIVE / "tekton"
 FUNCTIONS = ROOT / "functions"

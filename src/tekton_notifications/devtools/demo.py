@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tekton_notifications import signing, vocabulary
-from tekton_notifications.devtools import checktools, demo_scheduler
+from tekton_notifications.devtools import checktools, demo_failure_context, demo_scheduler
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.demo_delivery import DeliveryScene
 from tekton_notifications.devtools.serving import ROOT, SERVERS
@@ -65,8 +65,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     parser.add_argument(
         "--dashboard-url",
-        default="https://tekton.example.com",
-        help="Tekton Dashboard base URL for links in messages",
+        default="dashboard=https://tekton.example.com,results=https://results.tekton.example.com",
+        help="Tekton Dashboard base URL for links in messages (or dashboard=URL,results=URL)",
     )
     args = parser.parse_args(argv)
     files = event_files(args.events or [ROOT / "examples" / "events"])
@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if scene is not None and chain.emulator is not None:
             scene.prepare(chain.emulator, demo_scheduler.NAMESPACE)
         scheduled = demo_scheduler.scene(chain, say, args.out)
+        explained = demo_failure_context.scene(chain, say)
         time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
         say(
             "Policies, as `kubectl get notificationpolicies,clusternotificationpolicies -A`"
@@ -192,7 +193,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             say(f"Each notification run's scripts, Secret files and step logs: {args.out}/runs/")
         say(f"Function logs and dead letters: {args.out}/")
         # The demo doubles as a smoke test in CI: a chain that loses events must not pass.
-        return 0 if total and delivered and scheduled and not chain.router.dead_letters else 1
+        return (
+            0
+            if total and delivered and scheduled and explained and not chain.router.dead_letters
+            else 1
+        )
 
 
 def event_files(paths: Sequence[Path]) -> list[Path]:

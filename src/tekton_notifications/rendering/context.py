@@ -1,29 +1,24 @@
 """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
 
 Owns turning a :class:`RunEvent` (plus the policy, the template and a transition) into the
-render context, and the run's Tekton Dashboard URL. Must not: do I/O or render.
+render context, and the links to the run (Tekton Dashboard, Tekton Results). Must not: do
+I/O or render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import quote
 
+from tekton_notifications import links
 from tekton_notifications.events import EVENT_FIELDS, RunEvent
 from tekton_notifications.rendering.limits import DEFAULT_SETTINGS, RenderSettings
-
-_KIND_PATHS: Final[Mapping[str, str]] = {
-    "PipelineRun": "pipelineruns",
-    "TaskRun": "taskruns",
-    "CustomRun": "customruns",
-}
-
 
 #: The fields :func:`render_context` adds to the ``event`` view (``events.EVENT_FIELDS``) for
 #: templates only, as JSON Schema: with it, the one source of ``tkn-notify schema --for
 #: templates``, of lint's check of what templates read and of docs/templates.md.
 RENDER_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "links": links.LINKS_FIELD,
     "url": {
         "type": ["string", "null"],
         "description": "the run in Tekton Dashboard, or null when no Dashboard URL is configured",
@@ -54,13 +49,20 @@ TEMPLATE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
 
 def dashboard_url(event: RunEvent, settings: RenderSettings) -> str | None:
     """The run's page in Tekton Dashboard, or None when no dashboard is configured."""
-    if not settings.dashboard_url:
-        return None
-    base = settings.dashboard_url.rstrip("/")
-    return (
-        f"{base}/#/namespaces/{quote(event.namespace, safe='')}/"
-        f"{_KIND_PATHS[event.kind]}/{quote(event.name, safe='')}"
+    configured = links.parse(settings.dashboard_url)
+    return links.dashboard_url(
+        configured, kind=event.kind, namespace=event.namespace, name=event.name
     )
+
+
+def run_links(event: RunEvent, settings: RenderSettings) -> dict[str, str | None]:
+    """``event.links``: the run's Dashboard page and Tekton Results record (None where not
+    configured, or for Results, where the run has no record yet)."""
+    configured = links.parse(settings.dashboard_url)
+    return {
+        "dashboard": dashboard_url(event, settings),
+        "results": links.results_url(configured, event.annotations),
+    }
 
 
 def render_context(
@@ -81,7 +83,8 @@ def render_context(
     None otherwise (their schema: :data:`celcheck.TEMPLATE_ONLY`).
     """
     view = event.view()
-    view["url"] = dashboard_url(event, settings)
+    view["links"] = run_links(event, settings)
+    view["url"] = view["links"]["dashboard"]
     view["failed"] = [child.as_dict() for child in event.failed_children]
     view["transition"] = str(transition.get("name") or "") if transition else ""
     previous = transition.get("previous") if transition else None

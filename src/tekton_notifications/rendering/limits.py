@@ -34,6 +34,7 @@ from typing import Any, Final, NoReturn, cast
 from jinja2 import Undefined
 from jinja2.utils import Namespace
 
+from tekton_notifications import links
 from tekton_notifications.rendering.errors import LimitExceeded, Problem
 
 #: The largest string, list or mapping (as printed text) a template may build.
@@ -56,8 +57,9 @@ RENDER_LIMIT_STRIKES: Final = 3
 class RenderSettings:
     """Per-deployment knobs for rendering; the defaults suit a shared notification service."""
 
-    #: Tekton Dashboard base URL, e.g. ``https://tekton.example.com``; ``event.url`` is None
-    #: without it.
+    #: Tekton Dashboard base URL, e.g. ``https://tekton.example.com``, or
+    #: ``dashboard=URL,results=URL`` to link Tekton Results too (:mod:`links`); ``event.url``
+    #: is None without a dashboard.
     dashboard_url: str | None = None
     #: A rendered param longer than this many characters is an error (OutputTooLarge).
     max_param_chars: int = 16_384
@@ -72,6 +74,7 @@ class RenderSettings:
         limits = (self.max_param_chars, self.max_steps, self.max_seconds, self.max_built_chars)
         if any(limit <= 0 for limit in limits):
             raise ValueError("RenderSettings limits must be positive")
+        links.parse(self.dashboard_url)  # a bad link setting fails at start, not per render
 
 
 DEFAULT_SETTINGS: Final = RenderSettings()

@@ -28,6 +28,7 @@ from tekton_notifications.caches import Key, ParsedCache, key_of
 from tekton_notifications.events import ChildRun, RunEvent
 from tekton_notifications.notifications import Notification, failure
 from tekton_notifications.stages.base import Response, reply
+from tekton_notifications.stages.failure_context import FailureContext, Reader
 from tekton_notifications.stages.skeleton import Incoming, NotificationStage
 
 logger = logging.getLogger(__name__)
@@ -131,11 +132,13 @@ class TemplateRenderer(NotificationStage[None]):
         children: ChildLookup | None = None,
         policies: claims.PolicyDirectory | None = None,
         informers: tuple[kube.Informer, ...] = (),
+        failure_context: FailureContext | None = None,
     ) -> None:
         super().__init__(policies=policies, informers=informers)
         self.templates = templates
         self.settings = settings or rendering.RenderSettings()
         self._children = children
+        self._failure_context = failure_context
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TemplateRenderer:
@@ -154,6 +157,7 @@ class TemplateRenderer(NotificationStage[None]):
                 kube.Informer(api, plural=vocabulary.TEMPLATE_PLURAL, watcher=templates),
                 *kube.policy_informers(api, policies),
             ),
+            failure_context=FailureContext(Reader.over(api)),
         )
 
     def loaded(self) -> str:
@@ -179,6 +183,8 @@ class TemplateRenderer(NotificationStage[None]):
         if disabled is not None:
             return self._failed(notification, "RenderLimitExceeded", disabled)
         event = self._with_child_outcomes(notification.event)
+        if self._failure_context is not None:
+            event = self._failure_context.enrich(event, entry.template, ref.params)
         try:
             params = entry.render(
                 event=event,

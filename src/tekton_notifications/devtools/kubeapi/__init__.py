@@ -4,10 +4,11 @@ What it is: a small HTTP/1.1 server (stdlib ``http.server``, keep-alive, one thr
 connection) that keeps objects in memory and speaks the wire protocol of the real API server
 closely enough for the official ``kubernetes`` Python client: create/get/list/replace/patch/delete
 of namespaced and cluster-scoped resources under ``/api/v1`` and ``/apis/{group}/{version}``, the
-``status`` subresource, JSON merge and JSON patches, label and field selectors, watches that
-resume from a ``resourceVersion`` (410 once it is older than the kept history), Kubernetes
-``Status`` error bodies, minimal discovery, and a fault injector for tests of retries and error
-mapping. Every request is recorded in ``KubeAPIServer.requests``.
+``status`` subresource, pod logs (``pods/log``, from ``KubeAPIServer.pod_logs``), JSON merge
+and JSON patches, label and field selectors, watches that resume from a ``resourceVersion``
+(410 once it is older than the kept history), Kubernetes ``Status`` error bodies, minimal
+discovery, and a fault injector for tests of retries and error mapping. Every request is
+recorded in ``KubeAPIServer.requests``.
 
 What it is NOT: a real API server. There is no authentication or authorization, no admission
 (namespaces need not exist, no defaulting, no webhooks), no schema/OpenAPI validation beyond
@@ -34,6 +35,7 @@ from tekton_notifications.devtools.kubeapi.kinds import (
     split_api_version,
 )
 from tekton_notifications.devtools.kubeapi.patches import json_patch, merge_patch
+from tekton_notifications.devtools.kubeapi.podlogs import PodLogs
 from tekton_notifications.devtools.kubeapi.selectors import Selector
 from tekton_notifications.devtools.kubeapi.server import KubeAPIServer, main
 from tekton_notifications.devtools.kubeapi.store import ObjectStore
@@ -48,6 +50,7 @@ __all__ = [
     "KubeError",
     "Obj",
     "ObjectStore",
+    "PodLogs",
     "RecordedRequest",
     "Selector",
     "json_patch",

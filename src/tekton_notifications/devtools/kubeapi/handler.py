@@ -54,7 +54,8 @@ def _parse_route(path: str) -> _Route | None:
     namespace = None
     if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] == "status"):
         namespace, rest = rest[1], rest[2:]
-    if not 1 <= len(rest) <= 3 or not all(rest) or (len(rest) == 3 and rest[2] != "status"):
+    subresources = ("status", "log") if (group, rest[0]) == ("", "pods") else ("status",)
+    if not 1 <= len(rest) <= 3 or not all(rest) or (len(rest) == 3 and rest[2] not in subresources):
         return None
     name = rest[1] if len(rest) > 1 else None
     return _Route(group, version, rest[0], namespace, name, rest[2] if len(rest) == 3 else None)
@@ -155,6 +156,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_text(self, code: int, data: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> None:
         store = self.server.api.store
         if method == "GET" and path.rstrip("/") in ("/version", "/api", "/apis"):
@@ -164,6 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             raise KubeError(404, "the server could not find the requested resource")
         g, p, ns, name = route.group, route.plural, route.namespace, route.name
+        if route.subresource == "log" and name is not None and ns is not None:
+            if method != "GET":
+                raise KubeError(405, f"{method} is not supported on pods/log")
+            self._send_text(200, self.server.api.pod_logs.read(store, ns, name, query))
+            return
         if method in ("POST", "PUT", "PATCH") and not isinstance(body, dict | list):
             raise KubeError(400, "the request body must be a JSON object")
         if name is None:

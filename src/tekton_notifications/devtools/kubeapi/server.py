@@ -18,6 +18,7 @@ from tekton_notifications.devtools.kubeapi.errors import KubeError
 from tekton_notifications.devtools.kubeapi.faults import FaultInjector
 from tekton_notifications.devtools.kubeapi.handler import RecordedRequest, _HTTPServer
 from tekton_notifications.devtools.kubeapi.kinds import Obj
+from tekton_notifications.devtools.kubeapi.podlogs import PodLogs
 from tekton_notifications.devtools.kubeapi.store import ObjectStore
 
 
@@ -35,6 +36,8 @@ class KubeAPIServer:
         self.host, self.port = host, port
         self.store = store or ObjectStore()
         self.faults = FaultInjector()
+        #: Container logs served at pods/{name}/log (store a Pod object too).
+        self.pod_logs = PodLogs()
         self.requests: list[RecordedRequest] = []
         self.watch_timeout = watch_timeout  # for watches without timeoutSeconds
         self._url: str | None = None
