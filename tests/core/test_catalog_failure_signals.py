@@ -232,8 +232,12 @@ def load_task(name: str) -> dict[str, Any]:
     return task
 
 
-def run_step(name: str, target: Target, services: Services, workdir: Path) -> int:
-    """Run the task's only step script as Tekton would and return its exit status."""
+def run_step(
+    name: str, target: Target, services: Services, workdir: Path, *, key: str = "token"
+) -> int:
+    """Run the task's only step script as Tekton would and return its exit status.
+
+    ``key`` is the key the mounted Secret holds (the tasks read ``token``)."""
     task = load_task(name)
     setup = SETUPS[name](target)
     (step,) = task["spec"]["steps"]
@@ -261,7 +265,7 @@ def run_step(name: str, target: Target, services: Services, workdir: Path) -> in
     script = re.sub(r"\$\(results\.([A-Z_]+)\.path\)", str(workdir / r"result-\1"), script)
     if setup.token_file:  # the Secret volume, mounted where the script reads it
         (workdir / "secret").mkdir()
-        (workdir / "secret" / "token").write_text("token-1")
+        (workdir / "secret" / key).write_text("token-1")
         script = script.replace(setup.token_file, f"{workdir}/secret/")
     path = workdir / "script"
     path.write_text(script)
@@ -347,6 +351,18 @@ def test_slack_web_api_errors_answered_with_200_pass_as_delivered(
     target = Target(host=f"127.0.0.1:{services.http.port}", smtp_port=services.smtp.port)
     assert run_step("send-to-channel-slack", target, services, tmp_path) == 0
     assert services.https.requests == ["POST /api/chat.postMessage"]
+
+
+@CATALOG_TASKS
+@pytest.mark.parametrize("name", ["github-set-status", "gitea-set-status"])
+def test_a_mounted_secret_without_the_token_key_fails_the_step(
+    name: str, services: Services, tmp_path: Path
+) -> None:
+    """A Secret that exists but under another key mounts fine; the script's open() fails."""
+    services.http.answer(SUCCESS_STATUS[name], SUCCESS_BODY)
+    target = Target(host=f"127.0.0.1:{services.http.port}", smtp_port=services.smtp.port)
+    assert run_step(name, target, services, tmp_path, key="github-token") == 1
+    assert services.http.requests == []
 
 
 # ---------------------------------------------------------------------------------------------
