@@ -4,6 +4,8 @@ Speaks enough of RFC 5321 for Python's smtplib (what the catalog's sendmail task
 or HELO, STARTTLS when given a certificate (the task calls ``starttls()`` whenever its Secret
 says ``tls: "False"``, so a sink without it makes the task fail, as a real server would), MAIL,
 RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT. No AUTH: the demo's Secret has no password.
+``fail(code)`` makes it refuse the next recipients (550 for good, 451 for later), as a server
+refusing mail does, to show a delivery failing.
 Python 3.12 removed ``smtpd``; this is a thread per connection on the standard library.
 """
 
@@ -46,6 +48,7 @@ class SMTPSink:
     def __init__(self, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
         self.mails: list[Mail] = []
         self._lock = threading.Lock()
+        self._failing: tuple[int, int] = (0, 0)  # (reply code, recipients left to refuse)
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -68,6 +71,17 @@ class SMTPSink:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def fail(self, code: int = 550, times: int = 1) -> None:
+        """Answer ``code`` to the next ``times`` RCPT commands (550 permanent, 451 transient)."""
+        with self._lock:
+            self._failing = (code, times)
+
+    def _refusal(self) -> int:
+        with self._lock:
+            code, left = self._failing
+            self._failing = (code, left - 1) if left else (0, 0)
+        return code if left else 0
 
     def _session(self, handler: Any, context: ssl.SSLContext | None) -> None:
         opened: list[Any] = []  # the TLS socket and its files, closed here (not by socketserver)
@@ -106,6 +120,8 @@ class SMTPSink:
             elif verb == "MAIL":
                 sender, recipients = argument.partition(":")[2].strip().strip("<>"), list[str]()
                 say("250 OK")
+            elif verb == "RCPT" and (refused := self._refusal()):
+                say(f"{refused} {'try again later' if refused < 500 else 'mailbox unavailable'}")
             elif verb == "RCPT":
                 recipients.append(argument.partition(":")[2].strip().strip("<>"))
                 say("250 OK")
