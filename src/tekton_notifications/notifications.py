@@ -51,17 +51,24 @@ def notification_key(
     policy: str,
     template: str,
     policy_kind: str = POLICY_KIND,
+    subscription: Mapping[str, Any] | None = None,
 ) -> str:
-    """What is notified at most once: one run, one Tekton event name, one policy, one template.
+    """What is notified at most once: one run, one Tekton event name, one policy, one template,
+    and for a subscription its event and recipients (in any order).
 
     Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
     so each notifies once per run. The event id is left out on purpose: Tekton's retries of
-    the same event carry new ids.
+    the same event carry new ids. A subscription's source is left out too: the same
+    recipients subscribed by the run and by its namespace are one notification.
     """
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
-    material = "\x00".join((run_identity, event.tekton_event, policy_namespace, policy, template))
+    parts = [run_identity, event.tekton_event, policy_namespace, policy, template]
+    if subscription is not None:
+        recipients = sorted(str(r) for r in subscription.get("recipients") or ())
+        parts += ["subscription", str(subscription.get("event")), "\x1f".join(recipients)]
+    material = "\x00".join(parts)
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -105,6 +112,8 @@ class Notification:
     policy_kind: str = POLICY_KIND
     #: Set when a transition made this notification: ``{"name": "fixed", "previous": {...}}``.
     transition: Mapping[str, Any] | None = None
+    #: Set when a subscription annotation made it: ``subscriptions.Subscription.view()``.
+    subscription: Mapping[str, Any] | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -124,6 +133,7 @@ class Notification:
             policy=self.policy_name,
             template=self.template_ref.name,
             policy_kind=self.policy_kind,
+            subscription=self.subscription,
         )
 
     @property
@@ -149,6 +159,8 @@ class Notification:
             data["resource"] = dict(self.resource)
         if self.transition is not None:
             data["transition"] = dict(self.transition)
+        if self.subscription is not None:
+            data["subscription"] = dict(self.subscription)
         return data
 
     @property
@@ -201,6 +213,7 @@ def parse_notification(data: object) -> Notification:
         not isinstance(transition, Mapping) or not isinstance(transition.get("name"), str)
     ):
         raise EventError("notification data: 'transition' must be an object with a name")
+    subscription = _subscription(data.get("subscription"), str(ref["name"]))
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -225,7 +238,27 @@ def parse_notification(data: object) -> Notification:
         resource=resource,
         policy_kind=kind,
         transition=transition,
+        subscription=subscription,
     )
+
+
+def _subscription(value: object, template: str) -> Mapping[str, Any] | None:
+    """The payload's ``subscription``, shaped as ``Subscription.view()`` says, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise EventError("notification data: 'subscription' must be an object")
+    recipients = value.get("recipients")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise EventError("notification data: 'subscription.recipients' must list strings")
+    for name in ("event", "source", "annotation"):
+        if not isinstance(value.get(name), str):
+            raise EventError(f"notification data: 'subscription.{name}' must be a string")
+    if value.get("event") not in vocabulary.POLICY_EVENTS:
+        raise EventError("notification data: 'subscription.event' is not a policy event")
+    if value.get("template") != template:
+        raise EventError("notification data: 'subscription.template' is not its templateRef")
+    return dict(value)
 
 
 def failure(notification: Notification, *, stage: str, reason: str, message: str) -> OutgoingEvent:

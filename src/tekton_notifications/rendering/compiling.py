@@ -164,6 +164,7 @@ class CompiledTemplate:
         overrides: Mapping[str, str] = _NO_OVERRIDES,
         settings: RenderSettings = DEFAULT_SETTINGS,
         transition: Mapping[str, Any] | None = None,
+        subscription: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """Render every param: the template's in its order, then overrides that add params.
 
@@ -177,6 +178,7 @@ class CompiledTemplate:
             template=self.template.view(),
             settings=settings,
             transition=transition,
+            subscription=subscription,
         )
         jobs = self._jobs(policy, overrides)
         for unchecked, _compiled in jobs:

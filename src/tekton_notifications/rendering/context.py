@@ -1,4 +1,4 @@
-"""The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
+"""The variables a template sees: ``run``, ``event``, ``policy``, ``template``, ``subscription``.
 
 Owns turning a :class:`RunEvent` (plus the policy, the template and a transition) into the
 render context, and the run's Tekton Dashboard URL. Must not: do I/O or render.
@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from tekton_notifications.events import RunEvent
 from tekton_notifications.rendering.limits import DEFAULT_SETTINGS, RenderSettings
+from tekton_notifications.subscriptions import EMPTY_VIEW
 
 _KIND_PATHS: Final[Mapping[str, str]] = {
     "PipelineRun": "pipelineruns",
@@ -38,8 +39,10 @@ def render_context(
     template: Mapping[str, Any],
     settings: RenderSettings = DEFAULT_SETTINGS,
     transition: Mapping[str, Any] | None = None,
+    subscription: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
+    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``,
+    ``subscription``.
 
     ``event.transition`` is ``"broken"`` or ``"fixed"`` when the run changed its pipeline's
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
@@ -50,4 +53,16 @@ def render_context(
     view["transition"] = str(transition.get("name") or "") if transition else ""
     previous = transition.get("previous") if transition else None
     view["previous"] = dict(previous) if isinstance(previous, Mapping) else None
-    return {"run": event.run, "event": view, "policy": dict(policy), "template": dict(template)}
+    return {
+        "run": event.run,
+        "event": view,
+        "policy": dict(policy),
+        "template": dict(template),
+        "subscription": _subscription(subscription),
+    }
+
+
+def _subscription(subscription: Mapping[str, Any] | None) -> dict[str, Any]:
+    view = dict(subscription if subscription is not None else EMPTY_VIEW)
+    view["recipients"] = list(view.get("recipients") or [])
+    return view

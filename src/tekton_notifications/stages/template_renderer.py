@@ -186,6 +186,7 @@ class TemplateRenderer(NotificationStage[None]):
                 overrides=ref.params,
                 settings=self.settings,
                 transition=notification.transition,
+                subscription=notification.subscription,
             )
         except rendering.RenderError as error:
             if error.reason == "RenderLimitExceeded":
