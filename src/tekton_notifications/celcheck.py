@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import celcost, events, models
+from tekton_notifications import celcost, events, models, subscriptions
 
 #: The reason of the policy condition and of the lint message.
 REASON: Final = "CELCheckFailed"
@@ -71,6 +71,19 @@ VARIABLES: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 
+#: Variables only templates see (not a ``when``): listed by ``tkn-notify schema``.
+TEMPLATE_VARIABLES: Final[Mapping[str, Mapping[str, Any]]] = {
+    "subscription": {
+        **_object(
+            subscriptions.SUBSCRIPTION_FIELDS,
+            "templates only: the subscription annotation that made the notification "
+            "(empty for a policy's templateRefs)",
+        ),
+        "required": list(subscriptions.SUBSCRIPTION_FIELDS),
+    },
+}
+
+
 class CheckError(ValueError):
     """The expression reads what the variables cannot hold; the message lists each problem."""
 
@@ -83,7 +96,9 @@ def schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekton-notifications CEL and template variables",
         "type": "object",
-        "properties": {name: dict(variable) for name, variable in VARIABLES.items()},
+        "properties": {
+            name: dict(variable) for name, variable in {**VARIABLES, **TEMPLATE_VARIABLES}.items()
+        },
     }
 
 

@@ -742,7 +742,7 @@ REJECTED: list[tuple[str, Object, str]] = [
         {**a_policy(), "status": {"rateLimit": {"sent": [{"occurrence": "abc"}]}}},
         "status.rateLimit.sent[0].time: Required value",
     ),
-    ("missing events", without(a_policy(), "events"), "spec.events: Required value"),
+    ("missing events", without(a_policy(), "events"), "events and templateRefs go together"),
     ("no templateRefs", a_policy(templateRefs=[]), "spec.templateRefs: Invalid value: 0"),
     (
         "template referenced twice",
