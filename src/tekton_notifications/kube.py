@@ -434,6 +434,23 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
     return True
 
 
+def namespace_annotations(api: client.ApiClient, name: str) -> dict[str, str] | None:
+    """A Namespace's annotations; None when it does not exist."""
+    core = client.CoreV1Api(api)
+
+    def request() -> Any:
+        return core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+
+    try:
+        response = _call("get", f"namespaces {name}", request)
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+    metadata = json.loads(response.data).get("metadata") or {}
+    return {str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}
+
+
 def namespace_informer(api: client.ApiClient, watcher: Watcher) -> Informer:
     """Namespaces (list + watch, cluster-wide): their subscription annotations are defaults
     for every run in them. Needs ``namespaces`` get/list/watch, nothing else."""
