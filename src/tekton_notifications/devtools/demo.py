@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tekton_notifications import signing, vocabulary
+from tekton_notifications.devtools import demo_subscriptions
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT, SERVERS
 
@@ -120,6 +121,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 chain.router.dead_letters[seen[1] :],
                 recorded,
             )
+        # The subscriptions scene (docs/subscriptions.md): its own manifests and events.
+        files += (
+            demo_subscriptions.scene(chain, args.examples / "subscriptions", say, report)
+            if not args.events
+            else []
+        )
         time.sleep(1.0)  # the status recorder flushes counters every 0.2 s here
         say(
             "Policies, as `kubectl get notificationpolicies,clusternotificationpolicies -A`"
