@@ -126,7 +126,9 @@ def evaluate(
     ``events``: what the event check wants instead of the policy's ``spec.events`` (a
     subscription's event, :mod:`tekton_notifications.subscribing`)."""
     policy = compiled.policy
-    checked = policy if events is None else replace(policy, events=events, subscriptions=None)
+    # The event check of the policy's own events, or of a subscription's: never of both.
+    wanted = policy.events if events is None else events
+    checked = replace(policy, events=wanted, subscriptions=None)
     checks = [
         Check(
             "loop guard",
@@ -171,7 +173,7 @@ def evaluate(
 
 def _event_check(policy: Policy, event: RunEvent, direct: bool) -> Check:
     """The event is listed, or it is a finished run a transition (``fixed``) depends on."""
-    wanted = " or ".join(sorted(policy.events))
+    wanted = " or ".join(sorted(policy.events)) or "none: it only honours subscriptions"
     got = " / ".join(sorted(event.policy_events))
     if direct or not policy.tracks_outcomes or event.final_outcome is None:
         return Check("event", direct, wanted, got)
@@ -381,7 +383,7 @@ class PolicyIndex:
         # Cluster policies share one bucket per (kind, event); their namespace globs are
         # checked per candidate, so a cluster policy costs every namespace one check.
         events = set(policy.events)
-        if policy.tracks_outcomes:  # every finished run may change a pipeline's outcome
+        if events & vocabulary.TRANSITION_EVENTS:  # a finished run may change an outcome
             events = (events - vocabulary.TRANSITION_EVENTS) | {"succeeded", "failed"}
         return [(policy.namespace, kind, event) for kind in kinds for event in events] + extra
 
