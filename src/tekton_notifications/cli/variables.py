@@ -23,8 +23,10 @@ def schema(output: str) -> None:
 
     `event` and `policy` are closed: a `when` that reads a field they do not list is refused
     when the policy loads (Ready False, CELCheckFailed) and by `tkn-notify lint`. `run` is the
-    run as Tekton sent it, known only to its top-level keys. Templates also see `template` and
-    the event fields of the rendering (`event.url`, `failed`, `transition`, `previous`).
+    run as Tekton sent it, known only to its top-level keys. Templates also see `template`,
+    `subscription` (listed: the subscription annotation that made the notification, empty
+    for a policy's templateRefs) and the event fields of the rendering (`event.url`,
+    `failed`, `transition`, `previous`).
 
     \b
     Examples:
