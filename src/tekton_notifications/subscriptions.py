@@ -261,9 +261,14 @@ def find(
             )
         else:
             subscriptions.append(subscription)
-    bad = list(on_run.problems)
     opted_out, opt_problems = _opt_outs(event.annotations, run_where)
-    bad.extend(opt_problems)
+    bad = [
+        problem
+        for problem in (*on_run.problems, *opt_problems)
+        # A child run's copy of its PipelineRun's mistake is reported on the PipelineRun.
+        if not child_of
+        or definition.get(problem.annotation) == event.annotations[problem.annotation]
+    ]
     if namespace is not None:
         ns_where = f"Namespace {event.namespace}"
         defaults = declared(namespace, source="namespace", where=ns_where)

@@ -194,3 +194,23 @@ def test_where_a_subscription_was_written(
     assert len(found.ignored) == len(ignored)
     for item, why in zip(found.ignored, ignored, strict=True):
         assert why in item.why
+
+
+@pytest.mark.parametrize(
+    ("labels", "reported"),
+    [
+        pytest.param({"tekton.dev/pipeline": "build"}, 2, id="on-a-pipelinerun"),
+        pytest.param(
+            {"tekton.dev/pipelineRun": "build-1", "tekton.dev/task": "lint"},
+            0,
+            id="copied-onto-its-taskruns-reported-once-on-the-pipelinerun",
+        ),
+    ],
+)
+def test_a_malformed_annotation_is_reported_where_it_was_written(
+    labels: dict[str, str], reported: int
+) -> None:
+    bad = {f"{SUB}failled.slack": "#a", "notifications.tekton.dev/unsubscribe": "no"}
+    kind = "PipelineRun" if "tekton.dev/pipeline" in labels else "TaskRun"
+    found = subscriptions.find(run(kind, annotations=bad, labels=labels), definition={})
+    assert len(found.problems) == reported
