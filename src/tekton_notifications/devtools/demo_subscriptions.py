@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tekton_notifications import kube
+from tekton_notifications import events, kube, subscriptions
+from tekton_notifications.definitions import Definitions
 from tekton_notifications.devtools.chain import LocalChain
 
 #: How long the policy filter's Namespace watch may take to see the loaded Namespace.
@@ -43,6 +44,7 @@ def scene(chain: LocalChain, folder: Path, say: Callable[..., None], report: Rep
         before = {run["metadata"]["name"] for run in chain.notification_runs()}
         seen = (len(chain.failures.events), len(chain.router.dead_letters))
         events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
+        _found(chain, cloudevent, say)
         status = chain.send(cloudevent)
         chain.wait_idle()
         runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
@@ -63,6 +65,27 @@ def scene(chain: LocalChain, folder: Path, say: Callable[..., None], report: Rep
             recorded,
         )
     return files
+
+
+def _found(chain: LocalChain, cloudevent: dict[str, Any], say: Callable[..., None]) -> None:
+    """The subscriptions this event's run has, and where each was written, as the policy
+    filter reads them (the run, its Pipeline and its Namespace through the API)."""
+    event = events.parse_event(cloudevent, cloudevent["data"])
+    found = subscriptions.find(
+        event,
+        namespace=kube.namespace_annotations(chain.api, event.namespace),
+        definition=Definitions(chain.api)(event),
+    )
+    say(
+        f"── {event.kind} {event.namespace}/{event.name}: "
+        "its subscriptions, as the policy-filter reads them"
+    )
+    for item in found.subscriptions:
+        value = ", ".join(item.recipients)
+        say(
+            f"   subscription {item.annotation.removeprefix(subscriptions.PREFIX)}: "
+            f'"{value}" from {item.source} ({item.where})'
+        )
 
 
 def _wait_for_namespace_defaults(chain: LocalChain) -> None:
