@@ -466,7 +466,10 @@ def test_files_without_policies_or_templates_are_an_input_error(
     result = invoke("lint", tmp_path)
 
     assert result.exit_code == 2
-    assert "no NotificationPolicy or NotificationTemplate in 1 file(s)" in result.stderr
+    assert (
+        "no NotificationPolicy, NotificationTemplate or subscription annotation in 1 file(s)"
+        in (result.stderr)
+    )
 
 
 def test_a_path_that_does_not_exist_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:
