@@ -282,7 +282,13 @@ class PolicyFilter(Informed):
         for item in refused:
             self._refused(event, item)
         for item in resolved:
-            if item.status == "not selected":
+            if item.status != "not selected":
+                continue
+            if item.verdict is not None and item.verdict.error and item.policy is not None:
+                # A `when` that fails for this run: counted like the policy path's errors.
+                metrics.CEL_ERRORS.labels(item.policy.namespace, item.policy.name).inc()
+                logger.warning("subscription not selected: %s", item.message)
+            else:
                 logger.info("subscription not selected: %s", item.message)
         return [item.match for item in resolved if item.match is not None]
 
