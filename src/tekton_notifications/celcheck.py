@@ -31,7 +31,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
-from tekton_notifications import celcost, celscope, events, models
+from tekton_notifications import celcost, celscope, events, models, subscriptions
 
 #: The reason of the policy condition and of the lint message.
 REASON: Final = "CELCheckFailed"
@@ -131,6 +131,18 @@ TEMPLATE_ONLY: Final[Mapping[str, Mapping[str, Any]]] = {
     },
 }
 
+#: Variables only templates see (not a ``when``): listed by ``tkn-notify schema``.
+TEMPLATE_VARIABLES: Final[Mapping[str, Mapping[str, Any]]] = {
+    "subscription": {
+        **_object(
+            subscriptions.SUBSCRIPTION_FIELDS,
+            "templates only: the subscription annotation that made the notification "
+            "(empty for a policy's templateRefs)",
+        ),
+        "required": list(subscriptions.SUBSCRIPTION_FIELDS),
+    },
+}
+
 
 class CheckError(ValueError):
     """The expression reads what the variables cannot hold; the message lists each problem."""
@@ -144,7 +156,9 @@ def schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekton-notifications CEL and template variables",
         "type": "object",
-        "properties": {name: dict(variable) for name, variable in VARIABLES.items()},
+        "properties": {
+            name: dict(variable) for name, variable in {**VARIABLES, **TEMPLATE_VARIABLES}.items()
+        },
         "$defs": {"templateOnly": {name: dict(field) for name, field in TEMPLATE_ONLY.items()}},
     }
 

@@ -89,8 +89,16 @@ def refusal(notification: Notification, policy: Policy | None) -> str | None:
             f"{kind} {policy.name!r} keeps its templates and runs in "
             f"{policy.home_namespace!r}, not {notification.policy_namespace!r}"
         )
-    if notification.template_ref.name not in {ref.name for ref in policy.all_template_refs}:
-        return f"{kind} {policy.name!r} does not use template {notification.template_ref.name!r}"
+    template = notification.template_ref.name
+    if notification.subscription is not None:
+        # A subscription names its own template: the policy must allow it and its event.
+        rule, event = policy.subscriptions, str(notification.subscription.get("event"))
+        if rule is None or not rule.allows_template(template) or not rule.allows_event(event):
+            return f"{kind} {policy.name!r} allows no subscription to {template!r} for {event}"
+        if notification.template_ref.params:
+            return "a subscription's templateRef carries no param overrides"
+    elif template not in {ref.name for ref in policy.all_template_refs}:
+        return f"{kind} {policy.name!r} does not use template {template!r}"
     namespace_check = matching.namespace_check(policy, notification.event.namespace)
     if not namespace_check.ok:
         return (

@@ -14,16 +14,19 @@ runs from :func:`taskruns.build_run`, so the answer is the one the functions wou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from tekton_notifications import (
     events,
     matching,
     models,
+    notifications,
     rendering,
     schedule,
     storm,
+    subscribing,
+    subscriptions,
     taskruns,
     vocabulary,
 )
@@ -276,10 +279,12 @@ def _outcome(
     ref: models.TemplateRef,
     catalog: Mapping[tuple[str, str], _Entry] | None,
     settings: rendering.RenderSettings,
+    subscription: subscriptions.Subscription | None = None,
 ) -> TemplateOutcome:
-    namespace = policy.namespace
+    namespace = policy.namespace if subscription is None else policy.home_namespace
     if catalog is None:
         return TemplateOutcome(ref.name, namespace, "unchecked")
+    view = subscription.view() if subscription is not None else None
     entry = catalog.get((namespace, ref.name))
     if entry is None:
         message = f"NotificationTemplate {namespace}/{ref.name} does not exist"
@@ -292,18 +297,116 @@ def _outcome(
         )
     try:
         params = entry.render(
-            event=event, policy=policy.view(), overrides=ref.params, settings=settings
+            event=event,
+            policy=policy.view(),
+            overrides=ref.params,
+            settings=settings,
+            subscription=view,
         )
     except rendering.RenderError as error:
         return TemplateOutcome(ref.name, namespace, "failed", reason=error.reason, error=str(error))
+    key = None
+    if subscription is not None:
+        key = notifications.notification_key(
+            event,
+            policy_namespace=namespace,
+            policy=policy.name,
+            template=ref.name,
+            policy_kind=policy.kind,
+            subscription=view,
+        )
     run = taskruns.build_run(
         event=event,
         template=entry.template,
         params=params,
         policy_namespace=namespace,
         policy=policy.name,
+        policy_kind=policy.kind if subscription is not None else models.POLICY_KIND,
+        key=key,
     )
     return TemplateOutcome(ref.name, namespace, "rendered", params=params, run=run)
+
+
+# --------------------------------------------------------------------------------------------
+# Subscription annotations: found, allowed or refused, rendered
+
+
+@dataclass(frozen=True)
+class SubscriptionExplanation:
+    """One subscription annotation of the event's run, its Pipeline/Task or its Namespace."""
+
+    resolution: subscribing.Resolution
+    template: TemplateOutcome | None = None
+    storm: storm.Decision | None = None
+
+    @property
+    def notifies(self) -> bool:
+        held = self.storm is not None and not self.storm.notify
+        ok = self.template is not None and self.template.ok
+        return self.resolution.status == "allowed" and not held and ok
+
+
+@dataclass(frozen=True)
+class SubscriptionsExplained:
+    found: subscriptions.Found
+    items: tuple[SubscriptionExplanation, ...] = ()
+    #: Whether the Namespace's annotations were known (a manifest or the cluster).
+    namespace_known: bool = False
+
+
+def explain_subscriptions(
+    event: RunEvent,
+    policies: Iterable[Mapping[str, Any]],
+    templates: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    namespace: Mapping[str, str] | None = None,
+    definition: Mapping[str, str] | None = None,
+    settings: rendering.RenderSettings = rendering.DEFAULT_SETTINGS,
+    now: float = 0.0,
+) -> SubscriptionsExplained:
+    """Every subscription concerning ``event`` and what becomes of it, as the policy filter
+    decides (:func:`subscriptions.find`, :func:`subscribing.resolve`), with the params an
+    allowed one renders. ``namespace``/``definition``: the annotations of the run's Namespace
+    and of its Pipeline or Task, None when not known."""
+    found = subscriptions.find(event, namespace=namespace, definition=definition)
+    compiled: list[matching.CompiledPolicy] = []
+    objects: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for obj in policies:
+        try:
+            policy = models.parse_policy(obj)
+        except models.SpecError:
+            continue  # explain_event reports it
+        compiled.append(matching.compile_policy(policy))
+        objects[policy.key] = obj
+    catalog = None if templates is None else _template_catalog(templates)
+    items: list[SubscriptionExplanation] = []
+    for resolution in subscribing.resolve(found, event, compiled):
+        match, outcome, decision = resolution.match, None, None
+        if match is not None:
+            policy = match.policy
+            if match.suspended or not match.final:
+                wanted = replace(policy, events=policy.events | match.wanted)
+                decision = storm.decide(
+                    wanted,
+                    event,
+                    direct=match.direct,
+                    suspended=match.suspended,
+                    state=storm.PolicyState.from_status(objects[policy.key].get("status")),
+                    now=now,
+                )
+                subscribed = resolution.subscription.event
+                if (
+                    decision.notify
+                    and subscribed not in event.policy_events
+                    and decision.transition != subscribed
+                ):
+                    note = f"no {subscribed} transition"
+                    decision = replace(decision, notify=False, notes=(*decision.notes, note))
+            outcome = _outcome(
+                event, policy, match.template_ref, catalog, settings, resolution.subscription
+            )
+        items.append(SubscriptionExplanation(resolution, outcome, decision))
+    return SubscriptionsExplained(found, tuple(items), namespace_known=namespace is not None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -118,10 +118,16 @@ class Informer:
         version: str | None = None,
         retry_delay: float = 1.0,
         optional: bool = False,
+        core: bool = False,
     ) -> None:
         from tekton_notifications import vocabulary
 
         group, version = group or vocabulary.GROUP, version or vocabulary.VERSION
+        #: Core (``/api/v1``) Namespaces instead of a custom resource: the only core kind
+        #: watched (subscription defaults, :func:`namespace_informer`).
+        self._core = client.CoreV1Api(api) if core else None
+        if core and plural != "namespaces":
+            raise ValueError(f"only namespaces are watched from the core API, not {plural}")
         self._api = client.CustomObjectsApi(api)
         self._resource = (group, version, plural)
         self._watcher = watcher
@@ -180,12 +186,18 @@ class Informer:
 
     def _list(self) -> str:
         group, version, plural = self._resource
-        listing = cast(
-            dict[str, Any],
-            self._api.list_cluster_custom_object(
-                group, version, plural, _request_timeout=REQUEST_TIMEOUT
-            ),
-        )
+        if self._core is not None:  # as plain JSON, like the custom objects below
+            response: Any = self._core.list_namespace(
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
+            listing = cast(dict[str, Any], json.loads(response.data))
+        else:
+            listing = cast(
+                dict[str, Any],
+                self._api.list_cluster_custom_object(
+                    group, version, plural, _request_timeout=REQUEST_TIMEOUT
+                ),
+            )
         self._watcher.reset(list(listing.get("items") or []))
         self.last_error = None
         self._synced.set()
@@ -194,12 +206,16 @@ class Informer:
     def _watch_from(self, resource_version: str) -> str:
         """Watch until the server ends the stream; return the last version seen."""
         group, version, plural = self._resource
-        self._watch = watch.Watch()
+        if self._core is not None:  # objects as dicts, as for custom objects
+            self._watch = watch.Watch(return_type="object")
+            lister: Any = self._core.list_namespace
+            arguments: tuple[str, ...] = ()
+        else:
+            self._watch = watch.Watch()
+            lister, arguments = self._api.list_cluster_custom_object, (group, version, plural)
         stream = self._watch.stream(
-            self._api.list_cluster_custom_object,
-            group,
-            version,
-            plural,
+            lister,
+            *arguments,
             resource_version=resource_version,
             timeout_seconds=WATCH_SECONDS,
             allow_watch_bookmarks=True,
@@ -416,6 +432,29 @@ def create_event(api: client.ApiClient, body: Mapping[str, Any]) -> bool:
             return False
         raise
     return True
+
+
+def namespace_annotations(api: client.ApiClient, name: str) -> dict[str, str] | None:
+    """A Namespace's annotations; None when it does not exist."""
+    core = client.CoreV1Api(api)
+
+    def request() -> Any:
+        return core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+
+    try:
+        response = _call("get", f"namespaces {name}", request)
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+    metadata = json.loads(response.data).get("metadata") or {}
+    return {str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}
+
+
+def namespace_informer(api: client.ApiClient, watcher: Watcher) -> Informer:
+    """Namespaces (list + watch, cluster-wide): their subscription annotations are defaults
+    for every run in them. Needs ``namespaces`` get/list/watch, nothing else."""
+    return Informer(api, plural="namespaces", watcher=watcher, group="core", core=True)
 
 
 def policy_informers(api: client.ApiClient, view: KindWatcher) -> tuple[Informer, Informer]:

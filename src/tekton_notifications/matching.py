@@ -19,11 +19,14 @@ from tekton_notifications import cel, vocabulary
 from tekton_notifications.events import RunEvent
 from tekton_notifications.models import Policy, TemplateRef
 from tekton_notifications.selectors import Check, check_selector
+from tekton_notifications.subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
 
 #: The namespace key of cluster policies in the index (a namespaced policy never has "").
 CLUSTER = ""
+#: The bucket "kind" of policies with ``spec.subscriptions`` (any run kind and event).
+SUBSCRIBERS: Final = "*subscriptions*"
 #: Evaluations in a row refused for cost that disable a policy until its spec changes. Each
 #: refusal costs at most one budget (most are refused by the estimate before they start), so
 #: the waste is bounded either way; three tells an expression that does not fit the events it
@@ -86,6 +89,13 @@ class Match:
     direct: bool = True
     #: The policy is suspended: nothing is sent, the match is counted as suppressed.
     suspended: bool = False
+    #: Set when a subscription annotation made this match (the policy allowed it).
+    subscription: Subscription | None = None
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The events this match notifies for: its subscription's, else its policy's."""
+        return frozenset({self.subscription.event}) if self.subscription else self.policy.events
 
     @property
     def final(self) -> bool:
@@ -106,10 +116,20 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
 
 
 def evaluate(
-    compiled: CompiledPolicy, event: RunEvent, activation: dict[str, Any] | None = None
+    compiled: CompiledPolicy,
+    event: RunEvent,
+    activation: dict[str, Any] | None = None,
+    *,
+    events: frozenset[str] | None = None,
 ) -> Verdict:
-    """Compare one policy with one event, field by field, in the order a user reads them."""
+    """Compare one policy with one event, field by field, in the order a user reads them.
+
+    ``events``: what the event check wants instead of the policy's ``spec.events`` (a
+    subscription's event, :mod:`tekton_notifications.subscribing`)."""
     policy = compiled.policy
+    # The event check of the policy's own events, or of a subscription's: never of both.
+    wanted = policy.events if events is None else events
+    checked = replace(policy, events=wanted, subscriptions=None)
     checks = [
         Check(
             "loop guard",
@@ -129,9 +149,9 @@ def evaluate(
                 annotations=event.annotations,
             )
         )
-    direct = bool(policy.events & event.policy_events)
+    direct = bool(checked.events & event.policy_events)
     if all(check.ok for check in checks):
-        checks.append(_event_check(policy, event, direct))
+        checks.append(_event_check(checked, event, direct))
     if not all(check.ok for check in checks):
         return Verdict(policy, False, tuple(checks))
     if compiled.error:
@@ -154,7 +174,7 @@ def evaluate(
 
 def _event_check(policy: Policy, event: RunEvent, direct: bool) -> Check:
     """The event is listed, or it is a finished run a transition (``fixed``) depends on."""
-    wanted = " or ".join(sorted(policy.events))
+    wanted = " or ".join(sorted(policy.events)) or "none: it only honours subscriptions"
     got = " / ".join(sorted(event.policy_events))
     if direct or not policy.tracks_outcomes or event.final_outcome is None:
         return Check("event", direct, wanted, got)
@@ -365,9 +385,22 @@ class PolicyIndex:
     @staticmethod
     def _bucket_keys(policy: Policy) -> list[tuple[str, str, str]]:
         kinds = policy.selector.kinds or frozenset(vocabulary.RUN_KINDS)
+        extra = [(policy.namespace, SUBSCRIBERS, "")] if policy.subscriptions else []
         # Cluster policies share one bucket per (kind, event); their namespace globs are
         # checked per candidate, so a cluster policy costs every namespace one check.
         events = set(policy.events)
-        if policy.tracks_outcomes:  # every finished run may change a pipeline's outcome
+        # A finished run may change an outcome (a transition, a threshold's streak, a
+        # reminder's red pipeline); subscriptions' own transitions use their bucket.
+        if events & vocabulary.TRANSITION_EVENTS or policy.threshold or policy.remind:
             events = (events - vocabulary.TRANSITION_EVENTS) | {"succeeded", "failed"}
-        return [(policy.namespace, kind, event) for kind in kinds for event in events]
+        return [(policy.namespace, kind, event) for kind in kinds for event in events] + extra
+
+    def subscribers(self, namespace: str) -> list[CompiledPolicy]:
+        """Policies with ``spec.subscriptions`` that may see runs in ``namespace`` (namespaced
+        ones first, then cluster ones, each by name), skipping disabled ones."""
+        found: list[CompiledPolicy] = []
+        with self._lock:
+            for scope in (namespace, CLUSTER):
+                bucket = self._buckets.get((scope, SUBSCRIBERS, ""), {})
+                found.extend(c for key, c in sorted(bucket.items()) if key not in self._disabled)
+        return found

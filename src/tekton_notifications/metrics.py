@@ -53,6 +53,12 @@ SUPPRESSED: Final = Counter(
     ["namespace", "policy", "reason"],
     registry=REGISTRY,
 )
+SUBSCRIPTIONS_REFUSED: Final = Counter(
+    "tekton_notifications_subscriptions_refused_total",
+    "Subscription annotations no policy allows, or malformed, by the run's namespace.",
+    ["namespace"],
+    registry=REGISTRY,
+)
 TRANSITIONS: Final = Counter(
     "tekton_notifications_transitions_total",
     "Pipelines whose outcome changed, as seen by a policy, by transition (broken, fixed).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, Final, cast
 
 from tekton_notifications import vocabulary
@@ -123,6 +124,23 @@ POLICY_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
 
 
 @dataclass(frozen=True)
+class Subscriptions:
+    """``spec.subscriptions``: which subscription annotations this policy honours
+    (docs/subscriptions.md). Its selector, ``when``, suspend and rate limit still apply."""
+
+    #: NotificationTemplate names or globs (``slack-*``) an annotation may name.
+    templates: tuple[str, ...]
+    #: Policy events an annotation may subscribe to.
+    events: frozenset[str]
+
+    def allows_template(self, name: str) -> bool:
+        return any(fnmatchcase(name, pattern) for pattern in self.templates)
+
+    def allows_event(self, event: str) -> bool:
+        return event in self.events
+
+
+@dataclass(frozen=True)
 class Policy:
     """A NotificationPolicy, or a ClusterNotificationPolicy (``cluster``, ``namespace`` "")."""
 
@@ -147,11 +165,13 @@ class Policy:
     threshold: Threshold | None = None
     #: A periodic summary of what the rate limit held back (the scheduler sends it).
     digest: Digest | None = None
+    subscriptions: Subscriptions | None = None
 
     @property
     def tracks_outcomes(self) -> bool:
         """Whether this policy needs the previous outcome of each pipeline it selects."""
-        return bool(self.events & vocabulary.TRANSITION_EVENTS) or bool(
+        subscribed = self.subscriptions.events if self.subscriptions else frozenset()
+        return bool((self.events | subscribed) & vocabulary.TRANSITION_EVENTS) or bool(
             self.threshold or self.remind
         )
 
@@ -273,7 +293,9 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
                 "spec.templateNamespace",
                 f"must name the namespace of the templates, not {template_namespace!r}",
             )
-    events = _string_list(spec.get("events"), "spec.events", required=True)
+    subscriptions = _subscriptions(spec.get("subscriptions"))
+    # A policy that only honours subscriptions needs no events or templateRefs of its own.
+    events = _string_list(spec.get("events"), "spec.events", required=subscriptions is None)
     for index, event in enumerate(events):
         if event not in vocabulary.POLICY_EVENTS:
             expected = ", ".join(vocabulary.POLICY_EVENTS)
@@ -289,11 +311,15 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
     digest = _digest(spec.get("digest"))
     if digest is not None and spec.get("rateLimit") is None:
         raise SpecError("spec.digest", "needs spec.rateLimit: it sums up what the limit held back")
+    template_refs = _template_refs(spec.get("templateRefs"), required=subscriptions is None)
+    if bool(template_refs) != bool(events):
+        missing = "spec.events" if template_refs else "spec.templateRefs"
+        raise SpecError(missing, "must be a non-empty list: events and templateRefs go together")
     return Policy(
         name=name,
         namespace=namespace,
         events=frozenset(events),
-        template_refs=_template_refs(spec.get("templateRefs")),
+        template_refs=template_refs,
         selector=_selector(spec.get("selector")),
         when=when,
         suspend=suspend,
@@ -306,7 +332,24 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         remind=_remind(spec.get("remind"), events),
         threshold=_threshold(spec.get("threshold"), events),
         digest=digest,
+        subscriptions=subscriptions,
     )
+
+
+def _subscriptions(value: object) -> Subscriptions | None:
+    if value is None:
+        return None
+    spec = _object(value, "spec.subscriptions")
+    templates = _string_list(spec.get("templates"), "spec.subscriptions.templates", required=True)
+    events = _string_list(spec.get("events"), "spec.subscriptions.events", required=True)
+    for index, event in enumerate(events):
+        if event not in vocabulary.POLICY_EVENTS:
+            expected = ", ".join(vocabulary.POLICY_EVENTS)
+            raise SpecError(
+                f"spec.subscriptions.events[{index}]",
+                f"unknown event {event!r}; expected one of {expected}",
+            )
+    return Subscriptions(templates=tuple(templates), events=frozenset(events))
 
 
 def parse_duration(text: str) -> float:
@@ -524,8 +567,10 @@ def _requirement(value: object, path: str) -> LabelRequirement:
     return LabelRequirement(key=key, operator=str(operator), values=frozenset(values))
 
 
-def _template_refs(value: object) -> tuple[TemplateRef, ...]:
-    if not isinstance(value, list) or not value:
+def _template_refs(value: object, *, required: bool = True) -> tuple[TemplateRef, ...]:
+    if value is None and not required:
+        return ()
+    if not isinstance(value, list) or (required and not value):
         raise SpecError("spec.templateRefs", "must be a non-empty list")
     refs: list[TemplateRef] = []
     for index, item in enumerate(value):

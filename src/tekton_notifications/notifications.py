@@ -52,12 +52,15 @@ def notification_key(
     template: str,
     policy_kind: str = POLICY_KIND,
     scheduled: str = "",
+    subscription: Mapping[str, Any] | None = None,
 ) -> str:
-    """What is notified at most once: one run, one Tekton event name, one policy, one template.
+    """What is notified at most once: one run, one Tekton event name, one policy, one template,
+    and for a subscription its event and recipients (in any order).
 
     Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
     so each notifies once per run. The event id is left out on purpose: Tekton's retries of
-    the same event carry new ids.
+    the same event carry new ids. A subscription's source is left out too: the same
+    recipients subscribed by the run and by its namespace are one notification.
 
     A notification the scheduler sends is identified by ``scheduled`` instead of the run
     (``schedule.Reminder.id``: the streak and the reminder's number; ``DigestDue.id``: the
@@ -66,7 +69,11 @@ def notification_key(
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
-    material = "\x00".join((run_identity, event.tekton_event, policy_namespace, policy, template))
+    parts = [run_identity, event.tekton_event, policy_namespace, policy, template]
+    if subscription is not None:
+        recipients = sorted(str(r) for r in subscription.get("recipients") or ())
+        parts += ["subscription", str(subscription.get("event")), "\x1f".join(recipients)]
+    material = "\x00".join(parts)
     if scheduled:
         material = "\x00".join(("scheduled", scheduled, policy_namespace, policy, template))
     return hashlib.sha256(material.encode()).hexdigest()
@@ -114,6 +121,8 @@ class Notification:
     transition: Mapping[str, Any] | None = None
     #: Set when the scheduler sent it: ``{"id": ..., "reminder": {...}}`` or ``"digest"``.
     scheduled: Mapping[str, Any] | None = None
+    #: Set when a subscription annotation made it: ``subscriptions.Subscription.view()``.
+    subscription: Mapping[str, Any] | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -134,6 +143,7 @@ class Notification:
             template=self.template_ref.name,
             policy_kind=self.policy_kind,
             scheduled=str(self.scheduled["id"]) if self.scheduled else "",
+            subscription=self.subscription,
         )
 
     @property
@@ -161,6 +171,8 @@ class Notification:
             data["transition"] = dict(self.transition)
         if self.scheduled is not None:
             data["scheduled"] = dict(self.scheduled)
+        if self.subscription is not None:
+            data["subscription"] = dict(self.subscription)
         return data
 
     @property
@@ -220,6 +232,7 @@ def parse_notification(data: object) -> Notification:
         or not scheduled["id"]
     ):
         raise EventError("notification data: 'scheduled' must be an object with an id")
+    subscription = _subscription(data.get("subscription"), str(ref["name"]))
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -245,7 +258,27 @@ def parse_notification(data: object) -> Notification:
         policy_kind=kind,
         transition=transition,
         scheduled=scheduled,
+        subscription=subscription,
     )
+
+
+def _subscription(value: object, template: str) -> Mapping[str, Any] | None:
+    """The payload's ``subscription``, shaped as ``Subscription.view()`` says, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise EventError("notification data: 'subscription' must be an object")
+    recipients = value.get("recipients")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise EventError("notification data: 'subscription.recipients' must list strings")
+    for name in ("event", "source", "annotation"):
+        if not isinstance(value.get(name), str):
+            raise EventError(f"notification data: 'subscription.{name}' must be a string")
+    if value.get("event") not in vocabulary.POLICY_EVENTS:
+        raise EventError("notification data: 'subscription.event' is not a policy event")
+    if value.get("template") != template:
+        raise EventError("notification data: 'subscription.template' is not its templateRef")
+    return dict(value)
 
 
 def failure(notification: Notification, *, stage: str, reason: str, message: str) -> OutgoingEvent:

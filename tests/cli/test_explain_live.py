@@ -126,7 +126,7 @@ def test_a_live_run_meets_the_clusters_policies_and_templates(
     assert result.exit_code == 0, result.output
     assert f"PipelineRun ci/{RUN_NAME}: failed" in result.stdout
     assert "(the event for the run's current status, read from the cluster)" in result.stdout
-    assert "13 policies (cluster, namespace ci), 1 matched" in result.stdout
+    assert "14 policies (cluster, namespace ci), 1 matched" in result.stdout
     assert "✓ ci/pipelinerun-failed-slack: matched" in result.stdout
     assert "      webhook-secret: slack-webhook" in result.stdout
     assert "label team ✗ wanted web got <absent>" in result.stdout
@@ -188,7 +188,7 @@ def test_an_event_file_can_be_tried_against_the_clusters_policies(
     result = invoke("explain", failed_pipelinerun, "--kubeconfig", kubeconfig)
 
     assert result.exit_code == 0, result.output
-    assert "13 policies (cluster, namespace ci), 1 matched" in result.stdout
+    assert "14 policies (cluster, namespace ci), 1 matched" in result.stdout
 
 
 def test_namespace_option_overrides_the_kubeconfig_context(

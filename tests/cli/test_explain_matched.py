@@ -71,7 +71,7 @@ def test_a_matched_policy_shows_the_run_and_params_its_template_renders(
     )
     for param in run["spec"]["params"]:
         assert f"      {param['name']}: {param['value']}" in result.stdout
-    assert "13 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
+    assert "14 policies (files), 1 matched, 1 notification run(s) rendered." in (result.stdout)
 
 
 def test_json_carries_the_rendered_params_and_the_run_name(
@@ -101,7 +101,7 @@ def test_json_carries_the_rendered_params_and_the_run_name(
         "namespace": "ci",
     }
     assert template["params"] == {p["name"]: p["value"] for p in run["spec"]["params"]}
-    assert report["summary"] == {"policies": 13, "matched": 1, "notifications": 1}
+    assert report["summary"] == {"policies": 14, "matched": 1, "notifications": 1}
     assert report["event"]["kind"] == "PipelineRun"
     assert report["event"]["name"] == RUN_NAME
 

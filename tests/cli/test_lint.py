@@ -66,7 +66,7 @@ def test_the_examples_have_no_problems(invoke: Invoke) -> None:
     result = invoke("lint", EXAMPLE_POLICIES, EXAMPLE_TEMPLATES)
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == "✓ 27 object(s) in 25 file(s): no problems.\n"
+    assert result.stdout == "✓ 28 object(s) in 26 file(s): no problems.\n"
 
 
 @pytest.mark.reference("catalog")
@@ -466,7 +466,10 @@ def test_files_without_policies_or_templates_are_an_input_error(
     result = invoke("lint", tmp_path)
 
     assert result.exit_code == 2
-    assert "no NotificationPolicy or NotificationTemplate in 1 file(s)" in result.stderr
+    assert (
+        "no NotificationPolicy, NotificationTemplate or subscription annotation in 1 file(s)"
+        in (result.stderr)
+    )
 
 
 def test_a_path_that_does_not_exist_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def test_the_template_schema_lists_exactly_what_a_template_sees(event: events.Ru
             "namespace": "ci",
         },
     )
-    assert list(seen) == ["run", "event", "policy", "template", "digest"]
+    assert list(seen) == ["run", "event", "policy", "template", "subscription", "digest"]
     assert set(schema) == set(seen)
     assert list(seen["event"]) == list(schema["event"]["properties"])
     assert list(seen["template"]) == list(schema["template"]["properties"])

@@ -16,7 +16,9 @@ def test_schema_prints_the_json_schema_the_check_reads(invoke: Invoke) -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document == celcheck.schema()
-    assert set(document["properties"]) == {"event", "policy", "run"}
+    assert set(document["properties"]) == {"event", "policy", "run", "subscription"}
+    subscription = document["properties"]["subscription"]
+    assert subscription["properties"]["recipients"]["type"] == "array"
     event = load_event("08-pipelinerun-failed.json").view()
     assert list(document["properties"]["event"]["properties"]) == list(event)
     run = document["properties"]["run"]

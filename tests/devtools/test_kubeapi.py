@@ -26,6 +26,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from tekton_notifications import kube, subscribing
 from tekton_notifications.devtools.kubeapi import KubeAPIServer, ObjectStore, plural_for_kind
 
 G, V, NS, TR = "tekton.dev", "v1", "default", "taskruns"
@@ -1020,3 +1021,35 @@ def test_store_learns_kind_plural_and_scope_from_a_crd() -> None:
 
     assert (store.plural_for("Foo"), store.is_namespaced("Foo")) == ("fooz", False)
     assert store.kind_for("x.io", "fooz") == "Foo"
+
+
+# --------------------------------------------------------------------------- core Namespaces
+
+
+def test_namespaces_are_served_for_the_subscription_defaults_informer(
+    server: KubeAPIServer, api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    """The policy-filter's Namespace informer (kube.namespace_informer) lists, then watches:
+    both through the official client's core API, as on a cluster."""
+    key = "notifications.tekton.dev/subscribe.failed.slack"
+    core.create_namespace({"metadata": {"name": "ci", "annotations": {key: "#ci"}}})
+    defaults = subscribing.NamespaceDefaults()
+    informer = kube.namespace_informer(api, defaults)
+    informer.start()
+    try:
+        assert informer.wait_synced(5.0)
+        assert defaults.annotations("ci") == {key: "#ci"}
+        assert kube.namespace_annotations(api, "ci") == {key: "#ci"}  # GET, as explain reads
+        core.create_namespace({"metadata": {"name": "web", "annotations": {key: "#web"}}})
+        core.patch_namespace("ci", {"metadata": {"annotations": {key: "#ci-2"}}})
+        core.delete_namespace("web")
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and (
+            defaults.annotations("ci") != {key: "#ci-2"} or defaults.annotations("web")
+        ):
+            time.sleep(0.02)
+        assert defaults.annotations("ci") == {key: "#ci-2"}
+        assert defaults.annotations("web") == {}
+        assert kube.namespace_annotations(api, "missing") is None
+    finally:
+        informer.stop()

@@ -3,13 +3,16 @@ functions (as kn func serves them) and the router following the Triggers in knat
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tekton_notifications import kube, subscribing
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.serving import ROOT
 from tests.conftest import EXAMPLES, event_files, load_cloudevent
@@ -202,7 +205,6 @@ def test_one_trace_follows_a_notification_from_tekton_to_the_created_run(
 
 
 def test_policies_show_their_matches_and_readiness(chain: LocalChain) -> None:
-    import time
 
     time.sleep(0.5)  # the recorder flushes every 0.2 s in the local chain
     status = {p["metadata"]["name"]: p.get("status") or {} for p in chain.policies()}
@@ -223,3 +225,82 @@ def test_kubectl_describe_of_the_source_run_shows_the_notification(chain: LocalC
         e["reason"] == "NotificationSent" and "pipelinerun-failed-slack" in e["message"]
         for e in events
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Subscription annotations (issue 13, docs/subscriptions.md), on this module's chain: the
+# Pipeline and the Namespace of examples/subscriptions are loaded for these tests only.
+SUBSCRIPTIONS = EXAMPLES / "subscriptions"
+
+
+@pytest.fixture
+def subscribed(chain: LocalChain) -> Iterator[LocalChain]:
+    """examples/subscriptions loaded; the Namespace default removed after, so it never
+    reaches another test's runs (the filter's Namespace watch sees the deletion)."""
+    assert chain.emulator is not None
+    chain.emulator.load_manifests(SUBSCRIPTIONS / "pipeline-shop-deploy.yaml")
+    chain.emulator.load_manifests(SUBSCRIPTIONS / "namespace-ci.yaml")
+    _wait_for(lambda: kube.namespace_annotations(chain.api, "ci") is not None)
+    time.sleep(0.3)  # the watch event reaches the filter in milliseconds
+    try:
+        yield chain
+    finally:
+        chain.emulator.store.delete("", "namespaces", None, "ci")
+        chain.emulator.store.delete("tekton.dev", "pipelines", "ci", "shop-deploy")
+        time.sleep(0.3)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _subscribed_runs(chain: LocalChain, name: str) -> list[dict[str, Any]]:
+    cloudevent = json.loads((SUBSCRIPTIONS / "events" / name).read_text())
+    assert chain.send(cloudevent) in (200, 202)
+    chain.wait_idle()
+    uid = cloudevent["data"]["pipelineRun"]["metadata"]["uid"]
+    return [
+        r
+        for r in chain.notification_runs()
+        if r["metadata"]["labels"]["notifications.tekton.dev/source-uid"] == uid
+        and r["metadata"]["labels"]["notifications.tekton.dev/policy"] == "team-subscriptions"
+    ]
+
+
+def _refused_on(chain: LocalChain, run: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in chain.kubernetes_events("ci")
+        if e["reason"] == subscribing.REFUSED_REASON and e["involvedObject"]["name"] == run
+    ]
+
+
+def _params(run: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in run["spec"]["params"]}
+
+
+def test_subscriptions_by_a_pipeline_and_by_a_namespace_notify_once_and_refusals_show(
+    subscribed: LocalChain,
+) -> None:
+    chain = subscribed
+    first = "01-pipelinerun-failed-pipeline-subscribed.json"
+    (run,) = _subscribed_runs(chain, first)
+    assert run["metadata"]["labels"]["notifications.tekton.dev/template"] == "slack-channel"
+    assert _params(run)["channel"] == "C0SHOPTEAM"
+    (refused,) = _refused_on(chain, "shop-deploy-x7k2m")
+    assert refused["type"] == "Warning"
+    assert "subscribe.failed.pagerduty" in refused["message"]
+    assert "no policy allows template 'pagerduty'" in refused["message"]
+    # Redelivered: the same notification (409 = done) and the same Event, once each.
+    assert [r["metadata"]["name"] for r in _subscribed_runs(chain, first)] == [
+        run["metadata"]["name"]
+    ]
+    assert len(_refused_on(chain, "shop-deploy-x7k2m")) == 1
+
+    # A run with no annotation at all, subscribed by its Namespace's default.
+    (mail,) = _subscribed_runs(chain, "02-pipelinerun-timedout-namespace-default.json")
+    assert mail["metadata"]["labels"]["notifications.tekton.dev/template"] == "email"
+    assert _params(mail)["recipients"] == "ci-leads@example.com,qa@example.com"

@@ -24,7 +24,7 @@ def test_the_cluster_policy_spec_is_the_namespaced_one_plus_namespaces_and_templ
     assert cluster["properties"].pop("templateNamespace")["type"] == "string"
     assert cluster["properties"]["selector"]["properties"].pop("namespaces")["type"] == "array"
     assert sorted(cluster.pop("required")) == sorted(
-        [*namespaced.pop("required"), "templateNamespace"]
+        [*namespaced.pop("required", []), "templateNamespace"]
     )
     assert cluster == namespaced
 

@@ -377,7 +377,7 @@ def test_example_policy_refers_to_example_templates_in_its_namespace(path: Path)
         assert obj["kind"] == "NotificationPolicy"
         namespace = obj["metadata"]["namespace"]
         assert namespace == "ci"
-        names = [ref["name"] for ref in obj["spec"]["templateRefs"]]
+        names = [ref["name"] for ref in obj["spec"].get("templateRefs", [])]
         if templates:
             missing = [name for name in names if (namespace, name) not in templates]
             assert missing == [], f"{obj['metadata']['name']} refers to unknown templates"
@@ -771,7 +771,7 @@ REJECTED: list[tuple[str, Object, str]] = [
         {**a_policy(), "status": {"rateLimit": {"sent": [{"occurrence": "abc"}]}}},
         "status.rateLimit.sent[0].time: Required value",
     ),
-    ("missing events", without(a_policy(), "events"), "spec.events: Required value"),
+    ("missing events", without(a_policy(), "events"), "events and templateRefs go together"),
     ("no templateRefs", a_policy(templateRefs=[]), "spec.templateRefs: Invalid value: 0"),
     (
         "template referenced twice",

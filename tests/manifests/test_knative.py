@@ -520,7 +520,11 @@ LEAST_PRIVILEGE = {
     | {  # a run is confirmed before its event spends storm budget (runcheck.py)
         ("tekton.dev", plural, "get") for plural in ("taskruns", "pipelineruns", "customruns")
     }
-    | {("", "events", "create")},  # CELCostExceeded on the policy
+    | {("", "events", "create")}  # CELCostExceeded, NotificationSubscriptionRefused
+    # Subscription defaults from Namespace annotations: an informer lists and watches, no get.
+    | {("", "namespaces", "list"), ("", "namespaces", "watch")}
+    # The Pipeline or Task of a run with a subscription annotation: where it was written.
+    | {("tekton.dev", "pipelines", "get"), ("tekton.dev", "tasks", "get")},
     "template-renderer": {
         ("notifications.tekton.dev", "notificationtemplates", verb)
         for verb in ("get", "list", "watch")

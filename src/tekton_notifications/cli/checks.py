@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tekton_notifications import cel, digests, models, rendering, vocabulary
-from tekton_notifications.cli import names, templatefields
+from tekton_notifications.cli import lint_subscriptions, names, templatefields
 from tekton_notifications.cli import samples as sampling
 from tekton_notifications.cli import tasks as taskdefs
 from tekton_notifications.cli.schema import CrdValidator
@@ -91,6 +91,8 @@ class Linter:
         self.problems: list[Problem] = []
         self.entries: list[Entry] = []
         self.template_variables = templatefields.variables()
+        #: Pipelines, Tasks, runs and Namespaces with subscription annotations.
+        self.subscribers: list[lint_subscriptions.Subscriber] = []
 
     # -- collecting -----------------------------------------------------------------------
     def add_file_problem(self, file: str, message: str) -> None:
@@ -103,6 +105,10 @@ class Linter:
             return True
         kind = str(obj.get("kind") or "")
         group = str(obj.get("apiVersion") or "").split("/")[0]
+        subscriber = lint_subscriptions.subscriber(file, obj)
+        if subscriber is not None:
+            self.subscribers.append(subscriber)
+            return True
         if kind not in (*POLICIES, TEMPLATE) and group != vocabulary.GROUP:
             return False
         metadata = obj.get("metadata")
@@ -130,11 +136,34 @@ class Linter:
         self._render()
         if self.tasks is not None:
             self._task_params()
+        self._subscriptions()
         # Grouped by file (in the order the files were read), each file's in check order.
         order = {
-            file: index for index, file in enumerate(dict.fromkeys(e.file for e in self.entries))
+            file: index
+            for index, file in enumerate(
+                dict.fromkeys(
+                    [*(e.file for e in self.entries), *(s.file for s in self.subscribers)]
+                )
+            )
         }
         return sorted(self.problems, key=lambda problem: order.get(problem.file, -1))
+
+    def _subscriptions(self) -> None:
+        policies = []
+        for entry in self.entries:
+            if entry.kind in POLICIES:
+                try:
+                    policies.append(models.parse_policy(entry.obj))
+                except models.SpecError:
+                    continue  # reported by the spec check
+        templates = [(e.namespace, e.name) for e in self.entries if e.kind == TEMPLATE]
+        for item, key, message in lint_subscriptions.problems(
+            self.subscribers, policies, templates
+        ):
+            problem = Problem(
+                item.file, item.label, f"metadata.annotations[{key}]", message, "subscription"
+            )
+            self.problems.append(problem)
 
     def _problem(self, entry: Entry, path: str, message: str, check: str) -> None:
         problem = Problem(entry.file, entry.label, path, message, check)

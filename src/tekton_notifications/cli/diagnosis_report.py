@@ -23,7 +23,7 @@ def _check_dict(check: Check) -> dict[str, Any]:
     return {"field": check.field, "ok": check.ok, "wanted": check.wanted, "got": check.got}
 
 
-def _outcome_dict(outcome: TemplateOutcome, created: Created) -> dict[str, Any]:
+def outcome_dict(outcome: TemplateOutcome, created: Created) -> dict[str, Any]:
     data: dict[str, Any] = {"name": outcome.name, "status": outcome.status}
     if outcome.run is not None:
         name = outcome.run["metadata"]["name"]
@@ -64,7 +64,7 @@ def _policy_dict(item: PolicyExplanation, created: Created) -> dict[str, Any]:
             "notes": list(item.storm.notes),
         }
     if item.matched:
-        data["templates"] = [_outcome_dict(outcome, created) for outcome in item.templates]
+        data["templates"] = [outcome_dict(outcome, created) for outcome in item.templates]
     if item.scheduled:
         data["scheduled"] = list(item.scheduled)
     return data
@@ -181,11 +181,11 @@ def _policy_lines(item: PolicyExplanation, created: Created) -> list[str]:
     held_back = item.storm is not None and not item.storm.notify
     for outcome in item.templates:
         # Nothing is launched for a suppressed match: "not in the cluster" would mislead.
-        lines.extend(_outcome_lines(outcome, None if held_back else created))
+        lines.extend(outcome_lines(outcome, None if held_back else created))
     return lines
 
 
-def _outcome_lines(outcome: TemplateOutcome, created: Created) -> list[str]:
+def outcome_lines(outcome: TemplateOutcome, created: Created) -> list[str]:
     if outcome.status == "unchecked":
         return [f"  → template {outcome.name}: not rendered (no templates given: --templates)"]
     if outcome.status != "rendered":

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from tekton_notifications import diagnosis, events, kube, rendering, vocabulary
-from tekton_notifications.cli import _inputs, _output, diagnosis_report
+from tekton_notifications.cli import _inputs, _output, diagnosis_report, explain_subscriptions
 from tekton_notifications.cli._output import EXIT_NO, EXIT_OK, InputError
 from tekton_notifications.diagnosis import PolicyExplanation
 from tekton_notifications.events import RunEvent
@@ -74,6 +74,12 @@ def explain(
     each matching policy, every template ref is rendered as the template-renderer would, and
     the params of the run it would create are shown, or the render error.
 
+    Then every subscription annotation (notifications.tekton.dev/subscribe.<event>.<template>)
+    of the run, its Pipeline or Task and its Namespace: where it was found, and whether a
+    policy's spec.subscriptions allows it (and renders it) or it is refused. Namespace,
+    Pipeline and Task manifests are read from the --policies/--templates paths, or from the
+    cluster.
+
     \b
     Examples:
       tkn-notify explain examples/events/03-pipelinerun-failed.json \\
@@ -127,15 +133,36 @@ def explain(
     explanations = diagnosis.explain_event(
         event, policies, templates, settings=settings, now=time.time()
     )
+    namespace_annotations, definition = explain_subscriptions.sources(
+        event, file_paths, None if policy_paths else cluster
+    )
+    subscribed = diagnosis.explain_subscriptions(
+        event,
+        policies,
+        templates,
+        namespace=namespace_annotations,
+        definition=definition,
+        settings=settings,
+        now=time.time(),
+    )
     created = _created(cluster, explanations) if cluster is not None else None
     report = diagnosis_report.report(
         event, explanations, policy_source, live, templates is not None, created
     )
+    report["subscriptions"] = explain_subscriptions.report(subscribed)
     _output.emit(
-        report, output, lambda: diagnosis_report.text(event, explanations, report, created)
+        report,
+        output,
+        lambda: (
+            diagnosis_report.text(event, explanations, report, created)
+            + explain_subscriptions.text(subscribed)
+        ),
     )
     matched = [item for item in explanations if item.matched]
-    exit_code = EXIT_OK if matched and all(item.notifies for item in matched) else EXIT_NO
+    allowed = [item for item in subscribed.items if item.resolution.status == "allowed"]
+    notifying = matched + allowed
+    every = all(item.notifies for item in notifying)
+    exit_code = EXIT_OK if notifying and every else EXIT_NO
     click.get_current_context().exit(exit_code)
 
 

@@ -54,7 +54,8 @@ def lint(
 ) -> None:
     """Check NotificationPolicy and NotificationTemplate files for every known problem.
 
-    PATH is a YAML file or a directory (searched recursively). Other kinds are ignored.
+    PATH is a YAML file or a directory (searched recursively). Pipelines, Tasks, runs and
+    Namespaces are checked for subscription annotations; other kinds are ignored.
 
     \b
     Checks, in order:
@@ -66,6 +67,11 @@ def lint(
                 (built-in samples of every kind and event, or --event files)
       ref       templateRefs to a template that is not among the files
       task      params the --tasks Task does not declare, required ones left unset
+      subscription  annotations notifications.tekton.dev/subscribe.<event>.<template> and
+                unsubscribe[.<event>] on Pipelines, Tasks, runs and Namespaces: the form,
+                the key's length (at most 63 characters after notifications.tekton.dev/),
+                the event, the template among the files, a policy among the files
+                allowing it (spec.subscriptions)
 
     Each problem is printed as FILE: OBJECT: FIELD: MESSAGE [CHECK].
 
@@ -105,14 +111,14 @@ def lint(
         for document in documents:
             linter.add_document(shown, document.obj)
     problems = linter.run()
-    if not linter.entries and not problems:
+    if not linter.entries and not linter.subscribers and not problems:
         raise InputError(
-            f"no NotificationPolicy or NotificationTemplate in {len(files)} file(s) under "
-            + ", ".join(map(str, paths))
+            f"no NotificationPolicy, NotificationTemplate or subscription annotation in "
+            f"{len(files)} file(s) under " + ", ".join(map(str, paths))
         )
     report: dict[str, Any] = {
         "files": len(files),
-        "objects": len(linter.entries),
+        "objects": len(linter.entries) + len(linter.subscribers),
         "schemaChecked": validator is not None,
         "tasksChecked": definitions is not None,
         "problems": [problem.as_dict() for problem in problems],

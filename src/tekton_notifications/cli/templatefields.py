@@ -56,6 +56,7 @@ def variables() -> dict[str, Schema]:
     return {
         **celcheck.VARIABLES,
         "event": event,
+        **celcheck.TEMPLATE_VARIABLES,
         "digest": dict(celcheck.TEMPLATE_ONLY["digest"]),
         "template": _closed(context.TEMPLATE_FIELDS, "the NotificationTemplate being rendered"),
     }

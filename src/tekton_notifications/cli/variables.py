@@ -32,10 +32,12 @@ def schema(audience: str, output: str) -> None:
 
     `event` and `policy` are closed: a `when` that reads a field they do not list is refused
     when the policy loads (Ready False, CELCheckFailed) and by `tkn-notify lint`. `run` is the
-    run as Tekton sent it, known only to its top-level keys. Templates also see `template` and
-    the event fields of the rendering (`event.url`, `links`, `failed`, `transition`,
-    `previous`, and in what the scheduler sends, `event.reminder` and `digest`):
-    `--for templates` prints those. Fields only some run kinds fill list them in `x-run-kinds`.
+    run as Tekton sent it, known only to its top-level keys. Templates also see `template`,
+    `subscription` (the subscription annotation that made the notification, empty for a
+    policy's templateRefs) and the event fields of the rendering (`event.url`, `links`,
+    `failed`, `transition`, `previous`, and in what the scheduler sends, `event.reminder` and
+    `digest`): `--for templates` prints those. Fields only some run kinds fill list them in
+    `x-run-kinds`.
 
     \b
     Examples:

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tekton_notifications import signing, vocabulary
-from tekton_notifications.devtools import checktools, demo_failure_context, demo_scheduler
+from tekton_notifications.devtools import (
+    checktools,
+    demo_failure_context,
+    demo_scheduler,
+    demo_subscriptions,
+)
 from tekton_notifications.devtools.chain import LocalChain
 from tekton_notifications.devtools.demo_delivery import DeliveryScene
 from tekton_notifications.devtools.serving import ROOT, SERVERS
@@ -153,6 +158,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             if scene is not None and chain.tekton is not None:
                 scene.report(say, chain.tekton)
                 say()
+        # The subscriptions scene (docs/subscriptions.md): its own manifests and events.
+        files += (
+            demo_subscriptions.scene(chain, args.examples / "subscriptions", say, report)
+            if not args.events
+            else []
+        )
         if scene is not None and chain.emulator is not None:
             scene.prepare(chain.emulator, demo_scheduler.NAMESPACE)
         scheduled = demo_scheduler.scene(chain, say, args.out)

@@ -165,6 +165,7 @@ class CompiledTemplate:
         settings: RenderSettings = DEFAULT_SETTINGS,
         transition: Mapping[str, Any] | None = None,
         scheduled: Mapping[str, Any] | None = None,
+        subscription: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """Render every param: the template's in its order, then overrides that add params.
 
@@ -179,6 +180,7 @@ class CompiledTemplate:
             settings=settings,
             transition=transition,
             scheduled=scheduled,
+            subscription=subscription,
         )
         jobs = self._jobs(policy, overrides)
         for unchecked, _compiled in jobs:

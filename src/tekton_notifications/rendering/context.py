@@ -1,4 +1,4 @@
-"""The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
+"""The variables a template sees: ``run``, ``event``, ``policy``, ``template``, ``subscription``.
 
 Owns turning a :class:`RunEvent` (plus the policy, the template and a transition) into the
 render context, and the links to the run (Tekton Dashboard, Tekton Results). Must not: do
@@ -13,6 +13,7 @@ from typing import Any, Final
 from tekton_notifications import links
 from tekton_notifications.events import EVENT_FIELDS, RunEvent
 from tekton_notifications.rendering.limits import DEFAULT_SETTINGS, RenderSettings
+from tekton_notifications.subscriptions import EMPTY_VIEW
 
 #: The fields :func:`render_context` adds to the ``event`` view (``events.EVENT_FIELDS``) for
 #: templates only, as JSON Schema: with it, the one source of ``tkn-notify schema --for
@@ -73,8 +74,10 @@ def render_context(
     settings: RenderSettings = DEFAULT_SETTINGS,
     transition: Mapping[str, Any] | None = None,
     scheduled: Mapping[str, Any] | None = None,
+    subscription: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``.
+    """The variables a template sees: ``run``, ``event``, ``policy``, ``template``,
+    ``subscription``.
 
     ``event.transition`` is ``"broken"`` or ``"fixed"`` when the run changed its pipeline's
     outcome (else ""), with the pipeline's outcome before it in ``event.previous`` (else None).
@@ -97,5 +100,12 @@ def render_context(
         "event": view,
         "policy": dict(policy),
         "template": dict(template),
+        "subscription": _subscription(subscription),
         "digest": dict(digest) if isinstance(digest, Mapping) else None,
     }
+
+
+def _subscription(subscription: Mapping[str, Any] | None) -> dict[str, Any]:
+    view = dict(subscription if subscription is not None else EMPTY_VIEW)
+    view["recipients"] = list(view.get("recipients") or [])
+    return view

@@ -25,7 +25,7 @@ from jinja2.utils import Namespace, missing
 from tekton_notifications.rendering import limits
 
 #: The context variables (see :func:`tekton_notifications.rendering.context.render_context`).
-CONTEXT_NAMES: Final = ("run", "event", "policy", "template", "digest")
+CONTEXT_NAMES: Final = ("run", "event", "policy", "template", "subscription", "digest")
 
 _STR_METHOD_NAMES: Final = (
     "capitalize casefold count endswith find format format_map index isalnum isalpha isascii "

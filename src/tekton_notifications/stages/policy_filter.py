@@ -19,10 +19,13 @@ from tekton_notifications import (
     runcheck,
     sink,
     storm,
+    subscribing,
+    subscriptions,
     tracing,
     vocabulary,
 )
 from tekton_notifications.caches import key_of
+from tekton_notifications.definitions import Definitions, Lookup
 from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, parse_event
 from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Verdict
 from tekton_notifications.notifications import Notification, OutgoingEvent
@@ -38,6 +41,8 @@ Publisher = base.Publisher
 #: Makes a cost refusal visible on the policy: (policy, message, disabled) -> an Event, and for
 #: a disabled policy the ``status.disabled`` mark that makes it not Ready.
 CostReporter = Callable[[models.Policy, str, bool], None]
+#: Records a Kubernetes Event (a refused subscription on its run); best effort.
+EventRecorder = Callable[[Mapping[str, Any]], None]
 
 
 class PolicyFilter(Informed):
@@ -63,8 +68,16 @@ class PolicyFilter(Informed):
         clock: Callable[[], float] = time.time,
         report_cost: CostReporter | None = None,
         informers: tuple[kube.Informer, ...] = (),
+        namespaces: subscribing.NamespaceDefaults | None = None,
+        definitions: Lookup | None = None,
+        record: EventRecorder | None = None,
     ) -> None:
         super().__init__(informers)
+        #: Subscription defaults of each Namespace (None: namespaces are not watched).
+        self.namespaces = namespaces
+        #: The annotations of a run's Pipeline or Task (None: subscriptions read as the run's).
+        self._definitions = definitions
+        self._record = record
         self.index = index
         self._report_cost = report_cost
         self._publish = publish
@@ -82,6 +95,7 @@ class PolicyFilter(Informed):
         index = PolicyIndex()
         publish = base.broker_publisher(environ)
         api = kube.api_client(environ)
+        namespaces = subscribing.NamespaceDefaults()
         stage = cls(
             index,
             publish=publish,
@@ -90,8 +104,14 @@ class PolicyFilter(Informed):
             report_cost=lambda policy, message, disabled: _report_cost(
                 api, policy, message, disabled=disabled
             ),
+            namespaces=namespaces,
+            definitions=Definitions(api),
+            record=lambda body: _record_event(api, body),
         )
-        stage.informers = kube.policy_informers(api, stage)
+        stage.informers = (
+            *kube.policy_informers(api, stage),
+            kube.namespace_informer(api, namespaces),
+        )
         return stage
 
     def loaded(self) -> str:
@@ -181,6 +201,7 @@ class PolicyFilter(Informed):
         if event.is_notification_run:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
         matches, errors = self.index.match(event)
+        matches = [*matches, *self._subscribed(event)]
         for verdict in errors:
             if verdict.cost_exceeded:
                 self._cost_exceeded(verdict)
@@ -233,15 +254,68 @@ class PolicyFilter(Informed):
             f"published {len(outgoing) - held} matches" + (f", {held} suppressed" if held else "")
         )
 
+    def _subscribed(self, event: RunEvent) -> list[Match]:
+        """The matches subscription annotations make; refused ones recorded on the run."""
+        defaults = self.namespaces.annotations(event.namespace) if self.namespaces else {}
+        if not subscriptions.has_any(event.annotations) and not defaults:
+            return []
+        definition = None
+        if self._definitions is not None and subscriptions.has_any(event.annotations):
+            definition = self._definitions(event)
+        found = subscriptions.find(event, namespace=defaults, definition=definition)
+        resolved = subscribing.resolve(found, event, self.index.subscribers(event.namespace))
+        refused: list[subscribing.Resolution | subscriptions.Problem] = [
+            *found.problems,
+            *(item for item in resolved if item.status == "refused"),
+        ]
+        for item in refused:
+            self._refused(event, item)
+        for item in resolved:
+            if item.status != "not selected":
+                continue
+            if item.verdict is not None and item.verdict.error and item.policy is not None:
+                # A `when` that fails for this run: counted like the policy path's errors.
+                metrics.CEL_ERRORS.labels(item.policy.namespace, item.policy.name).inc()
+                logger.warning("subscription not selected: %s", item.message)
+            else:
+                logger.info("subscription not selected: %s", item.message)
+        return [item.match for item in resolved if item.match is not None]
+
+    def _refused(
+        self, event: RunEvent, item: subscribing.Resolution | subscriptions.Problem
+    ) -> None:
+        message = subscribing.refused_message(item)
+        metrics.SUBSCRIPTIONS_REFUSED.labels(event.namespace).inc()
+        logger.warning(
+            "%s on %s %s/%s: %s",
+            subscribing.REFUSED_REASON,
+            event.kind,
+            event.namespace,
+            event.name,
+            message,
+            extra={"notification": logs.fields(event, reason=subscribing.REFUSED_REASON)},
+        )
+        if self._record is not None:
+            self._record(subscribing.refused_event(event, item, timestamp=recording.now()))
+
     def _decider(
-        self, match: Match, event: RunEvent
+        self, group: Sequence[Match], event: RunEvent
     ) -> Callable[[storm.PolicyState], storm.Decision]:
+        # One decision per policy and event, for its template refs and the subscriptions it
+        # allows together: the events any of them wants count as the policy's here.
+        first = group[0]
+        policy = first.policy
+        if any(match.subscription is not None for match in group):
+            wanted = frozenset().union(*(match.wanted for match in group))
+            policy = replace(policy, events=policy.events | wanted)
+        direct = any(match.direct for match in group)
+
         def decide(state: storm.PolicyState) -> storm.Decision:
             return storm.decide(
-                match.policy,
+                policy,
                 event,
-                direct=match.direct,
-                suspended=match.suspended,
+                direct=direct,
+                suspended=first.suspended,
                 state=state,
                 now=self._clock(),
             )
@@ -263,11 +337,11 @@ class PolicyFilter(Informed):
         self._confirm(event, by_policy.values())
         for group in by_policy.values():
             first, policy = group[0], group[0].policy
-            if first.final:
+            if all(match.final for match in group):
                 outgoing.extend(matched_event(match, event) for match in group)
                 notifying.extend(group)
                 continue
-            decide = self._decider(first, event)
+            decide = self._decider(group, event)
             try:
                 # A suspended policy needs no state: it only counts what it holds back.
                 decision = (
@@ -281,8 +355,10 @@ class PolicyFilter(Informed):
                 metrics.TRANSITIONS.labels(policy.namespace, policy.name, decision.transition).inc()
             if decision.notify:
                 transition = _transition(decision)
-                outgoing.extend(matched_event(m, event, transition=transition) for m in group)
-                notifying.extend(group)
+                # Each match notifies for the events it wants: this one, or the transition.
+                chosen = [m for m in group if _wants(m, event, decision)]
+                outgoing.extend(matched_event(m, event, transition=transition) for m in chosen)
+                notifying.extend(chosen)
             elif decision.suppressed is not None:
                 reason = "suspended" if first.suspended else decision.reason
                 metrics.SUPPRESSED.labels(policy.namespace, policy.name, reason).inc()
@@ -347,6 +423,11 @@ def _unconfirmed(event: RunEvent, matches: Sequence[Match], verdict: runcheck.Ve
     return Response(422, message=message)
 
 
+def _wants(match: Match, event: RunEvent, decision: storm.Decision) -> bool:
+    wanted = match.wanted
+    return bool(wanted & event.policy_events) or decision.transition in wanted
+
+
 def _transition(decision: storm.Decision) -> dict[str, Any] | None:
     if decision.transition is None:
         return None
@@ -358,12 +439,14 @@ def _notification(
     match: Match, event: RunEvent, transition: Mapping[str, Any] | None = None
 ) -> Notification:
     policy = match.policy
+    subscription = match.subscription.view() if match.subscription is not None else None
     key = notifications.notification_key(
         event,
         policy_namespace=policy.home_namespace,
         policy=policy.name,
         template=match.template_ref.name,
         policy_kind=policy.kind,
+        subscription=subscription,
     )
     return Notification(
         key=key,
@@ -373,6 +456,7 @@ def _notification(
         template_ref=match.template_ref,
         policy_kind=policy.kind,
         transition=transition,
+        subscription=subscription,
     )
 
 
@@ -387,6 +471,14 @@ def suppressed_event(match: Match, event: RunEvent, reason: str, message: str) -
     return _notification(match, event).to_event(
         notifications.SUPPRESSED, suppressed={"reason": reason, "message": message}
     )
+
+
+def _record_event(api: Any, body: Mapping[str, Any]) -> None:
+    """Best effort: a refused subscription is also in the log line and the metric."""
+    try:
+        kube.create_event(api, body)
+    except kube.ApiError as error:
+        logger.warning("Event %s not recorded: %s", body["metadata"]["name"], error)
 
 
 def _report_cost(api: Any, policy: models.Policy, message: str, *, disabled: bool) -> None:

@@ -193,6 +193,7 @@ class TemplateRenderer(NotificationStage[None]):
                 settings=self.settings,
                 transition=notification.transition,
                 scheduled=notification.scheduled,
+                subscription=notification.subscription,
             )
         except rendering.RenderError as error:
             if error.reason == "RenderLimitExceeded":
