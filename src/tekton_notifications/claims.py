@@ -59,7 +59,7 @@ def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
     """The params a rendered run may carry: the template's, and its policy's overrides."""
     names = set(template.params)
     for ref in policy.template_refs if policy is not None else ():
-        if ref.name == template.name:
+        if ref.name == template.name:  # a fallback renders with its template's params only
             names |= set(ref.params)
     return frozenset(names)
 
@@ -89,7 +89,16 @@ def refusal(notification: Notification, policy: Policy | None) -> str | None:
             f"{kind} {policy.name!r} keeps its templates and runs in "
             f"{policy.home_namespace!r}, not {notification.policy_namespace!r}"
         )
-    if notification.template_ref.name not in {ref.name for ref in policy.template_refs}:
+    if notification.fallback_of is not None:
+        primary = next(
+            (ref for ref in policy.template_refs if ref.name == notification.fallback_of), None
+        )
+        if primary is None or primary.fallback != notification.template_ref.name:
+            return (
+                f"{kind} {policy.name!r} has no fallback {notification.template_ref.name!r} "
+                f"for template {notification.fallback_of!r}"
+            )
+    elif notification.template_ref.name not in {ref.name for ref in policy.template_refs}:
         return f"{kind} {policy.name!r} does not use template {notification.template_ref.name!r}"
     namespace_check = matching.namespace_check(policy, notification.event.namespace)
     if not namespace_check.ok:

@@ -41,7 +41,10 @@ LAUNCHED: Final = "dev.tekton.notification.launched.v1"
 FAILED: Final = "dev.tekton.notification.failed.v1"
 #: A match that sent nothing: the policy's rate limit was spent, or it is suspended.
 SUPPRESSED: Final = "dev.tekton.notification.suppressed.v1"
-TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED)
+#: The delivery tracker's outcomes of a finished notification run (stages/delivery_tracker.py).
+DELIVERED: Final = "dev.tekton.notification.delivered.v1"
+DELIVERY_FAILED: Final = "dev.tekton.notification.deliveryfailed.v1"
+TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED, DELIVERED, DELIVERY_FAILED)
 
 
 def notification_key(
@@ -51,16 +54,21 @@ def notification_key(
     policy: str,
     template: str,
     policy_kind: str = POLICY_KIND,
+    fallback_of: str | None = None,
 ) -> str:
     """What is notified at most once: one run, one Tekton event name, one policy, one template.
 
     Tekton may send ``running`` and ``unknown`` several times for one run; they share a key,
     so each notifies once per run. The event id is left out on purpose: Tekton's retries of
-    the same event carry new ids.
+    the same event carry new ids. Retries of a notification share its key (their runs differ
+    by attempt); a fallback has its own (``fallback_of``: the template whose delivery failed),
+    never the one of the same template used as a primary.
     """
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
+    if fallback_of is not None:
+        template = f"{template}\x00fallback-of\x00{fallback_of}"
     material = "\x00".join((run_identity, event.tekton_event, policy_namespace, policy, template))
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -105,6 +113,10 @@ class Notification:
     policy_kind: str = POLICY_KIND
     #: Set when a transition made this notification: ``{"name": "fixed", "previous": {...}}``.
     transition: Mapping[str, Any] | None = None
+    #: Which run of this notification: 1, then one more per retry (delivery tracker).
+    attempt: int = 1
+    #: For a fallback: the template whose delivery finally failed.
+    fallback_of: str | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -124,6 +136,7 @@ class Notification:
             policy=self.policy_name,
             template=self.template_ref.name,
             policy_kind=self.policy_kind,
+            fallback_of=self.fallback_of,
         )
 
     @property
@@ -149,6 +162,11 @@ class Notification:
             data["resource"] = dict(self.resource)
         if self.transition is not None:
             data["transition"] = dict(self.transition)
+        if self.attempt != 1 or self.fallback_of is not None:
+            delivery: dict[str, Any] = {"attempt": self.attempt}
+            if self.fallback_of is not None:
+                delivery["fallbackOf"] = self.fallback_of
+            data["delivery"] = delivery
         return data
 
     @property
@@ -162,6 +180,8 @@ class Notification:
     def to_event(self, event_type: str, **extra: Any) -> OutgoingEvent:
         """This notification as an event of ``event_type``; ``extra`` adds top-level fields."""
         suffix = event_type.removeprefix("dev.tekton.notification.").removesuffix(".v1")
+        if self.attempt != 1:  # each attempt's events are their own, not redeliveries
+            suffix = f"{suffix}-a{self.attempt}"
         attributes = {
             "specversion": "1.0",
             "id": f"{self.key[:32]}-{suffix}",
@@ -201,6 +221,7 @@ def parse_notification(data: object) -> Notification:
         not isinstance(transition, Mapping) or not isinstance(transition.get("name"), str)
     ):
         raise EventError("notification data: 'transition' must be an object with a name")
+    attempt, fallback_of = _delivery(data.get("delivery"))
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -225,7 +246,27 @@ def parse_notification(data: object) -> Notification:
         resource=resource,
         policy_kind=kind,
         transition=transition,
+        attempt=attempt,
+        fallback_of=fallback_of,
     )
+
+
+#: The most runs one notification can have: the first and ``models.MAX_RETRIES`` retries.
+MAX_ATTEMPT: Final = 6
+
+
+def _delivery(value: object) -> tuple[int, str | None]:
+    """``delivery: {attempt, fallbackOf}`` of a retry or a fallback (absent: attempt 1)."""
+    if value is None:
+        return 1, None
+    if not isinstance(value, Mapping):
+        raise EventError("notification data: 'delivery' must be an object")
+    attempt, fallback_of = value.get("attempt", 1), value.get("fallbackOf")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT:
+        raise EventError(f"notification data: 'delivery.attempt' must be 1 to {MAX_ATTEMPT}")
+    if fallback_of is not None and (not isinstance(fallback_of, str) or not fallback_of):
+        raise EventError("notification data: 'delivery.fallbackOf' must name a template")
+    return attempt, fallback_of
 
 
 def failure(notification: Notification, *, stage: str, reason: str, message: str) -> OutgoingEvent:
