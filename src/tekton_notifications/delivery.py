@@ -14,6 +14,7 @@ Pure: the delivery-tracker stage (stages/delivery_tracker.py) does the reading a
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,27 @@ class Outcome:
             "message": self.message,
             "finished": events.format_time(self.finished) if self.finished else "",
         }
+
+
+def ours(data: object) -> bool | None:
+    """Whether a Tekton event's run carries the labels of the runs this project creates,
+    read without parsing the run (most finished runs of a cluster are not ours); None when
+    the data is not shaped like a Tekton event (the full parse then says why)."""
+    if isinstance(data, bytes | bytearray | str):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(data, Mapping) or len(data) != 1:
+        return None
+    (run,) = data.values()
+    metadata = run.get("metadata") if isinstance(run, Mapping) else None
+    labels = metadata.get("labels", {}) if isinstance(metadata, Mapping) else None
+    if not isinstance(labels, Mapping):
+        return None
+    return labels.get(vocabulary.MANAGED_BY_LABEL) == vocabulary.MANAGED_BY_VALUE or any(
+        str(key).startswith(vocabulary.LABEL_PREFIX) for key in labels
+    )
 
 
 def outcome_of(event: RunEvent) -> Outcome:

@@ -122,12 +122,14 @@ class DeliveryTracker(Informed):
             return accepted(f"ignored: unsupported event type {event_type!r}")
         if event_type == SWEEP:
             return self._sweep()
+        if delivery.ours(data) is False:
+            # Every finished run of the cluster comes here: this is the common, cheap answer.
+            return accepted("ignored: not a notification run")
         try:
             event = events.parse_event(attributes, data)
         except EventError as error:
             return rejected(f"{attributes.get('id')}: {error}")
         if not event.is_notification_run:
-            # Every finished run of the cluster comes here: this is the common, cheap answer.
             return accepted("ignored: not a notification run")
         ready, why = self.ready()
         if not ready:
