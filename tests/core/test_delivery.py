@@ -407,6 +407,7 @@ def test_the_tracker_replies_with_the_outcome_and_publishes_the_next_step(
         pytest.param("forged-uid", (400, "has uid"), id="forged-uid"),
         pytest.param("source-gone", (202, "no longer exists"), id="source-gone"),
         pytest.param("run-gone", (202, "no longer exists"), id="run-gone"),
+        pytest.param("malformed", (202, "refused by the policy filter"), id="malformed"),
     ],
 )
 def test_the_tracker_refuses_or_ignores_what_it_cannot_track(
@@ -423,6 +424,8 @@ def test_the_tracker_refuses_or_ignores_what_it_cannot_track(
         stored = [run]
     if change == "run-gone":
         stored = [SOURCE_RUN]
+    if change == "malformed":
+        event_run = {**run, "metadata": {**run["metadata"], "name": 5}}
     stage, sent = tracker(*stored)
     status, _, message = respond(stage, event_run, succeeded=False)
     assert (status, expected[1] in message) == (expected[0], True), message

@@ -193,6 +193,23 @@ class CommitThenFail:
         return created
 
 
+def recorded_before_launched(deliveries: Iterable[router.Delivery]) -> int:
+    """How many runs' outcome reached the status recorder before their ``launched`` did."""
+    first: dict[tuple[str, bool], int] = {}
+    for index, delivery in enumerate(deliveries):
+        if not delivery.trigger.startswith("status-recorder-") or delivery.trigger.endswith(
+            ("-failed", "-suppressed")
+        ):
+            continue
+        run = re.sub(r"-(launched|delivered|deliveryfailed)", "", delivery.event_id)
+        first.setdefault((run, delivery.trigger.endswith("-launched")), index)
+    return sum(
+        1
+        for (run, launched), index in first.items()
+        if not launched and index < first.get((run, True), -1)
+    )
+
+
 @pytest.mark.soak
 def test_every_expected_run_exists_exactly_once_under_faults(
     tmp_path: Path, soak_size: int, capsys: pytest.CaptureFixture[str]
@@ -273,6 +290,7 @@ def test_every_expected_run_exists_exactly_once_under_faults(
         delivery_letters = list(chain.router.dead_letters)[len(letters) :]
         delivery_deliveries = list(chain.router.deliveries)[len(deliveries) :]
         delivery_elapsed = time.monotonic() - delivery_started
+        reordered = recorded_before_launched(chain.router.deliveries)
 
     created = collections.Counter(identity_of_run(run) for run in runs)
     covered = set().union(*(oracle.identities_of_letter(letter) for letter in letters))
@@ -302,7 +320,8 @@ def test_every_expected_run_exists_exactly_once_under_faults(
             f"{failed_runs / max(1, len(all_runs)):.0%}; target {FAILURE_RATE:.0%}) by "
             f"{player.sent} Tekton finish events ({len(player.sent_ids)} distinct ids); "
             f"endings {dict(sorted(expected_deliveries.endings.items()))}; "
-            f"{len(delivery_deliveries)} deliveries, {len(delivery_letters)} dead letters"
+            f"{len(delivery_deliveries)} deliveries, {len(delivery_letters)} dead letters; "
+            f"{reordered} outcomes recorded before their run's launched"
         )
 
     assert statuses == {202: len(events)}
