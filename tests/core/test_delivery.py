@@ -7,6 +7,7 @@ function and the chain are in tests/e2e/test_delivery.py and the soak.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tekton_notifications import claims, delivery, deliverystatus, notifications, taskruns
+from tekton_notifications import (
+    claims,
+    delivery,
+    deliverystatus,
+    metrics,
+    notifications,
+    taskruns,
+    vocabulary,
+)
 from tekton_notifications.events import RunEvent, parse_event
 from tekton_notifications.kube import ApiError
 from tekton_notifications.models import (
@@ -25,8 +34,9 @@ from tekton_notifications.models import (
     parse_policy,
     parse_template,
 )
-from tekton_notifications.notifications import Notification
+from tekton_notifications.notifications import Notification, OutgoingEvent, parse_notification
 from tekton_notifications.stages.delivery_tracker import DeliveryTracker
+from tekton_notifications.stages.status_recorder import StatusRecorder
 from tests.conftest import load_cloudevent, load_event
 from tests.e2e.tekton_finish import finish_event
 
@@ -330,11 +340,18 @@ class Runs:
             ) from None
 
 
-def tracker(*runs: dict[str, Any]) -> tuple[DeliveryTracker, list[list[str]]]:
+def tracker(
+    *runs: dict[str, Any], sent: list[OutgoingEvent] | None = None
+) -> tuple[DeliveryTracker, list[list[str]]]:
     published: list[list[str]] = []
+
+    def publish(events: Sequence[OutgoingEvent]) -> None:
+        published.append([e.type for e in events])
+        (sent if sent is not None else []).extend(events)
+
     stage = DeliveryTracker(
         get_run=Runs(*runs).get,
-        publish=lambda events: published.append([e.type for e in events]),
+        publish=publish,
         clock=lambda: FINISHED.timestamp() + 60,
     )
     for obj in OBJECTS:
@@ -430,3 +447,56 @@ def test_the_tracker_refuses_or_ignores_what_it_cannot_track(
     status, _, message = respond(stage, event_run, succeeded=False)
     assert (status, expected[1] in message) == (expected[0], True), message
     assert sent == []
+
+
+def test_a_run_is_counted_once_however_its_outcome_and_launch_are_ordered() -> None:
+    """The retry's failure reaches the recorder before its ``launched`` and both come twice:
+    one failure counted on the policy and the template, one metric, and no new match."""
+    run = {**notification_run(attempt=2), "kind": "TaskRun"}
+    sent: list[OutgoingEvent] = []
+    stage, _ = tracker(run, SOURCE_RUN, sent=sent)
+    respond(stage, run, succeeded=False)
+    failed, _matched_fallback = sent
+    assert failed.type == notifications.DELIVERY_FAILED
+    launched = parse_notification(failed.data).to_event(
+        notifications.LAUNCHED,
+        launched={"kind": "TaskRun", "name": run["metadata"]["name"], "namespace": "ci"},
+    )
+    written: dict[str, dict[str, Any]] = {}
+
+    def write_event(body: Any) -> bool:  # as the API: a second create of a name is a 409
+        return written.setdefault(body["metadata"]["name"], body) is body
+
+    recorder = StatusRecorder(write_event=write_event, write_status=lambda *_: None)
+    for obj in OBJECTS:
+        kind = obj["kind"]
+        recorder.upsert(
+            vocabulary.TEMPLATE_PLURAL
+            if kind == "NotificationTemplate"
+            else vocabulary.POLICY_PLURAL,
+            {**obj, "metadata": {**obj["metadata"], "generation": 1}},
+        )
+    labels = ("ci", "storefront-failures", "slack-retrying", "failed")
+    before = (
+        metrics.REGISTRY.get_sample_value(
+            "tekton_notifications_deliveries_total",
+            dict(zip(("namespace", "policy", "template", "outcome"), labels, strict=True)),
+        )
+        or 0
+    )
+    for event in (failed, failed, launched, launched):
+        response = recorder.respond(event.attributes, event.data)
+        assert response.status == 202, response.message
+    recorder.flush()
+    policy = recorder.policy_objects[("ci", "storefront-failures")]["status"]
+    template = recorder.template_objects[("ci", "slack-retrying")]["status"]
+    assert (policy["deliveryFailedCount"], policy.get("matchCount", 0)) == (1, 0)
+    assert (template["deliveryFailedCount"], template["consecutiveDeliveryFailures"]) == (1, 1)
+    assert "step post" in policy["lastDeliveryFailure"]["message"]
+    after = metrics.REGISTRY.get_sample_value(
+        "tekton_notifications_deliveries_total",
+        dict(zip(("namespace", "policy", "template", "outcome"), labels, strict=True)),
+    )
+    assert after == before + 1
+    reasons = sorted(body["reason"] for body in written.values())
+    assert reasons == ["NotificationDeliveryFailed", "NotificationSent", "NotificationSent"]
