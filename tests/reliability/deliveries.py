@@ -4,7 +4,7 @@
 notification run exists it sends its finish event (one in five fails, decided by a hash of
 the run's name, so the expectation needs no chain), twice with one id (a broker redelivery),
 sometimes a third time with a new id (a Tekton retry), shuffled with the others, without
-waiting for the chain: a retry's finish may reach the recorder before its ``launched``.
+waiting for the chain; once all is settled, every finish event is sent again, last first.
 
 :class:`DeliveryOracle` computes, without the chain, every run that must then exist (each
 attempt ``spec.retries`` allows, then the policy's fallback once) and how each notification
@@ -121,6 +121,7 @@ class TektonPlayer:
         self.finished: set[str] = set()
         self.sent_ids: set[str] = set()
         self.sent = 0
+        self._events: list[dict[str, Any]] = []
 
     def play(self, timeout: float) -> bool:
         """Until no run is left unfinished and the chain is idle; False on timeout."""
@@ -154,4 +155,13 @@ class TektonPlayer:
                 assert self.chain.send(event) == 202
                 self.sent_ids.add(event["id"])
                 self.sent += 1
+            self._events += batch
         return False
+
+    def replay_reversed(self, timeout: float) -> bool:
+        """Every finish event again, last first, once the chain has settled: late
+        redeliveries in the reverse order, which must change nothing."""
+        for event in reversed(self._events):
+            assert self.chain.send(event) == 202
+            self.sent += 1
+        return self.chain.wait_idle(timeout=timeout)

@@ -270,6 +270,7 @@ def test_every_expected_run_exists_exactly_once_under_faults(
         expected_deliveries = DeliveryOracle(load_objects(*manifests), events).expect(runs)
         player = TektonPlayer(chain, ignore=sources, seed=SEED)
         played = player.play(timeout=soak_seconds(soak_size))
+        played = played and player.replay_reversed(timeout=soak_seconds(soak_size))
         all_runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in sources]
         counts_wanted = collections.Counter[tuple[str, str, str]]()
         for namespace, policy, ok in expected_deliveries.runs.values():
