@@ -105,7 +105,7 @@ def build_run(
         labels[ATTEMPT_LABEL] = str(attempt)
     if fallback_of is not None:
         labels[FALLBACK_OF_LABEL] = label_value(fallback_of)
-    elif attempt <= template.retries and template.retry_delay > 0:
+    if attempt <= template.retries and template.retry_delay > 0:
         labels[RETRY_PENDING_LABEL] = "true"
     annotations = {
         SOURCE_NAMESPACE_ANNOTATION: event.namespace,
