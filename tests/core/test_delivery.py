@@ -2,7 +2,7 @@
 
 The runs are the ones the renderer builds (taskruns.build_run) for tests/data/delivery's
 templates; the finish events are Tekton's shape (tests/e2e/tekton_finish.py). The served
-function and the chain are in tests/e2e/test_delivery.py and the soak.
+function and the chain are in tests/e2e/test_delivery_tracking.py and the soak.
 """
 
 from __future__ import annotations

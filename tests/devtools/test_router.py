@@ -68,7 +68,6 @@ ROUTES: dict[str, list[str]] = {
     SUPPRESSED: ["status-recorder"],  # held back by storm control: only recorded
     "dev.tekton.notification.delivered.v1": ["status-recorder"],
     "dev.tekton.notification.deliveryfailed.v1": ["status-recorder"],
-    "dev.knative.sources.ping": ["delivery-tracker"],  # the delayed-retry sweep
 }
 SUBSCRIBERS = (
     "policy-filter",
@@ -446,6 +445,28 @@ def test_every_type_reaches_its_subscriber(
     assert receivers == sorted(ROUTES[event_type])
     for name in receivers:
         assert len(made[name].got(event_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "receivers"),
+    [
+        pytest.param(
+            "/apis/v1/namespaces/tekton-notifications/pingsources/delivery-retries",
+            ["delivery-tracker"],
+            id="delivery-retries",
+        ),
+        pytest.param("/apis/v1/namespaces/tekton-notifications/pingsources/other", [], id="other"),
+    ],
+)
+def test_only_its_own_pingsource_wakes_the_delivery_tracker(
+    table: tuple[EventRouter, dict[str, Sink]], source: str, receivers: list[str]
+) -> None:
+    router, made = table
+    event_id, _ = send_binary(
+        router.url, "dev.knative.sources.ping", data=b"{}", extra={"ce-source": source}
+    )
+    assert router.wait_idle(5)
+    assert sorted(name for name, sink in made.items() if sink.got(event_id)) == receivers
 
 
 def test_tekton_events_reach_the_policy_filter(

@@ -1,7 +1,7 @@
 """This function in-process, as func-python's ASGI app, against the API emulator.
 
 The full behaviour is specified in the project's tests (tests/core/test_delivery.py,
-tests/e2e/test_delivery.py, the soak); this is the function's own smoke test, run by
+tests/e2e/test_delivery_tracking.py, the soak); this is the function's own smoke test, run by
 `make test` from its folder: a notification run's failure becomes its outcome event.
 """
 
