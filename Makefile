@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 FF_VENV ?= .venv-ff
 BIN := $(VENV)/bin
-FUNCTIONS := policy-filter template-renderer task-launcher status-recorder tekton-relay scheduler
+FUNCTIONS := policy-filter template-renderer task-launcher status-recorder tekton-relay delivery-tracker scheduler
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 WHEEL := tekton_notifications-$(VERSION)-py3-none-any.whl
 PYTEST_ARGS ?=

@@ -59,7 +59,7 @@ def param_names(policy: Policy | None, template: Template) -> frozenset[str]:
     """The params a rendered run may carry: the template's, and its policy's overrides."""
     names = set(template.params)
     for ref in policy.all_template_refs if policy is not None else ():
-        if ref.name == template.name:
+        if ref.name == template.name:  # a fallback renders with its template's params only
             names |= set(ref.params)
     return frozenset(names)
 
@@ -97,6 +97,15 @@ def refusal(notification: Notification, policy: Policy | None) -> str | None:
             return f"{kind} {policy.name!r} allows no subscription to {template!r} for {event}"
         if notification.template_ref.params:
             return "a subscription's templateRef carries no param overrides"
+    elif notification.fallback_of is not None:
+        primary = next(
+            (ref for ref in policy.template_refs if ref.name == notification.fallback_of), None
+        )
+        if primary is None or primary.fallback != notification.template_ref.name:
+            return (
+                f"{kind} {policy.name!r} has no fallback {notification.template_ref.name!r} "
+                f"for template {notification.fallback_of!r}"
+            )
     elif template not in {ref.name for ref in policy.all_template_refs}:
         return f"{kind} {policy.name!r} does not use template {template!r}"
     namespace_check = matching.namespace_check(policy, notification.event.namespace)

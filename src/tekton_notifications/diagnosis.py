@@ -437,8 +437,21 @@ class NotificationRun:
     message: str
     start_time: str
     completion_time: str
+    #: Which run of its notification: 1, then one per retry (label .../attempt).
+    attempt: int = 1
+    #: For a fallback: the template whose delivery finally failed.
+    fallback_of: str = ""
 
-    def as_dict(self) -> dict[str, str]:
+    @property
+    def delivery(self) -> str:
+        """delivered, failed, timedOut (what the delivery tracker records), or pending."""
+        if self.status == "Succeeded":
+            return "delivered"
+        if self.status == "Failed":
+            return "timedOut" if self.reason in events.TIMED_OUT_REASONS else "failed"
+        return "pending"
+
+    def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "name": self.name,
@@ -456,6 +469,9 @@ class NotificationRun:
             "message": self.message,
             "startTime": self.start_time,
             "completionTime": self.completion_time,
+            "attempt": self.attempt,
+            "fallbackOf": self.fallback_of,
+            "delivery": self.delivery,
         }
 
 
@@ -502,7 +518,16 @@ def summarize_run(obj: Mapping[str, Any]) -> NotificationRun:
         message=str((condition or {}).get("message") or ""),
         start_time=str(status.get("startTime") or ""),
         completion_time=str(status.get("completionTime") or ""),
+        attempt=_attempt(labels.get(taskruns.ATTEMPT_LABEL)),
+        fallback_of=str(labels.get(taskruns.FALLBACK_OF_LABEL) or ""),
     )
+
+
+def _attempt(label: object) -> int:
+    try:
+        return max(1, int(str(label))) if label is not None else 1
+    except ValueError:
+        return 1
 
 
 def newest_first(runs: Iterable[NotificationRun]) -> list[NotificationRun]:

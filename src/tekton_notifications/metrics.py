@@ -98,6 +98,19 @@ SIGNING_ENABLED: Final = Gauge(
     "1 when this function signs and checks stage events, 0 when NOTIFICATIONS_SIGNING=disabled.",
     registry=REGISTRY,
 )
+DELIVERIES: Final = Counter(
+    "tekton_notifications_deliveries",
+    "Finished notification runs by outcome: delivered, failed, timedOut (status recorder, "
+    "once per run however often its events are redelivered).",
+    ["namespace", "policy", "template", "outcome"],
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS: Final = Histogram(
+    "tekton_notifications_delivery_seconds",
+    "Seconds from the Tekton event a notification is about to its notification run's finish.",
+    registry=REGISTRY,
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
 LATENCY: Final = Histogram(
     "tekton_notifications_handle_seconds",
     "Time to handle one CloudEvent, by stage.",

@@ -56,6 +56,9 @@ class TemplateRef:
     name: str
     #: Param overrides (Jinja2 strings) applied over the template's own params.
     params: Mapping[str, str] = field(default_factory=dict)
+    #: The template that sends this notification once its delivery has finally failed
+    #: (``fallback: {name: ...}``); a fallback never has a fallback of its own.
+    fallback: str | None = None
 
 
 #: Budgets are kept in the policy's status (one entry per notification sent in the window), so
@@ -265,6 +268,10 @@ class Template:
     #: spec.context.logs: quote the last ``lines`` lines (at most ``max_bytes`` bytes) of
     #: each failed step's log in ``event.failedSteps[].log``; None: logs are not read.
     logs: LogTail | None = None
+    #: How often a failed notification run is run again (0 to ``MAX_RETRIES``).
+    retries: int = 0
+    #: Seconds before the first retry, doubled for each further one (delivery.retry_delay).
+    retry_delay: float = 0.0
 
     @property
     def run_kind(self) -> vocabulary.RunKind:
@@ -473,6 +480,7 @@ def parse_template(obj: Mapping[str, Any]) -> Template:
     pod_template = spec.get("podTemplate")
     if pod_template is not None:
         pod_template = _object(pod_template, "spec.podTemplate")
+    retries, retry_delay = _retries(spec)
     return Template(
         name=name,
         namespace=namespace,
@@ -486,7 +494,33 @@ def parse_template(obj: Mapping[str, Any]) -> Template:
         uid=uid,
         generation=generation,
         logs=_log_tail(spec),
+        retries=retries,
+        retry_delay=retry_delay,
     )
+
+
+#: Bounds of ``spec.retries`` and ``spec.retryDelay`` (the delay doubles per retry, so five
+#: retries of one hour wait 31 hours at most).
+MAX_RETRIES: Final = 5
+MAX_RETRY_DELAY: Final = 3600.0
+
+
+def _retries(spec: Mapping[str, Any]) -> tuple[int, float]:
+    retries = spec.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise SpecError("spec.retries", f"must be a whole number from 0 to {MAX_RETRIES}")
+    delay = spec.get("retryDelay")
+    if delay is None:
+        return retries, 0.0
+    try:
+        seconds = parse_duration(delay) if isinstance(delay, str) else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_RETRY_DELAY:
+        raise SpecError(
+            "spec.retryDelay", f"must be a duration from 0s to 1h such as 30s, not {delay!r}"
+        )
+    return retries, seconds
 
 
 def _metadata(obj: Mapping[str, Any]) -> tuple[str, str, str, int]:
@@ -582,6 +616,23 @@ def _template_refs(value: object, *, required: bool = True) -> tuple[TemplateRef
         if any(ref.name == name for ref in refs):
             raise SpecError(f"{path}.name", f"template {name!r} is referenced twice")
         refs.append(
-            TemplateRef(name=name, params=_string_map(spec.get("params"), f"{path}.params"))
+            TemplateRef(
+                name=name,
+                params=_string_map(spec.get("params"), f"{path}.params"),
+                fallback=_fallback(spec.get("fallback"), name, path),
+            )
         )
     return tuple(refs)
+
+
+def _fallback(value: object, name: str, path: str) -> str | None:
+    if value is None:
+        return None
+    fallback = _object(value, f"{path}.fallback").get("name")
+    if not isinstance(fallback, str) or not _DNS_1123_SUBDOMAIN.match(fallback):
+        raise SpecError(
+            f"{path}.fallback.name", f"must name a NotificationTemplate, not {fallback!r}"
+        )
+    if fallback == name:
+        raise SpecError(f"{path}.fallback.name", "a template cannot be its own fallback")
+    return fallback

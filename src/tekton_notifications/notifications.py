@@ -41,7 +41,10 @@ LAUNCHED: Final = "dev.tekton.notification.launched.v1"
 FAILED: Final = "dev.tekton.notification.failed.v1"
 #: A match that sent nothing: the policy's rate limit was spent, or it is suspended.
 SUPPRESSED: Final = "dev.tekton.notification.suppressed.v1"
-TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED)
+#: The delivery tracker's outcomes of a finished notification run (stages/delivery_tracker.py).
+DELIVERED: Final = "dev.tekton.notification.delivered.v1"
+DELIVERY_FAILED: Final = "dev.tekton.notification.deliveryfailed.v1"
+TYPES: Final = (MATCHED, RENDERED, LAUNCHED, FAILED, SUPPRESSED, DELIVERED, DELIVERY_FAILED)
 
 
 def notification_key(
@@ -53,6 +56,7 @@ def notification_key(
     policy_kind: str = POLICY_KIND,
     scheduled: str = "",
     subscription: Mapping[str, Any] | None = None,
+    fallback_of: str | None = None,
 ) -> str:
     """What is notified at most once: one run, one Tekton event name, one policy, one template,
     and for a subscription its event and recipients (in any order).
@@ -65,10 +69,16 @@ def notification_key(
     A notification the scheduler sends is identified by ``scheduled`` instead of the run
     (``schedule.Reminder.id``: the streak and the reminder's number; ``DigestDue.id``: the
     period), so a redelivered ping or a restarted scheduler makes the same key.
+
+    Retries of a notification share its key (their runs differ by attempt); a fallback has
+    its own (``fallback_of``: the template whose delivery failed), never the one of the same
+    template used as a primary.
     """
     run_identity = event.uid or f"{event.namespace}/{event.kind}/{event.name}"
     if policy_kind != POLICY_KIND:  # a cluster policy never shares a key with a namespaced one
         policy = f"{policy_kind}/{policy}"
+    if fallback_of is not None:
+        template = f"{template}\x00fallback-of\x00{fallback_of}"
     parts = [run_identity, event.tekton_event, policy_namespace, policy, template]
     if subscription is not None:
         recipients = sorted(str(r) for r in subscription.get("recipients") or ())
@@ -123,6 +133,10 @@ class Notification:
     scheduled: Mapping[str, Any] | None = None
     #: Set when a subscription annotation made it: ``subscriptions.Subscription.view()``.
     subscription: Mapping[str, Any] | None = None
+    #: Which run of this notification: 1, then one more per retry (delivery tracker).
+    attempt: int = 1
+    #: For a fallback: the template whose delivery finally failed.
+    fallback_of: str | None = None
 
     @property
     def cluster_policy(self) -> bool:
@@ -144,6 +158,7 @@ class Notification:
             policy_kind=self.policy_kind,
             scheduled=str(self.scheduled["id"]) if self.scheduled else "",
             subscription=self.subscription,
+            fallback_of=self.fallback_of,
         )
 
     @property
@@ -173,6 +188,11 @@ class Notification:
             data["scheduled"] = dict(self.scheduled)
         if self.subscription is not None:
             data["subscription"] = dict(self.subscription)
+        if self.attempt != 1 or self.fallback_of is not None:
+            delivery: dict[str, Any] = {"attempt": self.attempt}
+            if self.fallback_of is not None:
+                delivery["fallbackOf"] = self.fallback_of
+            data["delivery"] = delivery
         return data
 
     @property
@@ -186,6 +206,8 @@ class Notification:
     def to_event(self, event_type: str, **extra: Any) -> OutgoingEvent:
         """This notification as an event of ``event_type``; ``extra`` adds top-level fields."""
         suffix = event_type.removeprefix("dev.tekton.notification.").removesuffix(".v1")
+        if self.attempt != 1:  # each attempt's events are their own, not redeliveries
+            suffix = f"{suffix}-a{self.attempt}"
         attributes = {
             "specversion": "1.0",
             "id": f"{self.key[:32]}-{suffix}",
@@ -233,6 +255,7 @@ def parse_notification(data: object) -> Notification:
     ):
         raise EventError("notification data: 'scheduled' must be an object with an id")
     subscription = _subscription(data.get("subscription"), str(ref["name"]))
+    attempt, fallback_of = _delivery(data.get("delivery"))
     event = events.from_wire(wire)
     kind = str(policy.get("kind") or POLICY_KIND)
     if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
@@ -259,6 +282,8 @@ def parse_notification(data: object) -> Notification:
         transition=transition,
         scheduled=scheduled,
         subscription=subscription,
+        attempt=attempt,
+        fallback_of=fallback_of,
     )
 
 
@@ -279,6 +304,24 @@ def _subscription(value: object, template: str) -> Mapping[str, Any] | None:
     if value.get("template") != template:
         raise EventError("notification data: 'subscription.template' is not its templateRef")
     return dict(value)
+
+
+#: The most runs one notification can have: the first and ``models.MAX_RETRIES`` retries.
+MAX_ATTEMPT: Final = 6
+
+
+def _delivery(value: object) -> tuple[int, str | None]:
+    """``delivery: {attempt, fallbackOf}`` of a retry or a fallback (absent: attempt 1)."""
+    if value is None:
+        return 1, None
+    if not isinstance(value, Mapping):
+        raise EventError("notification data: 'delivery' must be an object")
+    attempt, fallback_of = value.get("attempt", 1), value.get("fallbackOf")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT:
+        raise EventError(f"notification data: 'delivery.attempt' must be 1 to {MAX_ATTEMPT}")
+    if fallback_of is not None and (not isinstance(fallback_of, str) or not fallback_of):
+        raise EventError("notification data: 'delivery.fallbackOf' must name a template")
+    return attempt, fallback_of
 
 
 def failure(notification: Notification, *, stage: str, reason: str, message: str) -> OutgoingEvent:

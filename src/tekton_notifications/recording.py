@@ -32,7 +32,11 @@ _REASONS: Final = {
     "sent": "NotificationSent",
     "failed": "NotificationFailed",
     "suppressed": "NotificationSuppressed",
+    "delivered": "NotificationDelivered",
+    "deliveryFailed": "NotificationDeliveryFailed",
 }
+#: Outcomes recorded on the source run only (their counts are in the policy's status).
+_RUN_ONLY: Final = frozenset({"suppressed", "delivered", "deliveryFailed"})
 
 
 def run_events(
@@ -45,8 +49,12 @@ def run_events(
     the policy would be a storm of its own (its status counts them instead).
     """
     event = notification.event
-    warning = outcome == "failed"
+    warning = outcome in ("failed", "deliveryFailed")
     reason = _REASONS[outcome]
+    # Each attempt of a notification has its own outcome Events (the key is the same).
+    name_outcome = outcome.lower() + (
+        f"-a{notification.attempt}" if notification.attempt != 1 else ""
+    )
     if notification.cluster_policy:  # cluster-scoped: its Events live in "default"
         policy_target = {
             "apiVersion": f"{vocabulary.GROUP}/{vocabulary.VERSION}",
@@ -71,7 +79,7 @@ def run_events(
         },
         policy_target,
     ]
-    if outcome == "suppressed":
+    if outcome in _RUN_ONLY:
         del targets[1]
     bodies = []
     for target in targets:
@@ -83,7 +91,7 @@ def run_events(
                 "apiVersion": "v1",
                 "kind": "Event",
                 "metadata": {
-                    "name": _event_name(target["name"], notification.key, outcome),
+                    "name": _event_name(target["name"], notification.key, name_outcome),
                     "namespace": target["namespace"],
                     "labels": {vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE},
                 },
@@ -106,6 +114,32 @@ def sent_message(notification: Notification, run: Mapping[str, Any]) -> str:
     return (
         f"Notification sent: policy {notification.policy_name}, template "
         f"{notification.template_ref.name}, {run.get('kind', 'TaskRun')} {run.get('name')}"
+    )
+
+
+def _which(notification: Notification) -> str:
+    attempt = f", attempt {notification.attempt}" if notification.attempt != 1 else ""
+    fallback = f" (fallback of {notification.fallback_of})" if notification.fallback_of else ""
+    return (
+        f"policy {notification.policy_name}, template {notification.template_ref.name}"
+        f"{fallback}{attempt}"
+    )
+
+
+def delivered_message(notification: Notification, run: Mapping[str, Any]) -> str:
+    return (
+        f"Notification delivered: {_which(notification)}, "
+        f"{run.get('kind', 'TaskRun')} {run.get('name')} succeeded"
+    )
+
+
+def delivery_failed_message(
+    notification: Notification, run: Mapping[str, Any], why: str, next_step: str
+) -> str:
+    return (
+        f"Notification delivery failed: {_which(notification)}, "
+        f"{run.get('kind', 'TaskRun')} {run.get('name')}: {why}"
+        + (f"; {next_step}" if next_step else "")
     )
 
 

@@ -32,14 +32,25 @@ SOURCE_EVENT_ID_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-id"
 SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-type"
 POLICY_NAMESPACE_ANNOTATION: Final = f"{vocabulary.GROUP}/policy-namespace"
 TRACEPARENT_ANNOTATION: Final = f"{vocabulary.GROUP}/traceparent"
+#: On retries (attempt 2 on): which run of the notification this is.
+ATTEMPT_LABEL: Final = f"{vocabulary.GROUP}/attempt"
+#: On fallbacks: the template whose delivery finally failed.
+FALLBACK_OF_LABEL: Final = f"{vocabulary.GROUP}/fallback-of"
+#: On runs that are run again after a delay if they fail: what the retry sweep lists.
+RETRY_PENDING_LABEL: Final = f"{vocabulary.GROUP}/retry-after-delay"
 
 #: Kept here for callers that build runs; it lives with the payload that carries it.
 notification_key = notifications.notification_key
 
 
-def run_name(event: RunEvent, key: str) -> str:
-    """``<source run>-<event>-<hash>``, cut to 63 characters and still a DNS-1123 label."""
+def run_name(event: RunEvent, key: str, attempt: int = 1) -> str:
+    """``<source run>-<event>-<hash>``, cut to 63 characters and still a DNS-1123 label.
+
+    A retry's name ends in ``-r<attempt>``: each attempt is created once, whoever asks.
+    """
     suffix = f"-{event.tekton_event}-{key[:_HASH_CHARS]}"
+    if attempt != 1:
+        suffix += f"-r{attempt}"
     prefix = re.sub(r"[^a-z0-9-]+", "-", event.name.lower()).strip("-")
     prefix = prefix[: MAX_NAME - len(suffix)].rstrip("-") or "run"
     return f"{prefix}{suffix}"
@@ -60,6 +71,8 @@ def build_run(
     policy: str,
     policy_kind: str = POLICY_KIND,
     key: str | None = None,
+    attempt: int = 1,
+    fallback_of: str | None = None,
 ) -> dict[str, Any]:
     """The TaskRun or PipelineRun (tekton.dev/v1) that sends one notification.
 
@@ -75,6 +88,7 @@ def build_run(
             policy=policy,
             template=template.name,
             policy_kind=policy_kind,
+            fallback_of=fallback_of,
         )
     labels = {
         vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE,
@@ -87,6 +101,12 @@ def build_run(
     }
     if policy_kind != POLICY_KIND:
         labels[POLICY_KIND_LABEL] = policy_kind
+    if attempt != 1:
+        labels[ATTEMPT_LABEL] = str(attempt)
+    if fallback_of is not None:
+        labels[FALLBACK_OF_LABEL] = label_value(fallback_of)
+    if attempt <= template.retries and template.retry_delay > 0:
+        labels[RETRY_PENDING_LABEL] = "true"
     annotations = {
         SOURCE_NAMESPACE_ANNOTATION: event.namespace,
         SOURCE_EVENT_ID_ANNOTATION: event.id,
@@ -96,7 +116,7 @@ def build_run(
     if "traceparent" in event.extensions:
         annotations[TRACEPARENT_ANNOTATION] = event.extensions["traceparent"]
     metadata: dict[str, Any] = {
-        "name": run_name(event, key),
+        "name": run_name(event, key, attempt),
         "namespace": policy_namespace,
         "labels": labels,
         "annotations": annotations,
@@ -210,6 +230,8 @@ def not_from_template(
     policy: str,
     policy_kind: str = POLICY_KIND,
     key: str | None = None,
+    attempt: int = 1,
+    fallback_of: str | None = None,
 ) -> str | None:
     """Why ``resource`` is not the run ``template`` builds for this notification, or None.
 
@@ -230,6 +252,8 @@ def not_from_template(
         policy=policy,
         policy_kind=policy_kind,
         key=key,
+        attempt=attempt,
+        fallback_of=fallback_of,
     )
     if _canonical(resource) == _canonical(expected):  # the usual case, compared in C
         return None

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tekton_notifications import taskruns
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
 from tekton_notifications.diagnosis import tekton_event_name
 from tests.cli.conftest import (
@@ -377,3 +378,57 @@ def test_a_success_after_a_recorded_failure_is_explained_as_fixed(
 
 def _rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_live_explanation_shows_how_the_notification_was_delivered(
+    invoke: Invoke, kubeapi: KubeAPIServer, kubeconfig: Path
+) -> None:
+    """Two failed attempts, then the fallback delivered: read from the runs labelled alike."""
+    source = failed_pipelinerun_in(kubeapi)
+    kubeapi.load_manifests(EXAMPLE_POLICIES, EXAMPLE_TEMPLATES)
+    before = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig, "-o", "json")
+    (matched,) = [p for p in json.loads(before.stdout)["policies"] if p["matched"]]
+    template = matched["templates"][0]
+    labels = {
+        taskruns.POLICY_LABEL: matched["name"],
+        taskruns.TEMPLATE_LABEL: template["name"],
+        taskruns.SOURCE_UID_LABEL: source["metadata"]["uid"],
+        taskruns.EVENT_LABEL: "failed",
+    }
+    runs = [
+        (template["run"]["name"], labels, "False"),
+        (f"{template['run']['name']}-r2", {**labels, taskruns.ATTEMPT_LABEL: "2"}, "False"),
+        (
+            "fallback-run",
+            {
+                **labels,
+                taskruns.TEMPLATE_LABEL: "email",
+                taskruns.FALLBACK_OF_LABEL: template["name"],
+            },
+            "True",
+        ),
+    ]
+    for name, run_labels, succeeded in runs:
+        kubeapi.store.create(
+            "tekton.dev",
+            "v1",
+            "taskruns",
+            "ci",
+            {
+                "apiVersion": "tekton.dev/v1",
+                "kind": "TaskRun",
+                "metadata": {"name": name, "namespace": "ci", "labels": run_labels},
+                "status": {"conditions": [{"type": "Succeeded", "status": succeeded}]},
+            },
+        )
+
+    after = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig)
+    as_json = invoke("explain", RUN_NAME, "--kubeconfig", kubeconfig, "-o", "json")
+
+    assert (
+        "      delivery: failed after 2 attempts; fallback email (fallback-run): delivered\n"
+        in after.stdout
+    )
+    (matched,) = [p for p in json.loads(as_json.stdout)["policies"] if p["matched"]]
+    in_cluster = matched["templates"][0]["run"]["inCluster"]
+    assert (in_cluster["attempts"], in_cluster["fallback"]["delivery"]) == (2, "delivered")

@@ -20,6 +20,7 @@ CONDITIONS = {
     "succeeded": {"type": "Succeeded", "status": "True", "reason": "Succeeded"},
     "failed": {"type": "Succeeded", "status": "False", "reason": "TaskRunImagePullFailed"},
     "running": {"type": "Succeeded", "status": "Unknown", "reason": "Running"},
+    "timedOut": {"type": "Succeeded", "status": "False", "reason": "TaskRunTimeout"},
 }
 
 
@@ -32,6 +33,8 @@ def notification_run(
     state: str | None = "succeeded",
     started: str = "2025-06-12T09:16:05Z",
     pipeline: bool = False,
+    attempt: int = 1,
+    fallback_of: str | None = None,
 ) -> dict[str, Any]:
     """A run exactly as the launcher creates it (``taskruns.build_run``), plus a status."""
     cloudevent = load_cloudevent(source)
@@ -46,6 +49,8 @@ def notification_run(
         params={"message": "hi"},
         policy_namespace=namespace,
         policy=policy,
+        attempt=attempt,
+        fallback_of=fallback_of,
     )
     if state is not None:
         body["status"] = {"conditions": [CONDITIONS[state]], "startTime": started}
@@ -84,16 +89,20 @@ def test_lists_notification_runs_with_policy_template_source_and_status(
         "EVENT",
         "POLICY",
         "TEMPLATE",
+        "ATTEMPT",
+        "DELIVERY",
         "STATUS",
         "AGE",
     ]
-    assert row.split()[:8] == [
+    assert row.split()[:10] == [
         run["metadata"]["name"],
         "TaskRun",
         "PipelineRun/storefront-ci-run-p7v2k",
         "failed",
         "pipelinerun-failed-slack",
         "slack",
+        "1",
+        "failed",
         "Failed",
         "(TaskRunImagePullFailed)",
     ]
@@ -126,6 +135,9 @@ def test_json_has_every_label_and_the_condition(
         "message": "",
         "startTime": "2025-06-12T09:16:05Z",
         "completionTime": "",
+        "attempt": 1,
+        "fallbackOf": "",
+        "delivery": "failed",
     }
 
 
@@ -213,6 +225,35 @@ def test_filters_select_by_namespace_policy_and_source_run(
     assert result.exit_code == 0, result.output
     listed = {(r["namespace"], r["policy"], r["sourceName"]) for r in json.loads(result.stdout)}
     assert listed == expected
+
+
+def test_each_notification_shows_its_attempts_and_delivery_outcome(
+    invoke: Invoke, kubeapi: KubeAPIServer, kubeconfig: Path
+) -> None:
+    """Two failed attempts, a third timed out, then the fallback delivered by email."""
+    store(
+        kubeapi,
+        notification_run(state="failed"),
+        notification_run(state="failed", attempt=2),
+        notification_run(state="timedOut", attempt=3),
+        notification_run(template="email", fallback_of="slack"),
+    )
+
+    result = invoke("history", "--kubeconfig", kubeconfig, "-o", "json")
+
+    assert result.exit_code == 0, result.output
+    listed = sorted(
+        (r["template"], r["attempt"], r["fallbackOf"], r["delivery"])
+        for r in json.loads(result.stdout)
+    )
+    assert listed == [
+        ("email", 1, "slack", "delivered"),
+        ("slack", 1, "", "failed"),
+        ("slack", 2, "", "failed"),
+        ("slack", 3, "", "timedOut"),
+    ]
+    table = invoke("history", "--kubeconfig", kubeconfig).stdout
+    assert {line.split()[6:8][0] for line in table.splitlines()[1:]} == {"1", "2", "3", "fallback"}
 
 
 def test_all_namespaces_adds_a_namespace_column(

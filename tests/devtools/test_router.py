@@ -53,14 +53,22 @@ RENDERED = "dev.tekton.notification.rendered.v1"
 FAILED = "dev.tekton.notification.failed.v1"
 LAUNCHED = "dev.tekton.notification.launched.v1"
 SUPPRESSED = "dev.tekton.notification.suppressed.v1"
+#: Finished runs: the delivery tracker keeps the notification runs among them.
+FINISHED = {
+    t for t in TEKTON_TYPES if "customrun" not in t and t.split(".")[-2] in ("successful", "failed")
+}
 ROUTES: dict[str, list[str]] = {
-    **{event_type: ["policy-filter"] for event_type in TEKTON_TYPES},
+    **{
+        event_type: ["policy-filter"] + (["delivery-tracker"] if event_type in FINISHED else [])
+        for event_type in TEKTON_TYPES
+    },
     MATCHED: ["template-renderer"],
     RENDERED: ["task-launcher"],
     FAILED: ["notification-failures", "status-recorder"],
     LAUNCHED: ["status-recorder"],  # the end of the chain: only recorded
     SUPPRESSED: ["status-recorder"],  # held back by storm control: only recorded
-    "dev.knative.sources.ping": ["scheduler"],  # the PingSource's, through the Broker
+    "dev.tekton.notification.delivered.v1": ["status-recorder"],
+    "dev.tekton.notification.deliveryfailed.v1": ["status-recorder"],
 }
 SUBSCRIBERS = (
     "scheduler",
@@ -69,6 +77,7 @@ SUBSCRIBERS = (
     "task-launcher",
     "notification-failures",
     "status-recorder",
+    "delivery-tracker",
 )
 
 
@@ -466,6 +475,33 @@ def test_every_type_reaches_its_subscriber(
         assert len(made[name].got(event_id)) == 1
 
 
+@pytest.mark.parametrize(
+    ("source", "receivers"),
+    [
+        pytest.param(
+            "/apis/v1/namespaces/tekton-notifications/pingsources/delivery-retries",
+            ["delivery-tracker"],
+            id="delivery-retries",
+        ),
+        pytest.param(
+            "/apis/v1/namespaces/tekton-notifications/pingsources/scheduler",
+            ["scheduler"],
+            id="scheduler",
+        ),
+        pytest.param("/apis/v1/namespaces/tekton-notifications/pingsources/other", [], id="other"),
+    ],
+)
+def test_each_pingsource_wakes_only_its_own_stage(
+    table: tuple[EventRouter, dict[str, Sink]], source: str, receivers: list[str]
+) -> None:
+    router, made = table
+    event_id, _ = send_binary(
+        router.url, "dev.knative.sources.ping", data=b"{}", extra={"ce-source": source}
+    )
+    assert router.wait_idle(5)
+    assert sorted(name for name, sink in made.items() if sink.got(event_id)) == receivers
+
+
 def test_tekton_events_reach_the_policy_filter(
     sinks: dict[str, Sink], start_router: Callable[..., EventRouter]
 ) -> None:
@@ -481,7 +517,13 @@ def test_tekton_events_reach_the_policy_filter(
     got = sinks["policy-filter"].received
     assert len(got) == len(event_files())
     assert all(json.loads(r.body) for r in got)
-    assert not any(s.received for name, s in sinks.items() if name != "policy-filter")
+    # The delivery tracker hears the finished TaskRuns and PipelineRuns among them, too.
+    assert len(sinks["delivery-tracker"].received) == sum(
+        json.loads(p.read_text())["type"] in FINISHED for p in event_files()
+    )
+    assert not any(
+        s.received for name, s in sinks.items() if name not in ("policy-filter", "delivery-tracker")
+    )
 
 
 def test_structured_ingress_is_delivered_in_binary_mode(
@@ -525,7 +567,11 @@ def test_replies_chain_through_the_three_stages(
     assert response.status_code == 202
     assert router.wait_idle(5)
 
-    chain = [(d.trigger, d.event_type, d.reply_type, d.status) for d in router.deliveries]
+    chain = [
+        (d.trigger, d.event_type, d.reply_type, d.status)
+        for d in router.deliveries
+        if not d.trigger.startswith("delivery-tracker")  # it hears the finish too: 202
+    ]
     assert chain == [
         ("policy-filter", "dev.tekton.event.taskrun.failed.v1", MATCHED, 200),
         ("template-renderer", MATCHED, RENDERED, 200),
@@ -569,7 +615,11 @@ def test_policy_filter_fans_out_through_k_sink(
     event_id, _ = send_binary(router.url, "dev.tekton.event.pipelinerun.successful.v1")
     assert router.wait_idle(5)
     assert sorted(sinks["template-renderer"].ids()) == [f"{event_id}-0", f"{event_id}-1"]
-    outcomes = sorted((d.trigger, d.status, d.reply_type) for d in router.deliveries)
+    outcomes = sorted(
+        (d.trigger, d.status, d.reply_type)
+        for d in router.deliveries
+        if not d.trigger.startswith("delivery-tracker")  # it hears the finish too: 202
+    )
     assert outcomes == [
         ("policy-filter", 202, None),
         ("template-renderer", 202, None),
@@ -637,7 +687,7 @@ def test_non_retryable_400_goes_straight_to_dead_letter(
         router.url, "dev.tekton.event.taskrun.failed.v1", data=data, extra={"ce-myext": "x"}
     )
     assert router.wait_idle(5)
-    (record,) = router.deliveries
+    (record,) = [d for d in router.deliveries if d.trigger == "policy-filter"]
     assert (record.attempts, record.status, record.dead_lettered) == (1, 400, True)
     (line,) = dead_letter_file.read_text().splitlines()
     letter = json.loads(line)
@@ -882,8 +932,9 @@ def test_a_wrong_trigger_in_the_manifests_stops_routing(
     router = start_router(knative_copy, sinks)
     send_binary(router.url, "dev.tekton.event.taskrun.failed.v1")
     assert router.wait_idle(5)
-    assert not router.deliveries
-    assert not any(sink.received for sink in sinks.values())
+    # Only the delivery tracker's own Trigger still takes it.
+    assert {d.trigger for d in router.deliveries} == {"delivery-tracker-taskrun-failed"}
+    assert not any(sink.received for name, sink in sinks.items() if name != "delivery-tracker")
 
 
 @pytest.mark.parametrize(

@@ -522,6 +522,13 @@ ACCEPTED: dict[str, Object] = {
         rateLimit={"limit": 3, "window": "10m"},
         digest={"every": "1h", "templateRef": {"name": "digest"}},
     ),
+    "policy with a fallback template": a_policy(
+        templateRefs=[{"name": "slack-webhook", "fallback": {"name": "email"}}]
+    ),
+    "cluster policy with a fallback template": a_cluster_policy(
+        templateRefs=[{"name": "slack-webhook", "fallback": {"name": "email"}}]
+    ),
+    "template retried 5 times, 30s apart then more": a_template(retries=5, retryDelay="30s"),
     "cluster policy for some namespaces": a_cluster_policy(
         selector={"namespaces": ["team-*", "ci"]}
     ),
@@ -854,6 +861,23 @@ REJECTED: list[tuple[str, Object, str]] = [
         "podTemplate that is not an object",
         a_template(podTemplate="fast"),
         "'fast' is not of type 'object'",
+    ),
+    ("six retries", a_template(retries=6), "spec.retries: 6 is greater than the maximum of 5"),
+    ("negative retries", a_template(retries=-1), "spec.retries: -1 is less than the minimum of 0"),
+    (
+        "retryDelay without a unit",
+        a_template(retryDelay="30"),
+        'spec.retryDelay: Invalid value: "30"',
+    ),
+    (
+        "fallback without a name",
+        a_policy(templateRefs=[{"name": "slack-webhook", "fallback": {}}]),
+        "spec.templateRefs[0].fallback.name: Required value",
+    ),
+    (
+        "fallback that is not a template name",
+        a_policy(templateRefs=[{"name": "slack-webhook", "fallback": {"name": "Email!"}}]),
+        "spec.templateRefs[0].fallback.name: Invalid value",
     ),
 ]
 

@@ -252,6 +252,23 @@ def policies_and_templates(namespaces: Sequence[str] = TEAM_NAMESPACES) -> list[
                     "message": "{{ (event.kind ~ ' ' ~ event.name ~ ' ' ~ event.outcome)"
                     " | json_escape_strict }}",
                 },
+                retries=2,  # a failed Slack post is run again twice (delivery soak)
+            )
+        )
+        # The fallback of notify for the policies that name one: mail when Slack is down.
+        objects.append(
+            _template(
+                namespace,
+                "email",
+                taskRef={"name": "sendmail"},
+                params={
+                    "server": "smtp-server",
+                    "sender": "tekton@example.com",
+                    "recipients": "team@example.com",
+                    "subject": "{{ (event.name ~ ' ' ~ event.outcome) | oneline"
+                    " | json_escape_strict }}",
+                    "body": "{{ event.message | json_escape_strict }}",
+                },
             )
         )
         objects.append(
@@ -261,11 +278,17 @@ def policies_and_templates(namespaces: Sequence[str] = TEAM_NAMESPACES) -> list[
                 pipelineRef={"name": "record-outcome"},
                 params={"run": "{{ event.uid }}", "outcome": "{{ event.outcome }}"},
                 timeout="10m",
+                retries=1,
             )
         )
     for namespace in namespaces:
         objects += [
-            _policy(namespace, "all-failed", events=["failed"], templateRefs=[{"name": "notify"}]),
+            _policy(
+                namespace,
+                "all-failed",
+                events=["failed"],
+                templateRefs=[{"name": "notify", "fallback": {"name": "email"}}],
+            ),
             _policy(
                 namespace,
                 "taskrun-progress",
@@ -278,7 +301,10 @@ def policies_and_templates(namespaces: Sequence[str] = TEAM_NAMESPACES) -> list[
                 "web-succeeded",
                 selector={"matchLabels": {"team": "web"}},
                 events=["succeeded"],
-                templateRefs=[{"name": "notify"}, {"name": "audit"}],
+                templateRefs=[
+                    {"name": "notify", "fallback": {"name": "email"}},
+                    {"name": "audit", "fallback": {"name": "email"}},
+                ],
             ),
             _policy(
                 namespace,

@@ -41,6 +41,7 @@ from tekton_notifications.matching import PolicyIndex
 from tekton_notifications.models import parse_policy, parse_template
 from tests.conftest import EXAMPLES
 from tests.reliability.conftest import soak_seconds
+from tests.reliability.deliveries import FAILURE_RATE, DeliveryOracle, TektonPlayer
 from tests.reliability.generate import generate_events, policies_and_templates
 
 pytestmark = pytest.mark.slow
@@ -192,6 +193,23 @@ class CommitThenFail:
         return created
 
 
+def recorded_before_launched(deliveries: Iterable[router.Delivery]) -> int:
+    """How many runs' outcome reached the status recorder before their ``launched`` did."""
+    first: dict[tuple[str, bool], int] = {}
+    for index, delivery in enumerate(deliveries):
+        if not delivery.trigger.startswith("status-recorder-") or delivery.trigger.endswith(
+            ("-failed", "-suppressed")
+        ):
+            continue
+        run = re.sub(r"-(launched|delivered|deliveryfailed)", "", delivery.event_id)
+        first.setdefault((run, delivery.trigger.endswith("-launched")), index)
+    return sum(
+        1
+        for (run, launched), index in first.items()
+        if not launched and index < first.get((run, True), -1)
+    )
+
+
 @pytest.mark.soak
 def test_every_expected_run_exists_exactly_once_under_faults(
     tmp_path: Path, soak_size: int, capsys: pytest.CaptureFixture[str]
@@ -244,7 +262,36 @@ def test_every_expected_run_exists_exactly_once_under_faults(
         failures = list(chain.failures.events)
         letter_file = chain.dead_letter_file
         dead_letter_lines = letter_file.read_text().splitlines() if letter_file.exists() else []
-    elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started
+
+        # The delivery half: Tekton finishes every notification run (a fifth fail); the
+        # tracker retries them as their templates say and falls back as their policies say.
+        delivery_started = time.monotonic()
+        expected_deliveries = DeliveryOracle(load_objects(*manifests), events).expect(runs)
+        player = TektonPlayer(chain, ignore=sources, seed=SEED)
+        played = player.play(timeout=soak_seconds(soak_size))
+        played = played and player.replay_reversed(timeout=soak_seconds(soak_size))
+        all_runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in sources]
+        counts_wanted = collections.Counter[tuple[str, str, str]]()
+        for namespace, policy, ok in expected_deliveries.runs.values():
+            counts_wanted[(namespace, policy, "delivered" if ok else "failed")] += 1
+
+        def delivery_counts() -> collections.Counter[tuple[str, str, str]]:
+            found = collections.Counter[tuple[str, str, str]]()
+            for policy in chain.policies():
+                status, metadata = policy.get("status") or {}, policy["metadata"]
+                where = (metadata.get("namespace", ""), metadata["name"])
+                found[(*where, "delivered")] += int(status.get("deliveredCount") or 0)
+                found[(*where, "failed")] += int(status.get("deliveryFailedCount") or 0)
+            return +found
+
+        deadline = time.monotonic() + 30
+        while (counted := delivery_counts()) != counts_wanted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        delivery_letters = list(chain.router.dead_letters)[len(letters) :]
+        delivery_deliveries = list(chain.router.deliveries)[len(deliveries) :]
+        delivery_elapsed = time.monotonic() - delivery_started
+        reordered = recorded_before_launched(chain.router.deliveries)
 
     created = collections.Counter(identity_of_run(run) for run in runs)
     covered = set().union(*(oracle.identities_of_letter(letter) for letter in letters))
@@ -266,6 +313,16 @@ def test_every_expected_run_exists_exactly_once_under_faults(
             f"committed-then-failed {sum(commit_then_fail.fired.values())} "
             f"{dict(commit_then_fail.fired)}; "
             f"{len(deliveries)} deliveries, {attempts - len(deliveries)} retries"
+        )
+        failed_runs = sum(not ok for _, _, ok in expected_deliveries.runs.values())
+        print(
+            f"delivery soak: {len(runs)} notifications, {len(all_runs)} runs finished in "
+            f"{delivery_elapsed:.1f}s ({failed_runs} failed, "
+            f"{failed_runs / max(1, len(all_runs)):.0%}; target {FAILURE_RATE:.0%}) by "
+            f"{player.sent} Tekton finish events ({len(player.sent_ids)} distinct ids); "
+            f"endings {dict(sorted(expected_deliveries.endings.items()))}; "
+            f"{len(delivery_deliveries)} deliveries, {len(delivery_letters)} dead letters; "
+            f"{reordered} outcomes recorded before their run's launched"
         )
 
     assert statuses == {202: len(events)}
@@ -308,3 +365,22 @@ def test_every_expected_run_exists_exactly_once_under_faults(
         assert run["spec"]["params"], run
     # The faults really happened, and the launcher really met its own earlier creates.
     assert sum(fired.values()) > 0 and sum(commit_then_fail.fired.values()) > 0
+
+    # Deliveries: every notification ended as the oracle says (delivered, after its retries,
+    # fallen back, or failed with no fallback), each attempt and fallback created once, none
+    # more; each run counted once in its policy's status however often its finish came.
+    assert played, "the delivery half did not settle in time"
+    assert delivery_letters == []
+    assert sorted(r["metadata"]["name"] for r in all_runs) == sorted(expected_deliveries.runs)
+    for first, made, allowed in expected_deliveries.exhausted:
+        assert made == allowed, (first, made, allowed)
+    assert expected_deliveries.endings["delivered after retries"] > 0
+    assert expected_deliveries.endings["fallen back, delivered"] > 0
+    assert counted == counts_wanted
+    # The loop guard: every finish of ours reached the policy filter and went no further.
+    to_filter = [
+        d
+        for d in delivery_deliveries
+        if d.event_id in player.sent_ids and d.trigger == "policy-filter"
+    ]
+    assert to_filter and all(d.status == 202 and d.reply_type is None for d in to_filter)

@@ -30,6 +30,7 @@ from tekton_notifications import logs, signing
 from tekton_notifications.adapters import bodylimit, exposition
 from tekton_notifications.stages import base, fairness
 from tekton_notifications.stages.base import Response, Stage
+from tekton_notifications.stages.delivery_tracker import DeliveryTracker
 from tekton_notifications.stages.policy_filter import PolicyFilter
 from tekton_notifications.stages.scheduler import Scheduler
 from tekton_notifications.stages.status_recorder import StatusRecorder
@@ -159,3 +160,4 @@ template_renderer = http_function("template_renderer", TemplateRenderer.from_env
 task_launcher = http_function("task_launcher", TaskLauncher.from_environ)
 status_recorder = http_function("status_recorder", StatusRecorder.from_environ)
 scheduler = http_function("scheduler", Scheduler.from_environ)
+delivery_tracker = http_function("delivery_tracker", DeliveryTracker.from_environ)

@@ -199,6 +199,18 @@ def outcome_lines(outcome: TemplateOutcome, created: Created) -> list[str]:
         if state["exists"]:
             status = state["status"] + (f" ({state['reason']})" if state["reason"] else "")
             lines.append(f"      in the cluster: {status}")
+            if "attempts" in state:
+                tries = state["attempts"]
+                lines.append(
+                    f"      delivery: {state['delivery']}"
+                    + (f" after {tries} attempts" if tries > 1 else "")
+                    + (
+                        f"; fallback {state['fallback']['template']} "
+                        f"({state['fallback']['name']}): {state['fallback']['delivery']}"
+                        if "fallback" in state
+                        else ""
+                    )
+                )
         elif state["exists"] is False:
             lines.append(
                 "      not in the cluster: the launch failed or is still to come (see "

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tekton_notifications import diagnosis, events, kube, rendering, vocabulary
+from tekton_notifications import diagnosis, events, kube, rendering, taskruns, vocabulary
 from tekton_notifications.cli import _inputs, _output, diagnosis_report, explain_subscriptions
 from tekton_notifications.cli._output import EXIT_NO, EXIT_OK, InputError
 from tekton_notifications.diagnosis import PolicyExplanation
@@ -191,7 +191,40 @@ def _created(
                     "exists": True,
                     "status": run.status,
                     "reason": run.reason,
+                    **_delivery(cluster, run),
                 }
+    return found
+
+
+def _delivery(cluster: _inputs.Cluster, first: diagnosis.NotificationRun) -> dict[str, Any]:
+    """How the notification of ``first`` (its first run) was delivered: its attempts, the
+    last one's outcome, and the fallback's, read from the runs labelled like it."""
+    selector = (
+        f"{taskruns.SOURCE_UID_LABEL}={first.source_uid},{taskruns.POLICY_LABEL}={first.policy},"
+        f"{taskruns.EVENT_LABEL}={first.event}"
+    )
+    try:
+        runs = [
+            diagnosis.summarize_run(obj)
+            for plural in ("taskruns", "pipelineruns")
+            for obj in _inputs.list_custom(
+                cluster, "tekton.dev", "v1", plural, first.namespace, selector
+            )
+        ]
+    except _output.ClusterError as error:
+        return {"delivery": "unknown", "deliveryError": error.message}
+    attempts = sorted(
+        (r for r in runs if r.template == first.template and not r.fallback_of),
+        key=lambda r: r.attempt,
+    ) or [first]
+    found: dict[str, Any] = {"attempts": len(attempts), "delivery": attempts[-1].delivery}
+    for fallback in runs:
+        if fallback.fallback_of == first.template:
+            found["fallback"] = {
+                "template": fallback.template,
+                "name": fallback.name,
+                "delivery": fallback.delivery,
+            }
     return found
 
 

@@ -46,7 +46,10 @@ def history(
     These are the TaskRuns and PipelineRuns labelled
     app.kubernetes.io/managed-by=tekton-notifications. Each carries the policy, the template,
     the run it is about and the event (labels notifications.tekton.dev/*); its status is its
-    Succeeded condition: Succeeded, Failed (with Tekton's reason), Running or Pending.
+    Succeeded condition: Succeeded, Failed (with Tekton's reason), Running or Pending, and its
+    delivery what that means for the message: delivered, failed, timedOut or pending. ATTEMPT
+    is 1 for a first run, 2 and on for retries (NotificationTemplate spec.retries), and
+    "fallback" for the fallback template's run once the delivery finally failed.
 
     A notification that was never created (no match, render error, refused by the API) is
     not here: use `tkn-notify explain` and the notification-failures log.
@@ -102,7 +105,18 @@ def age(timestamp: str, now: datetime | None = None) -> str:
 def _text(runs: list[NotificationRun], all_namespaces: bool) -> str:
     if not runs:
         return ""
-    header = ["NAME", "KIND", "SOURCE", "EVENT", "POLICY", "TEMPLATE", "STATUS", "AGE"]
+    header = [
+        "NAME",
+        "KIND",
+        "SOURCE",
+        "EVENT",
+        "POLICY",
+        "TEMPLATE",
+        "ATTEMPT",
+        "DELIVERY",
+        "STATUS",
+        "AGE",
+    ]
     rows = [(["NAMESPACE"] if all_namespaces else []) + header]
     for run in runs:
         row = [
@@ -112,6 +126,8 @@ def _text(runs: list[NotificationRun], all_namespaces: bool) -> str:
             run.event,
             run.policy,
             run.template,
+            "fallback" if run.fallback_of else str(run.attempt),
+            run.delivery,
             _status(run),
             age(run.created),
         ]

@@ -1,4 +1,4 @@
-"""The whole chain on one machine: API emulator, event router, three functions, displays.
+"""The whole chain on one machine: API emulator, event router, the functions, displays.
 
 Shared by ``make demo`` and the end-to-end tests, so both exercise the same wiring: the
 router follows the Triggers in ``knative/`` and the functions run as they are deployed.
@@ -24,7 +24,13 @@ from tekton_notifications.devtools.router import EventRouter
 from tekton_notifications.devtools.serving import ROOT, ServedFunction, free_port, serve_function
 from tekton_notifications.notifications import OutgoingEvent
 
-FUNCTIONS = ("policy-filter", "template-renderer", "task-launcher", "status-recorder")
+FUNCTIONS = (
+    "policy-filter",
+    "template-renderer",
+    "task-launcher",
+    "status-recorder",
+    "delivery-tracker",
+)
 #: Started only when asked (``scheduler=True``): the stage PingSources wake (issue 17).
 SCHEDULER = "scheduler"
 _RUN_RESOURCES = {

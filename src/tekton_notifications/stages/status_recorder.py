@@ -27,7 +27,9 @@ from typing import Any
 
 from tekton_notifications import (
     claims,
+    deliverystatus,
     kube,
+    metrics,
     models,
     notifications,
     recording,
@@ -60,7 +62,15 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
     """Records outcomes; what it reads of a payload is the outcome and the Event message."""
 
     name = "status-recorder"
-    accepts = frozenset({notifications.LAUNCHED, notifications.FAILED, notifications.SUPPRESSED})
+    accepts = frozenset(
+        {
+            notifications.LAUNCHED,
+            notifications.FAILED,
+            notifications.SUPPRESSED,
+            notifications.DELIVERED,
+            notifications.DELIVERY_FAILED,
+        }
+    )
 
     def __init__(
         self,
@@ -84,6 +94,9 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         self._dirty_policies: set[Key] = set()
         self._dirty_templates: set[Key] = set()
         self._counters = Counters()
+        #: Delivery outcomes since the last flush, by policy key and by template key.
+        self._policy_deliveries: dict[Key, deliverystatus.Tally] = {}
+        self._template_deliveries: dict[Key, deliverystatus.Tally] = {}
         #: Templates whose renders ran over their limits: key -> (generation, count, last).
         self._over_limits: dict[Key, tuple[int, int, str]] = {}
         self._stopping = threading.Event()
@@ -208,7 +221,11 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
                 return unavailable(f"recording events: {error}")
             logger.warning("events not recorded for %s: %s", notification.key[:12], error)
             first_time = True
-        if first_time:  # a redelivered outcome is not a new match
+        if first_time and outcome in _DELIVERY_OUTCOMES:
+            self._count_delivery(notification, data, timestamp)
+        elif first_time and (notification.attempt != 1 or notification.fallback_of):
+            pass  # a retry's or a fallback's run is not a new match
+        elif first_time:  # a redelivered outcome is not a new match
             if outcome == "failed":
                 self._count_over_limits(notification, data.get("error"))
             with self._lock:
@@ -222,6 +239,44 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
                     self._counters.add(key, timestamp)
                 self._dirty_policies.add(key)
         return accepted(f"recorded {outcome} for {notification.policy_name}")
+
+    def _count_delivery(
+        self, notification: Notification, data: Mapping[str, Any], timestamp: str
+    ) -> None:
+        """One finished notification run: counters, metrics, and the template's streak."""
+        outcome = data["outcome"]  # checked by _outcome
+        delivered = outcome.get("outcome") == "delivered"
+        policy_key = (
+            "" if notification.cluster_policy else notification.policy_namespace,
+            notification.policy_name,
+        )
+        template_key = (notification.policy_namespace, notification.template_ref.name)
+        failure = {
+            "time": timestamp,
+            "run": f"{outcome['run'].get('namespace')}/{outcome['run'].get('name')}",
+            "message": _text(_failure_message(outcome), 1024),
+        }
+        metrics.DELIVERIES.labels(
+            notification.policy_namespace,
+            notification.policy_name,
+            notification.template_ref.name,
+            str(outcome.get("outcome")),
+        ).inc()
+        seconds = outcome.get("seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+            metrics.DELIVERY_SECONDS.observe(seconds)
+        with self._lock:
+            for tallies, key in (
+                (self._policy_deliveries, policy_key),
+                (self._template_deliveries, template_key),
+            ):
+                tally = tallies.setdefault(key, deliverystatus.Tally())
+                if delivered:
+                    tally.add_delivered()
+                else:
+                    tally.add_failed(failure)
+            self._dirty_policies.add(policy_key)
+            self._dirty_templates.add(template_key)
 
     def _count_over_limits(self, notification: notifications.Notification, error: object) -> None:
         """A render over its limits counts against its template's Ready, per generation."""
@@ -252,6 +307,8 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
             dirty_templates, self._dirty_templates = self._dirty_templates, set()
             dirty_policies, self._dirty_policies = self._dirty_policies, set()
             counts = self._counters.drain()
+            policy_deliveries, self._policy_deliveries = self._policy_deliveries, {}
+            template_deliveries, self._template_deliveries = self._template_deliveries, {}
             templates = self.template_objects
             policies = self.policy_objects
             over_limits = dict(self._over_limits)
@@ -261,9 +318,16 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         }
         writes = 0
         for key in sorted(dirty_templates & set(templates)):
-            writes += self._write(
-                vocabulary.TEMPLATE_PLURAL, templates[key], readiness[key], timestamp=timestamp
+            ok = self._write(
+                vocabulary.TEMPLATE_PLURAL,
+                templates[key],
+                readiness[key],
+                timestamp=timestamp,
+                deliveries=template_deliveries.get(key),
             )
+            if not ok and key in template_deliveries:
+                self._restore(self._template_deliveries, key, template_deliveries[key])
+            writes += ok
         for key in sorted((dirty_policies | counts.keys()) & set(policies)):
             home = _home(policies[key])
             in_namespace = {name: r for (ns, name), r in readiness.items() if ns == home}
@@ -277,13 +341,23 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
                 suppressed=counts.suppressed.get(key, 0),
                 last_suppressed=counts.last_suppressed.get(key),
                 timestamp=timestamp,
+                deliveries=policy_deliveries.get(key),
             )
+            if not ok and key in policy_deliveries:
+                self._restore(self._policy_deliveries, key, policy_deliveries[key])
             if not ok and key in counts.keys():  # noqa: SIM118  (Counters is not a dict)
                 with self._lock:  # keep the counts for the next flush
                     self._counters.restore(key, counts)
                     self._dirty_policies.add(key)
             writes += ok
         return writes
+
+    def _restore(
+        self, tallies: dict[Key, deliverystatus.Tally], key: Key, drained: deliverystatus.Tally
+    ) -> None:
+        """Put back a tally whose status write failed, before what came since."""
+        with self._lock:
+            tallies[key] = drained.merge(tallies.get(key, deliverystatus.Tally()))
 
     def _write(
         self,
@@ -296,6 +370,7 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
         last_matched: str | None = None,
         suppressed: int = 0,
         last_suppressed: str | None = None,
+        deliveries: deliverystatus.Tally | None = None,
     ) -> bool:
         metadata = obj.get("metadata") or {}
         patch = recording.status_patch(
@@ -308,6 +383,18 @@ class StatusRecorder(NotificationStage[tuple[str, str]]):
             last_suppressed=last_suppressed,
             timestamp=timestamp,
         )
+        if deliveries is not None:
+            status = obj.get("status") or {}
+            current = {**status, **(patch or {}).get("status", {})}
+            extra = deliverystatus.fields(
+                current,
+                deliveries,
+                template=plural == vocabulary.TEMPLATE_PLURAL,
+                generation=int(metadata.get("generation") or 0),
+                timestamp=timestamp,
+            )
+            if extra:
+                patch = {"status": {**(patch or {}).get("status", {}), **extra}}
         if patch is None:
             return False
         try:
@@ -345,6 +432,21 @@ def _outcome(
         if not isinstance(kind, str) or kind not in _RUN_KINDS or not isinstance(name, str):
             raise EventError("launched: needs kind TaskRun or PipelineRun and a name")
         return "sent", recording.sent_message(notification, {"kind": kind, "name": name})
+    if event_type in (notifications.DELIVERED, notifications.DELIVERY_FAILED):
+        outcome = _object(payload, "outcome")
+        run = _object(outcome, "run")
+        if (
+            run.get("kind") not in _RUN_KINDS
+            or not isinstance(run.get("name"), str)
+            or outcome.get("outcome") not in ("delivered", "failed", "timedOut")
+            or (outcome.get("outcome") == "delivered") != (event_type == notifications.DELIVERED)
+        ):
+            raise EventError("outcome: needs a run (kind, name) and an outcome of its event type")
+        if event_type == notifications.DELIVERED:
+            return "delivered", recording.delivered_message(notification, run)
+        return "deliveryFailed", recording.delivery_failed_message(
+            notification, run, _failure_message(outcome), _text(_next_step(outcome))
+        )
     if event_type == notifications.SUPPRESSED:
         details = _object(payload, "suppressed")
         view = {name: _text(details.get(name)) for name in ("reason", "message")}
@@ -370,15 +472,53 @@ def _not_ours(
     """Why the notification cannot come from the stages, once its claim and key hold."""
     if not _OBJECT_NAME.match(notification.event.name):
         return "its run's name is not a Kubernetes object name"
-    if event_type == notifications.LAUNCHED:
-        run = payload["launched"]
-        expected = taskruns.run_name(notification.event, notification.key)
+    if event_type in (
+        notifications.LAUNCHED,
+        notifications.DELIVERED,
+        notifications.DELIVERY_FAILED,
+    ):
+        run = (
+            payload["launched"]
+            if event_type == notifications.LAUNCHED
+            else payload["outcome"]["run"]
+        )
+        expected = taskruns.run_name(notification.event, notification.key, notification.attempt)
         if run.get("name") != expected or run.get("namespace") != notification.policy_namespace:
             return (
                 f"launched run must be {notification.policy_namespace}/{expected}, the run the "
                 "launcher names for this notification"
             )
     return None
+
+
+#: What the recorder hears from the delivery tracker (recording.run_events' outcomes).
+_DELIVERY_OUTCOMES = frozenset({"delivered", "deliveryFailed"})
+
+
+def _failure_message(outcome: Mapping[str, Any]) -> str:
+    """What failed, as Tekton reports it: outcome, reason, the failing step and its message."""
+    step = _text(outcome.get("step"), 64)
+    parts = [
+        _text(outcome.get("outcome"), 16),
+        _text(outcome.get("reason"), 64),
+        f"step {step}" if step else "",
+        _text(outcome.get("message")),
+    ]
+    return ": ".join(part for part in parts if part)
+
+
+def _next_step(outcome: Mapping[str, Any]) -> str:
+    """What the tracker does next, as words for the Event."""
+    next_step = outcome.get("next")
+    if not isinstance(next_step, Mapping):
+        return ""
+    if next_step.get("step") == "retry":
+        due = next_step.get("due")
+        when = f" at {due}" if isinstance(due, str) and due else ""
+        return f"retrying (attempt {next_step.get('attempt')} of {outcome.get('attempts')}){when}"
+    if next_step.get("step") == "fallback":
+        return f"falling back to template {next_step.get('template')}"
+    return "giving up"
 
 
 def _object(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:

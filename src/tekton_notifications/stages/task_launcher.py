@@ -92,6 +92,8 @@ class TaskLauncher(NotificationStage[None]):
                 policy=rendered.policy_name,
                 policy_kind=rendered.policy_kind,
                 key=rendered.key,  # checked against the claim by the opening
+                attempt=rendered.attempt,
+                fallback_of=rendered.fallback_of,
             )
             if refused:
                 return self._not_admitted(attributes, rendered, refused)

@@ -218,6 +218,8 @@ class TemplateRenderer(NotificationStage[None]):
             policy=notification.policy_name,
             policy_kind=notification.policy_kind,
             key=notification.key,  # checked against the claim by the opening
+            attempt=notification.attempt,
+            fallback_of=notification.fallback_of,
         )
         rendered = replace(notification, resource=resource)
         return reply(rendered.to_event(notifications.RENDERED))
