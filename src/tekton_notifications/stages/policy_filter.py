@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from tekton_notifications import (
@@ -28,7 +29,14 @@ from tekton_notifications.events import EventError, RunEvent, UnsupportedEvent, 
 from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Verdict
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
-from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.stages.base import (
+    Blocking,
+    Response,
+    accepted,
+    rejected,
+    reply,
+    unavailable,
+)
 from tekton_notifications.stages.skeleton import Informed
 from tekton_notifications.storm import PolicyState
 
@@ -179,6 +187,13 @@ class PolicyFilter(Informed):
         return policy
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        outcome = self.prepare(attributes, data)
+        return outcome if isinstance(outcome, Response) else outcome()
+
+    def prepare(self, attributes: Mapping[str, str], data: object) -> Response | Blocking:
+        """The answer, when no match needs the API (state, run confirmation) or the broker
+        (fan-out): most events, answered on the adapter's event loop with no thread hop
+        (:func:`base.prepare`); else the rest of the work, for a worker thread."""
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
@@ -192,11 +207,6 @@ class PolicyFilter(Informed):
         if event.is_notification_run:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
         matches, errors = self.index.match(event)
-        for verdict in errors:
-            if verdict.cost_exceeded:
-                self._cost_exceeded(verdict)
-            else:
-                metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
         # One trace per Tekton event: continue Tekton's, or start one here.
         traced = replace(
             event,
@@ -205,6 +215,29 @@ class PolicyFilter(Informed):
                 "traceparent": tracing.child_of(event.extensions.get("traceparent")),
             },
         )
+        # What blocks: reading or writing state, confirming the run, publishing several
+        # events, writing a policy's disabled mark. A suspended policy only counts.
+        if (
+            len(matches) <= 1
+            and all(match.final or match.suspended for match in matches)
+            and not any(verdict.disabled for verdict in errors)
+        ):
+            return self._answer(event, traced, matches, errors)
+        return partial(self._answer, event, traced, matches, errors)
+
+    def _answer(
+        self,
+        event: RunEvent,
+        traced: RunEvent,
+        matches: Sequence[Match],
+        errors: Sequence[Verdict],
+    ) -> Response:
+        """Storm control, the log line and the reply or fan-out of one event's matches."""
+        for verdict in errors:
+            if verdict.cost_exceeded:
+                self._cost_exceeded(verdict)
+            else:
+                metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
         try:
             outgoing, notifying = self._decide(matches, traced)
         except runcheck.Unconfirmed as refused:
