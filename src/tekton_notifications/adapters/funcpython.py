@@ -1,7 +1,8 @@
 """A stage as a ``kn func`` Python function instance (served by func-python, cloudevents 2).
 
 What a stage can answer without I/O (:func:`base.prepare`: the policy filter, for events
-whose matches need no state and no fan-out) is answered on the event loop. The rest runs on a
+whose matches need no state and no fan-out) is answered on the event loop, for events up to
+:data:`ON_THE_LOOP_MAX_BYTES`. The rest runs on a
 worker thread of the function's own pool (stages block on the API and the broker), admitted
 by :mod:`tekton_notifications.stages.fairness`: one namespace holds at most its share of the
 workers, and liveness fails while one is stuck.
@@ -17,6 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from tekton_notifications import logs, signing
@@ -28,6 +30,8 @@ from tekton_notifications.wire import attributes_as_text, binary_message
 logger = logging.getLogger(__name__)
 
 StageFactory = Callable[[Mapping[str, str]], Stage]
+#: Events up to this size may be answered on the event loop (Tekton's are 2-20 KiB).
+ON_THE_LOOP_MAX_BYTES = 32 * 1024
 Send = Any  # func-python's CloudEventSender: awaitable, with .binary() and .http()
 
 
@@ -91,8 +95,15 @@ class Function:
         attributes = attributes_as_text(event.get_attributes())
         data = event.get_data()
         # What needs no I/O is answered here, on the loop: a thread hop costs more than the
-        # policy filter's whole decision (bench breakdown). The rest goes to a worker.
-        prepared = base.prepare(self._stage, attributes, data)
+        # policy filter's whole decision (bench breakdown). The rest goes to a worker, and so
+        # does every large event: its CEL and parsing could hold the loop, and every other
+        # tenant's requests behind it, for as long as its cost budget allows (a worker
+        # shares the CPU with them instead; tests/reliability/test_hostile_cel.py).
+        prepared = (
+            base.prepare(self._stage, attributes, data)
+            if size <= ON_THE_LOOP_MAX_BYTES
+            else partial(base.handle, self._stage, attributes, data)
+        )
         response = (
             prepared
             if isinstance(prepared, Response)
