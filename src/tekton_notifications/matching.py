@@ -308,15 +308,19 @@ class PolicyIndex:
                         found.update(bucket)
         return sorted(found.values(), key=lambda compiled: compiled.policy.key)
 
-    def match(self, event: RunEvent) -> tuple[list[Match], list[Verdict]]:
+    def match(
+        self, event: RunEvent, candidates: list[CompiledPolicy] | None = None
+    ) -> tuple[list[Match], list[Verdict]]:
         """The matches (one per policy and template ref) and the verdicts that had CEL errors.
 
         Matches that are not :attr:`Match.final` (suspended, rate-limited or transition
         policies) still need :func:`tekton_notifications.storm.decide` to say if they notify.
+        ``candidates``: :meth:`candidates` of ``event``, when the caller has them already.
         """
         if event.is_notification_run:
             return [], []
-        candidates = self.candidates(event)
+        if candidates is None:
+            candidates = self.candidates(event)
         if not candidates:
             return [], []
         # The event's view is built only when some candidate has CEL to run.

@@ -16,7 +16,7 @@ from tekton_notifications.matching import PolicyIndex
 from tekton_notifications.models import parse_policy
 from tekton_notifications.stages import base
 from tekton_notifications.stages.base import Response
-from tekton_notifications.stages.policy_filter import PolicyFilter
+from tekton_notifications.stages.policy_filter import LOOP_MAX_CEL, PolicyFilter
 from tests.conftest import load_cloudevent, policy_object
 
 FAILED_TASKRUN = "07-taskrun-failed.json"
@@ -54,6 +54,24 @@ def _prepared(stage: PolicyFilter) -> Response | base.Blocking:
             False,
             200,
             id="transition: state, worker",
+        ),
+        pytest.param(
+            [
+                policy_object(f"p{i}", when=f'event.name == "other-{i}"')
+                for i in range(LOOP_MAX_CEL + 1)
+            ],
+            False,
+            202,
+            id="more CEL to evaluate than the loop takes: worker",
+        ),
+        pytest.param(
+            [
+                policy_object(f"p{i}", when=f'event.name == "other-{i}"')
+                for i in range(LOOP_MAX_CEL)
+            ],
+            True,
+            202,
+            id="as much CEL as the loop takes: on the loop",
         ),
         pytest.param(
             [policy_object("a"), policy_object("b")],

@@ -43,6 +43,8 @@ from tekton_notifications.storm import PolicyState
 logger = logging.getLogger(__name__)
 
 Publisher = Callable[[Sequence[OutgoingEvent]], None]
+#: At most this many CEL expressions are evaluated for one event on the event loop.
+LOOP_MAX_CEL = 32
 #: Makes a cost refusal visible on the policy: (policy, message, disabled) -> an Event, and for
 #: a disabled policy the ``status.disabled`` mark that makes it not Ready.
 CostReporter = Callable[[models.Policy, str, bool], None]
@@ -187,13 +189,19 @@ class PolicyFilter(Informed):
         return policy
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
-        outcome = self.prepare(attributes, data)
+        outcome = self._prepare(attributes, data, on_the_loop=False)
         return outcome if isinstance(outcome, Response) else outcome()
 
     def prepare(self, attributes: Mapping[str, str], data: object) -> Response | Blocking:
         """The answer, when no match needs the API (state, run confirmation) or the broker
-        (fan-out): most events, answered on the adapter's event loop with no thread hop
+        (fan-out) and the event meets at most :data:`LOOP_MAX_CEL` expressions: most
+        events, answered on the adapter's event loop with no thread hop
         (:func:`base.prepare`); else the rest of the work, for a worker thread."""
+        return self._prepare(attributes, data, on_the_loop=True)
+
+    def _prepare(
+        self, attributes: Mapping[str, str], data: object, *, on_the_loop: bool
+    ) -> Response | Blocking:
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
@@ -206,7 +214,12 @@ class PolicyFilter(Informed):
             return rejected(f"{attributes.get('type')} {attributes.get('id')}: {error}")
         if event.is_notification_run:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
-        matches, errors = self.index.match(event)
+        candidates = self.index.candidates(event)
+        if on_the_loop and sum(c.when is not None for c in candidates) > LOOP_MAX_CEL:
+            # Each evaluation is bounded, not their number: a namespace's many policies
+            # share the CPU with the others' requests on a worker, not hold the loop.
+            return partial(self.respond, attributes, data)
+        matches, errors = self.index.match(event, candidates)
         # One trace per Tekton event: continue Tekton's, or start one here.
         traced = replace(
             event,
