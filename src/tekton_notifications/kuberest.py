@@ -36,6 +36,9 @@ SERVICE_ACCOUNT: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: A projected token is rotated by the kubelet; client-go re-reads it about every minute.
 TOKEN_REREAD_SECONDS: Final = 60.0
 _USER_AGENT: Final = "tekton-notifications"
+#: What this client reads from a kubeconfig's user and cluster; anything else is Unsupported.
+_USER_FIELDS: Final = frozenset({"token", "tokenFile", "client-certificate", "client-key"})
+_CLUSTER_FIELDS: Final = frozenset({"server", "certificate-authority", "insecure-skip-tls-verify"})
 
 
 class Unsupported(Exception):
@@ -100,15 +103,9 @@ def from_kubeconfig(path: str) -> Settings:
         clusters.get(current.get("cluster", ""), {}),
         users.get(current.get("user", ""), {}),
     )
-    handled = {"token", "tokenFile", "client-certificate", "client-key"}
-    if set(user) - handled or set(cluster) - {
-        "server",
-        "certificate-authority",
-        "insecure-skip-tls-verify",
-    }:
-        raise Unsupported(
-            f"{path}: needs {sorted((set(user) - handled) | (set(cluster) - {'server'}))}"
-        )
+    unhandled = (set(user) - _USER_FIELDS) | (set(cluster) - _CLUSTER_FIELDS)
+    if unhandled:
+        raise Unsupported(f"{path}: the current context uses {', '.join(sorted(unhandled))}")
     if not cluster.get("server"):
         raise Unsupported(f"{path}: the current context's cluster has no server")
     base = Path(path).parent
@@ -151,7 +148,7 @@ def api_path(
 class Client:
     """JSON requests to one API server, from any thread (urllib3's pool is thread-safe)."""
 
-    def __init__(self, settings: Settings, *, retries: int | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         tls: dict[str, Any] = {}
         if settings.server.startswith("https:"):
@@ -161,10 +158,8 @@ class Client:
                 "cert_file": settings.cert_file,
                 "key_file": settings.key_file,
             }
-        # urllib3's default Retry (3) when None, as the official client's pool has it.
-        self._pool = urllib3.PoolManager(
-            num_pools=2, maxsize=8, retries=retries if retries is not None else None, **tls
-        )
+        # urllib3's default Retry (3), as the official client's pool has it.
+        self._pool = urllib3.PoolManager(num_pools=2, maxsize=8, **tls)
         self._server = settings.server.rstrip("/")
         self._token_lock = threading.Lock()
         self._token: tuple[float, str | None] = (0.0, settings.token)
