@@ -216,7 +216,7 @@ def namespace_check(policy: Policy, namespace: str) -> Check:
 
 
 def event_activation(event: RunEvent) -> cel.Activation:
-    return cel.activation(run=event.run, event=event.view(), policy={})
+    return cel.activation(run=event.run, event=cel.Lazy(event.view), policy={})
 
 
 class PolicyIndex:
