@@ -216,6 +216,26 @@ class Client:
             )
         return json.loads(response.data) if response.data else None
 
+    def read(
+        self, path: str, *, query: Mapping[str, Any] | None = None, timeout: float, limit: int
+    ) -> bytes:
+        """The raw body of a GET (a container log need not be JSON, or UTF-8), at most
+        ``limit`` bytes of it; errors as :meth:`request`."""
+        response = self._pool.request(
+            "GET",
+            self._url(path, query),
+            headers=self._headers(None),
+            timeout=urllib3.Timeout(total=timeout),
+            preload_content=False,
+        )
+        try:
+            if not 200 <= response.status < 300:
+                body = response.read().decode("utf-8", "replace")
+                raise StatusError(response.status, response.reason or "", body)
+            return bytes(response.read(limit + 1)[:limit])
+        finally:
+            response.release_conn()
+
     def watch(self, path: str, *, query: Mapping[str, Any], timeout: float) -> Watch:
         """A watch stream (``watch=true`` added); iterate it for the change events."""
         response = self._pool.request(

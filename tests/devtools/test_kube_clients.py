@@ -10,6 +10,7 @@ retryable) and what an informer sees.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -363,3 +364,20 @@ def test_in_cluster_settings_read_the_service_account(tmp_path: Path) -> None:
     assert kuberest.Client(settings)._bearer() == "first"
     with pytest.raises(kuberest.Unsupported):
         kuberest.in_cluster({}, root=tmp_path)
+
+
+def test_read_gives_the_raw_body_up_to_its_limit(emulator: tuple[KubeAPIServer, Path]) -> None:
+    """What a raw GET (a container's log) needs: bytes as sent, cut at ``limit``, and the
+    API's refusal as a StatusError like every other call."""
+    _, kubeconfig = emulator
+    api = _rest(kubeconfig)
+    assert isinstance(api, kuberest.Client)
+    kube.create_run(api, taskrun("raw"))
+    path = kuberest.api_path("tekton.dev", "v1", "taskruns", "ci", "raw")
+    whole = api.read(path, timeout=5, limit=1 << 20)
+
+    assert api.read(path, timeout=5, limit=10) == whole[:10]
+    assert json.loads(whole)["metadata"]["name"] == "raw"
+    with pytest.raises(kuberest.StatusError) as refused:
+        api.read(path + "-missing", timeout=5, limit=10)
+    assert refused.value.status == 404
