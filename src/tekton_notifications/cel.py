@@ -79,6 +79,16 @@ Paths = frozenset[tuple[str, ...]]
 WHOLE: Final[Paths] = frozenset({()})
 
 
+class Lazy:
+    """A variable's value made on first use: the event's view, which most expressions (those
+    reading only ``run``) never need."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
 class Activation(dict[str, Any]):
     """The variables' plain values, plus each engine's conversion of them, made on demand.
 
@@ -98,6 +108,13 @@ class Activation(dict[str, Any]):
         #: Which activation's value of each variable the context holds, and how much of it.
         self.context_sources: dict[str, tuple[Activation, Paths]] = {}
         self._shapes: dict[tuple[str, tuple[str, ...]], celcost.Shape] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        if isinstance(value, Lazy):
+            value = value.make()
+            super().__setitem__(name, value)
+        return value
 
     @property
     def root(self) -> Activation:
@@ -202,9 +219,10 @@ def compile_expression(
 
 
 def activation(
-    *, run: Mapping[str, Any], event: Mapping[str, Any], policy: Mapping[str, Any]
+    *, run: Mapping[str, Any], event: Mapping[str, Any] | Lazy, policy: Mapping[str, Any]
 ) -> Activation:
-    """The variables of one event; conversion to CEL values happens on first use."""
+    """The variables of one event; conversion to CEL values happens on first use (and a
+    :class:`Lazy` value is made then)."""
     return Activation({"run": run, "event": event, "policy": policy})
 
 

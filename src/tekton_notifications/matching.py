@@ -18,7 +18,7 @@ from typing import Any, Final
 from tekton_notifications import cel, vocabulary
 from tekton_notifications.events import RunEvent
 from tekton_notifications.models import Policy, TemplateRef
-from tekton_notifications.selectors import Check, check_selector
+from tekton_notifications.selectors import Check, check_selector, selector_matches
 from tekton_notifications.subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,50 @@ def evaluate(
     return Verdict(policy, all(check.ok for check in checks), tuple(checks), direct=direct)
 
 
+class _Diagnose(Exception):
+    """The hot path met an error: :func:`evaluate` builds the verdict that reports it."""
+
+
+def _admits(
+    compiled: CompiledPolicy, event: RunEvent, activation: cel.Activation
+) -> tuple[bool, bool] | None:
+    """:func:`evaluate`'s answer without its checks: ``(direct, suspended)`` when the policy
+    matches (or would, but for ``spec.suspend``), None when it does not. Raises
+    :class:`_Diagnose` on a compile, cost or evaluation error, which only :func:`evaluate`
+    reports. Same order and same checks; ``tests/core/test_policy_matching.py`` holds both
+    paths to the same answers."""
+    policy = compiled.policy
+    if (policy.cluster or event.namespace != policy.namespace) and not namespace_check(
+        policy, event.namespace
+    ).ok:
+        return None
+    if not selector_matches(
+        policy.selector,
+        kind=event.kind,
+        name=event.name,
+        labels=event.labels,
+        annotations=event.annotations,
+    ):
+        return None
+    direct = bool(policy.events & event.policy_events)
+    if not direct and not (policy.tracks_outcomes and event.final_outcome is not None):
+        return None
+    if compiled.error:
+        raise _Diagnose
+    when = compiled.when
+    if when is not None:
+        # The policy variable only for the expressions that read it: one Activation less.
+        variables = (
+            cel.with_policy(activation, policy.view()) if "policy" in when.paths else activation
+        )
+        try:
+            if not when.evaluate(variables):
+                return None
+        except cel.CelError:
+            raise _Diagnose from None
+    return direct, policy.suspend
+
+
 def _event_check(policy: Policy, event: RunEvent, direct: bool) -> Check:
     """The event is listed, or it is a finished run a transition (``fixed``) depends on."""
     wanted = " or ".join(sorted(policy.events)) or "none: it only honours subscriptions"
@@ -192,8 +236,8 @@ def namespace_check(policy: Policy, namespace: str) -> Check:
     return Check("namespace", ok, " or ".join(policy.namespaces), namespace)
 
 
-def event_activation(event: RunEvent) -> dict[str, Any]:
-    return cel.activation(run=event.run, event=event.view(), policy={})
+def event_activation(event: RunEvent) -> cel.Activation:
+    return cel.activation(run=event.run, event=cel.Lazy(event.view), policy={})
 
 
 class PolicyIndex:
@@ -290,23 +334,45 @@ class PolicyIndex:
                         found.update(bucket)
         return sorted(found.values(), key=lambda compiled: compiled.policy.key)
 
-    def match(self, event: RunEvent) -> tuple[list[Match], list[Verdict]]:
+    def match(
+        self, event: RunEvent, candidates: list[CompiledPolicy] | None = None
+    ) -> tuple[list[Match], list[Verdict]]:
         """The matches (one per policy and template ref) and the verdicts that had CEL errors.
 
         Matches that are not :attr:`Match.final` (suspended, rate-limited or transition
         policies) still need :func:`tekton_notifications.storm.decide` to say if they notify.
+        ``candidates``: :meth:`candidates` of ``event``, when the caller has them already.
         """
         if event.is_notification_run:
             return [], []
-        candidates = self.candidates(event)
+        if candidates is None:
+            candidates = self.candidates(event)
         if not candidates:
             return [], []
-        activation = event_activation(event) if any(c.when or c.error for c in candidates) else {}
+        # The event's view is built only when some candidate has CEL to run.
+        activation = (
+            event_activation(event) if any(c.when for c in candidates) else cel.Activation({})
+        )
         matches: list[Match] = []
         errors: list[Verdict] = []
         for compiled in candidates:
-            if compiled.policy.key in self._disabled:
+            policy = compiled.policy
+            if policy.key in self._disabled:
                 continue  # logged and counted once, when it was disabled
+            try:
+                admitted = _admits(compiled, event, activation)
+            except _Diagnose:
+                pass
+            else:
+                if compiled.when is not None and self._strikes:
+                    self._strikes.pop(policy.key, None)  # a success forgives cost refusals
+                if admitted is not None:
+                    direct, suspended = admitted
+                    matches.extend(
+                        Match(policy, ref, direct, suspended) for ref in policy.template_refs
+                    )
+                continue
+            # An error: the diagnostic path says which, for the log, the metric and strikes.
             verdict = evaluate(compiled, event, activation)
             if compiled.when is not None:  # refused at load: unready already, not a strike
                 verdict = self._strike(verdict)

@@ -106,6 +106,9 @@ class OutgoingEvent:
 
     attributes: Mapping[str, str]
     data: Mapping[str, Any]
+    #: ``data`` as JSON bytes once something serialised it (signing: its canonical form), so
+    #: the wire sends those bytes instead of encoding the same data again.
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def type(self) -> str:

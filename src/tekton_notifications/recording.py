@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from tekton_notifications import cel, models, rendering, vocabulary
+from tekton_notifications import cel, models, vocabulary
 from tekton_notifications.notifications import Notification
 
 COMPONENT: Final = "tekton-notifications"
@@ -284,6 +284,10 @@ def template_readiness(
 ) -> Readiness:
     """Ready when the params compile and the template's renders did not run over their
     limits ``rendering.RENDER_LIMIT_STRIKES`` times (``over_limits``) in this generation."""
+    # Here, not at the top: the policy filter uses this module but renders nothing, and
+    # Jinja2 would cost every one of its cold starts ~0.1 s.
+    from tekton_notifications import rendering
+
     try:
         rendering.compile_template(models.parse_template(obj))
     except models.SpecError as error:

@@ -55,6 +55,41 @@ def check_selector(
     return checks
 
 
+def selector_matches(
+    selector: Selector,
+    *,
+    kind: str,
+    name: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> bool:
+    """``all(check.ok for check in check_selector(...))`` without building the checks: the
+    hot path (:meth:`matching.PolicyIndex.match`), where nobody reads why."""
+    if selector.kinds and kind not in selector.kinds:
+        return False
+    if selector.names and not any(fnmatchcase(name, pattern) for pattern in selector.names):
+        return False
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            return False
+    for requirement in selector.match_expressions:
+        if not requirement_holds(requirement, labels):
+            return False
+    return all(annotations.get(key) == value for key, value in selector.match_annotations.items())
+
+
+def requirement_holds(requirement: LabelRequirement, labels: Mapping[str, str]) -> bool:
+    """:func:`check_requirement`'s ``ok`` alone."""
+    operator, value = requirement.operator, labels.get(requirement.key)
+    if operator == "In":
+        return value is not None and value in requirement.values
+    if operator == "NotIn":
+        return value is None or value not in requirement.values
+    if operator == "Exists":
+        return requirement.key in labels
+    return requirement.key not in labels
+
+
 def check_requirement(requirement: LabelRequirement, labels: Mapping[str, str]) -> Check:
     """Kubernetes label-selector semantics for one matchExpressions entry."""
     key, operator = requirement.key, requirement.operator

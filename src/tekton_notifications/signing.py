@@ -80,16 +80,26 @@ def key_from(environ: Mapping[str, str]) -> bytes | None:
     return value.encode()
 
 
+def canonical(data: Mapping[str, Any]) -> bytes:
+    """The data as canonical JSON (sorted keys, no spaces, ASCII): what is signed."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
 def signature(key: bytes, event_type: str, data: Mapping[str, Any]) -> str:
     """HMAC-SHA256 over the type and the data as canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    message = event_type.encode() + b"\n" + canonical.encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return _signature(key, event_type, canonical(data))
+
+
+def _signature(key: bytes, event_type: str, encoded: bytes) -> str:
+    return hmac.new(key, event_type.encode() + b"\n" + encoded, hashlib.sha256).hexdigest()
 
 
 def sign(event: OutgoingEvent, key: bytes) -> OutgoingEvent:
-    attributes = {**event.attributes, EXTENSION: signature(key, event.type, event.data)}
-    return replace(event, attributes=attributes)
+    """``event`` with its signature; the canonical JSON is kept as the body to send (valid
+    JSON of the same data), so the data is serialised once per event, not twice."""
+    encoded = canonical(event.data)
+    attributes = {**event.attributes, EXTENSION: _signature(key, event.type, encoded)}
+    return replace(event, attributes=attributes, encoded=encoded)
 
 
 def problem(attributes: Mapping[str, str], data: object, key: bytes) -> str | None:

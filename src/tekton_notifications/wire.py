@@ -55,7 +55,12 @@ class Message:
 def outgoing(event: OutgoingEvent) -> Message:
     """An event a stage emits, with its ``data`` serialised as compact JSON."""
     data = event.data
-    body = data if isinstance(data, bytes) else json.dumps(data, separators=(",", ":")).encode()
+    if event.encoded is not None:  # serialised already (signing)
+        body = event.encoded
+    elif isinstance(data, bytes):
+        body = data
+    else:
+        body = json.dumps(data, separators=(",", ":")).encode()
     attributes = dict(event.attributes)
     attributes.setdefault("datacontenttype", "application/json")
     return Message(attributes, body)

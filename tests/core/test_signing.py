@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tekton_notifications import kube, metrics, notifications, signing
+from tekton_notifications import kube, metrics, notifications, signing, wire
 from tekton_notifications.notifications import OutgoingEvent
 from tekton_notifications.stages import base
 from tekton_notifications.stages.task_launcher import TaskLauncher
@@ -31,6 +31,16 @@ def test_a_signed_event_passes_after_a_trip_through_json() -> None:
     attributes, data = through_the_wire(signing.sign(EVENT, KEY))
     assert signing.problem(attributes, data, KEY) is None
     assert signing.problem(attributes, json.dumps(data), KEY) is None, "raw JSON data too"
+
+
+def test_the_signed_form_is_the_body_sent_so_the_data_is_encoded_once() -> None:
+    """The wire sends the canonical JSON signing made (not a second encoding): the same data,
+    and it verifies as it arrives."""
+    signed = signing.sign(EVENT, KEY)
+    _, body = wire.binary_message(signed)
+    assert body == signing.canonical(EVENT.data)
+    assert json.loads(body) == EVENT.data
+    assert signing.problem(dict(signed.attributes), body, KEY) is None
 
 
 def test_an_unsigned_stage_event_is_refused() -> None:

@@ -1,8 +1,11 @@
 """A stage as a ``kn func`` Python function instance (served by func-python, cloudevents 2).
 
-Each event runs on a worker thread of the function's own pool (stages block on locks and,
-for the launcher, on the API), admitted by :mod:`tekton_notifications.stages.fairness`: one
-namespace holds at most its share of the workers, and liveness fails while one is stuck.
+What a stage can answer without I/O (:func:`base.prepare`: the policy filter, for events
+whose matches need no state and no fan-out) is answered on the event loop, for events up to
+:data:`ON_THE_LOOP_MAX_BYTES`. The rest runs on a
+worker thread of the function's own pool (stages block on the API and the broker), admitted
+by :mod:`tekton_notifications.stages.fairness`: one namespace holds at most its share of the
+workers, and liveness fails while one is stuck.
 Oversized bodies are refused before func-python reads them (:mod:`.bodylimit`).
 """
 
@@ -15,6 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from tekton_notifications import logs, signing
@@ -26,6 +30,8 @@ from tekton_notifications.wire import attributes_as_text, binary_message
 logger = logging.getLogger(__name__)
 
 StageFactory = Callable[[Mapping[str, str]], Stage]
+#: Events up to this size may be answered on the event loop (Tekton's are 2-20 KiB).
+ON_THE_LOOP_MAX_BYTES = 32 * 1024
 Send = Any  # func-python's CloudEventSender: awaitable, with .binary() and .http()
 
 
@@ -88,24 +94,21 @@ class Function:
             return
         attributes = attributes_as_text(event.get_attributes())
         data = event.get_data()
-        ticket = await self._admit(attributes, data)
-        if isinstance(ticket, fairness.Refusal):
-            logger.warning("refused: %s: %s", attributes.get("id"), ticket.message)
-            await _plain(send, Response(ticket.status, message=ticket.message))
-            return
-        # Stages block on locks and, for the launcher, on the API: keep the loop free. The
-        # worker is released when its thread is done, not when this request ends: a request
-        # cancelled mid-way must not hide a thread that is still busy (or stuck).
-        # One wake-up of the loop per event (asyncio.wrap_future would add a second): the
-        # thread's end releases the worker and hands over the answer in the same callback.
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Response] = loop.create_future()
-        context = contextvars.copy_context()
-        work = self._pool.submit(context.run, base.handle, self._stage, attributes, data)
-        work.add_done_callback(lambda done: _soon(loop, self._finish, ticket, done, answer))
-        # A request cancelled before its event reached a thread takes the event back.
-        answer.add_done_callback(lambda waited: work.cancel() if waited.cancelled() else None)
-        response = await answer
+        # What needs no I/O is answered here, on the loop: a thread hop costs more than the
+        # policy filter's whole decision (bench breakdown). The rest goes to a worker, and so
+        # does every large event: its CEL and parsing could hold the loop, and every other
+        # tenant's requests behind it, for as long as its cost budget allows (a worker
+        # shares the CPU with them instead; tests/reliability/test_hostile_cel.py).
+        prepared = (
+            base.prepare(self._stage, attributes, data)
+            if size <= ON_THE_LOOP_MAX_BYTES
+            else partial(base.handle, self._stage, attributes, data)
+        )
+        response = (
+            prepared
+            if isinstance(prepared, Response)
+            else await self._on_worker(attributes, data, prepared)
+        )
         if response.event is None:
             await _plain(send, response)
             return
@@ -114,6 +117,29 @@ class Function:
         # encoded) cost ~40% of the whole request in-process (bench breakdown).
         headers, body = binary_message(response.event)
         await _respond(send, response.status, headers, body)
+
+    async def _on_worker(
+        self, attributes: Mapping[str, str], data: object, work: base.Blocking
+    ) -> Response:
+        """``work`` on a worker thread admitted by :mod:`fairness`, or its refusal."""
+        assert self._admission is not None and self._pool is not None
+        ticket = await self._admit(attributes, data)
+        if isinstance(ticket, fairness.Refusal):
+            logger.warning("refused: %s: %s", attributes.get("id"), ticket.message)
+            return Response(ticket.status, message=ticket.message)
+        # Stages block on locks and, for the launcher, on the API: keep the loop free. The
+        # worker is released when its thread is done, not when this request ends: a request
+        # cancelled mid-way must not hide a thread that is still busy (or stuck).
+        # One wake-up of the loop per event (asyncio.wrap_future would add a second): the
+        # thread's end releases the worker and hands over the answer in the same callback.
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Response] = loop.create_future()
+        context = contextvars.copy_context()
+        running = self._pool.submit(context.run, work)
+        running.add_done_callback(lambda done: _soon(loop, self._finish, ticket, done, answer))
+        # A request cancelled before its event reached a thread takes the event back.
+        answer.add_done_callback(lambda waited: running.cancel() if waited.cancelled() else None)
+        return await answer
 
     def _finish(
         self,

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from tekton_notifications import (
@@ -31,13 +32,22 @@ from tekton_notifications.matching import CompiledPolicy, Match, PolicyIndex, Ve
 from tekton_notifications.notifications import Notification, OutgoingEvent
 from tekton_notifications.policystate import MemoryStatus, PolicyGone, PolicyStates
 from tekton_notifications.stages import base
-from tekton_notifications.stages.base import Response, accepted, rejected, reply, unavailable
+from tekton_notifications.stages.base import (
+    Blocking,
+    Response,
+    accepted,
+    rejected,
+    reply,
+    unavailable,
+)
 from tekton_notifications.stages.skeleton import Informed
 from tekton_notifications.storm import PolicyState
 
 logger = logging.getLogger(__name__)
 
 Publisher = base.Publisher
+#: At most this many CEL expressions are evaluated for one event on the event loop.
+LOOP_MAX_CEL = 32
 #: Makes a cost refusal visible on the policy: (policy, message, disabled) -> an Event, and for
 #: a disabled policy the ``status.disabled`` mark that makes it not Ready.
 CostReporter = Callable[[models.Policy, str, bool], None]
@@ -188,6 +198,19 @@ class PolicyFilter(Informed):
         return policy
 
     def respond(self, attributes: Mapping[str, str], data: object) -> Response:
+        outcome = self._prepare(attributes, data, on_the_loop=False)
+        return outcome if isinstance(outcome, Response) else outcome()
+
+    def prepare(self, attributes: Mapping[str, str], data: object) -> Response | Blocking:
+        """The answer, when no match needs the API (state, run confirmation) or the broker
+        (fan-out) and the event meets at most :data:`LOOP_MAX_CEL` expressions: most
+        events, answered on the adapter's event loop with no thread hop
+        (:func:`base.prepare`); else the rest of the work, for a worker thread."""
+        return self._prepare(attributes, data, on_the_loop=True)
+
+    def _prepare(
+        self, attributes: Mapping[str, str], data: object, *, on_the_loop: bool
+    ) -> Response | Blocking:
         ready, why = self.ready()
         if not ready:
             return unavailable(why)
@@ -200,13 +223,16 @@ class PolicyFilter(Informed):
             return rejected(f"{attributes.get('type')} {attributes.get('id')}: {error}")
         if event.is_notification_run:
             return accepted(f"ignored: {event.kind} {event.name} is a notification run")
-        matches, errors = self.index.match(event)
+        candidates = self.index.candidates(event)
+        if on_the_loop and (
+            sum(c.when is not None for c in candidates) > LOOP_MAX_CEL or self._may_subscribe(event)
+        ):
+            # Each evaluation is bounded, not their number: a namespace's many policies
+            # share the CPU with the others' requests on a worker, not hold the loop. A
+            # subscription may read its Pipeline or Task and record a refusal: API calls.
+            return partial(self.respond, attributes, data)
+        matches, errors = self.index.match(event, candidates)
         matches = [*matches, *self._subscribed(event)]
-        for verdict in errors:
-            if verdict.cost_exceeded:
-                self._cost_exceeded(verdict)
-            else:
-                metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
         # One trace per Tekton event: continue Tekton's, or start one here.
         traced = replace(
             event,
@@ -215,6 +241,29 @@ class PolicyFilter(Informed):
                 "traceparent": tracing.child_of(event.extensions.get("traceparent")),
             },
         )
+        # What blocks: reading or writing state, confirming the run, publishing several
+        # events, writing a policy's disabled mark. A suspended policy only counts.
+        if (
+            len(matches) <= 1
+            and all(match.final or match.suspended for match in matches)
+            and not any(verdict.disabled for verdict in errors)
+        ):
+            return self._answer(event, traced, matches, errors)
+        return partial(self._answer, event, traced, matches, errors)
+
+    def _answer(
+        self,
+        event: RunEvent,
+        traced: RunEvent,
+        matches: Sequence[Match],
+        errors: Sequence[Verdict],
+    ) -> Response:
+        """Storm control, the log line and the reply or fan-out of one event's matches."""
+        for verdict in errors:
+            if verdict.cost_exceeded:
+                self._cost_exceeded(verdict)
+            else:
+                metrics.CEL_ERRORS.labels(verdict.policy.namespace, verdict.policy.name).inc()
         try:
             outgoing, notifying = self._decide(matches, traced)
         except runcheck.Unconfirmed as refused:
@@ -253,6 +302,12 @@ class PolicyFilter(Informed):
         return accepted(
             f"published {len(outgoing) - held} matches" + (f", {held} suppressed" if held else "")
         )
+
+    def _may_subscribe(self, event: RunEvent) -> bool:
+        """Whether the run or its namespace carries subscription annotations."""
+        if subscriptions.has_any(event.annotations):
+            return True
+        return bool(self.namespaces and self.namespaces.annotations(event.namespace))
 
     def _subscribed(self, event: RunEvent) -> list[Match]:
         """The matches subscription annotations make; refused ones recorded on the run."""
