@@ -144,6 +144,8 @@ class Tracked:
     attempt: int
     fallback_of: str | None
     traceparent: str
+    #: ``taskruns.ORIGIN_ANNOTATION``: the subscription or scheduled item that made it.
+    origin: Mapping[str, Any] | None = None
 
 
 def tracked(run: Mapping[str, Any]) -> Tracked | str:
@@ -171,6 +173,9 @@ def tracked(run: Mapping[str, Any]) -> Tracked | str:
         attempt = int(labels.get(taskruns.ATTEMPT_LABEL, "1"))
     except ValueError:
         return f"label {taskruns.ATTEMPT_LABEL} is not a number"
+    origin = _origin(annotations.get(taskruns.ORIGIN_ANNOTATION))
+    if isinstance(origin, str):
+        return origin
     source_kind = labels[taskruns.SOURCE_KIND_LABEL]
     # The owner reference has the source run's exact name (a label value may be cut).
     source_name = labels.get(taskruns.SOURCE_NAME_LABEL, "")
@@ -195,7 +200,23 @@ def tracked(run: Mapping[str, Any]) -> Tracked | str:
         attempt=attempt,
         fallback_of=labels.get(taskruns.FALLBACK_OF_LABEL),
         traceparent=annotations.get(taskruns.TRACEPARENT_ANNOTATION, ""),
+        origin=origin,
     )
+
+
+def _origin(text: str | None) -> Mapping[str, Any] | str | None:
+    """The origin annotation's object (None when absent), or why it is not one."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return f"annotation {taskruns.ORIGIN_ANNOTATION} is not JSON"
+    if not isinstance(value, dict) or not set(value) <= {"subscription", "scheduled"}:
+        return f"annotation {taskruns.ORIGIN_ANNOTATION} is not an origin"
+    if not all(isinstance(item, dict) for item in value.values()):
+        return f"annotation {taskruns.ORIGIN_ANNOTATION} is not an origin"
+    return value
 
 
 def _strings(value: object) -> dict[str, str]:

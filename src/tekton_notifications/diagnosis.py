@@ -323,6 +323,7 @@ def _outcome(
         policy=policy.name,
         policy_kind=policy.kind if subscription is not None else models.POLICY_KIND,
         key=key,
+        origin={"subscription": dict(view or {})} if subscription is not None else None,
     )
     return TemplateOutcome(ref.name, namespace, "rendered", params=params, run=run)
 

@@ -142,6 +142,17 @@ class Notification:
     fallback_of: str | None = None
 
     @property
+    def origin(self) -> dict[str, Any] | None:
+        """What made it besides its policy and template (a subscription, the scheduler's
+        due item), kept on its run (``taskruns.ORIGIN_ANNOTATION``); None for most."""
+        found: dict[str, Any] = {}
+        if self.subscription is not None:
+            found["subscription"] = dict(self.subscription)
+        if self.scheduled is not None:
+            found["scheduled"] = dict(self.scheduled)
+        return found or None
+
+    @property
     def cluster_policy(self) -> bool:
         return self.policy_kind == CLUSTER_POLICY_KIND
 

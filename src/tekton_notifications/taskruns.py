@@ -32,6 +32,11 @@ SOURCE_EVENT_ID_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-id"
 SOURCE_EVENT_TYPE_ANNOTATION: Final = f"{vocabulary.GROUP}/source-event-type"
 POLICY_NAMESPACE_ANNOTATION: Final = f"{vocabulary.GROUP}/policy-namespace"
 TRACEPARENT_ANNOTATION: Final = f"{vocabulary.GROUP}/traceparent"
+#: What made a notification besides its policy and template, as canonical JSON: the
+#: subscription annotation (``subscription``) or the scheduler's due item (``scheduled``).
+#: Both are part of its key, so the delivery tracker reads them back to name, retry and
+#: fall back the very notification the run sent.
+ORIGIN_ANNOTATION: Final = f"{vocabulary.GROUP}/origin"
 #: On retries (attempt 2 on): which run of the notification this is.
 ATTEMPT_LABEL: Final = f"{vocabulary.GROUP}/attempt"
 #: On fallbacks: the template whose delivery finally failed.
@@ -73,6 +78,7 @@ def build_run(
     key: str | None = None,
     attempt: int = 1,
     fallback_of: str | None = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The TaskRun or PipelineRun (tekton.dev/v1) that sends one notification.
 
@@ -89,6 +95,8 @@ def build_run(
             template=template.name,
             policy_kind=policy_kind,
             fallback_of=fallback_of,
+            scheduled=str((origin or {}).get("scheduled", {}).get("id") or ""),
+            subscription=(origin or {}).get("subscription"),
         )
     labels = {
         vocabulary.MANAGED_BY_LABEL: vocabulary.MANAGED_BY_VALUE,
@@ -115,6 +123,8 @@ def build_run(
     }
     if "traceparent" in event.extensions:
         annotations[TRACEPARENT_ANNOTATION] = event.extensions["traceparent"]
+    if origin:
+        annotations[ORIGIN_ANNOTATION] = _canonical(dict(origin))
     metadata: dict[str, Any] = {
         "name": run_name(event, key, attempt),
         "namespace": policy_namespace,
@@ -232,6 +242,7 @@ def not_from_template(
     key: str | None = None,
     attempt: int = 1,
     fallback_of: str | None = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Why ``resource`` is not the run ``template`` builds for this notification, or None.
 
@@ -254,6 +265,7 @@ def not_from_template(
         key=key,
         attempt=attempt,
         fallback_of=fallback_of,
+        origin=origin,
     )
     if _canonical(resource) == _canonical(expected):  # the usual case, compared in C
         return None

@@ -500,3 +500,65 @@ def test_a_run_is_counted_once_however_its_outcome_and_launch_are_ordered() -> N
     assert after == before + 1
     reasons = sorted(body["reason"] for body in written.values())
     assert reasons == ["NotificationDeliveryFailed", "NotificationSent", "NotificationSent"]
+
+
+ORIGINS = [
+    pytest.param(
+        {
+            "subscription": {
+                "recipients": ["C0SHOP"],
+                "event": "failed",
+                "template": "slack-retrying",
+                "source": "pipeline",
+                "annotation": "notifications.tekton.dev/subscribe.failed.slack-retrying",
+            }
+        },
+        id="made-by-a-subscription",
+    ),
+    pytest.param(
+        {"scheduled": {"id": "reminder/storefront/1", "reminder": {"count": 1, "max": 3}}},
+        id="made-by-the-scheduler",
+    ),
+]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+def test_a_run_a_subscription_or_the_scheduler_made_is_tracked_and_retried_as_itself(
+    origin: dict[str, Any],
+) -> None:
+    """Their key holds what made them (recipients, the due item), so the run keeps it
+    (``taskruns.ORIGIN_ANNOTATION``): without it the tracker named another run and refused."""
+    made = Notification(
+        key="",
+        event=SOURCE,
+        policy_name="storefront-failures",
+        policy_namespace="ci",
+        template_ref=TemplateRef("slack-retrying", {}),
+        subscription=origin.get("subscription"),
+        scheduled=origin.get("scheduled"),
+    )
+    run = taskruns.build_run(
+        event=SOURCE,
+        template=TEMPLATES["slack-retrying"],
+        params={"message": "m"},
+        policy_namespace="ci",
+        policy="storefront-failures",
+        key=made.expected_key(),
+        origin=made.origin,
+    )
+    run = {**run, "kind": "TaskRun", "metadata": {**run["metadata"], "uid": "uid-origin"}}
+    tracked = delivery.tracked(run)
+    assert not isinstance(tracked, str)
+    assert tracked.origin == origin
+
+    sent: list[OutgoingEvent] = []
+    stage, published = tracker(run, SOURCE_RUN, sent=sent)
+    assert respond(stage, run, succeeded=False)[:2] == (202, "")
+    assert published == [[notifications.DELIVERY_FAILED, notifications.MATCHED]]
+    retry = parse_notification(sent[1].data)
+    assert (retry.attempt, retry.subscription, retry.scheduled, retry.key) == (
+        2,
+        origin.get("subscription"),
+        origin.get("scheduled"),
+        made.expected_key(),
+    )

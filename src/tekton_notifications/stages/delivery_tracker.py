@@ -222,11 +222,19 @@ class DeliveryTracker(Informed):
             policy_name=tracked.policy,
             policy_namespace=tracked.policy_namespace,
             template_ref=TemplateRef(
-                tracked.template, dict(ref.params) if ref and not tracked.fallback_of else {}
+                tracked.template,
+                # A fallback and a subscription render with their template's params only.
+                dict(ref.params)
+                if ref
+                and not tracked.fallback_of
+                and not (tracked.origin or {}).get("subscription")
+                else {},
             ),
             policy_kind=tracked.policy_kind,
             attempt=tracked.attempt,
             fallback_of=tracked.fallback_of,
+            subscription=(tracked.origin or {}).get("subscription"),
+            scheduled=(tracked.origin or {}).get("scheduled"),
         )
         notification = replace(notification, key=notification.expected_key())
         expected = taskruns.run_name(event, notification.key, tracked.attempt)

@@ -94,6 +94,7 @@ class TaskLauncher(NotificationStage[None]):
                 key=rendered.key,  # checked against the claim by the opening
                 attempt=rendered.attempt,
                 fallback_of=rendered.fallback_of,
+                origin=rendered.origin,
             )
             if refused:
                 return self._not_admitted(attributes, rendered, refused)

@@ -220,6 +220,7 @@ class TemplateRenderer(NotificationStage[None]):
             key=notification.key,  # checked against the claim by the opening
             attempt=notification.attempt,
             fallback_of=notification.fallback_of,
+            origin=notification.origin,
         )
         rendered = replace(notification, resource=resource)
         return reply(rendered.to_event(notifications.RENDERED))
