@@ -16,13 +16,13 @@ its retry or its fallback (``summary``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tekton_notifications import taskruns, vocabulary
 from tekton_notifications.devtools.kubeapi import KubeAPIServer
-from tekton_notifications.devtools.localtekton import LocalTekton
+from tekton_notifications.devtools.localtekton import Finished, LocalTekton
 from tekton_notifications.devtools.receivers import SLACK_POST_MESSAGE
 from tekton_notifications.devtools.serving import ROOT
 from tekton_notifications.devtools.standins import StandIns
@@ -136,49 +136,64 @@ class DeliveryScene:
         retry or a fallback. With ``staged_expected`` (the example events), the staged
         failures must also have happened: the demo shows a retry and a fallback."""
         succeeded = [f for f in tekton.finished if f.outcome.succeeded]
-        failed = [f for f in tekton.finished if not f.outcome.succeeded]
+        failed = len(tekton.finished) - len(succeeded)
         received = sum(len(r.deliveries) for r in self.standins.receivers()) + len(
             self.standins.smtp.mails
         )
-        refused = [f for f in failed if f'"{MISSING_SECRET}"' in f.outcome.condition["message"]]
         answered_500 = sum(1 for d in self.standins.webhooks.deliveries if d.answered == 500)
-        unexpected = len(failed) - len(refused) - answered_500
-        delivered = {notification(f.run) for f in succeeded}
-        undelivered = [f for f in failed if notification(f.run) not in delivered]
-        by = {"retry": 0, "fallback": 0}
-        for finished in succeeded:
-            labels = finished.run["metadata"].get("labels") or {}
-            if taskruns.FALLBACK_OF_LABEL in labels:
-                by["fallback"] += 1
-            elif taskruns.ATTEMPT_LABEL in labels:
-                by["retry"] += 1
-        missing = [
-            what
-            for what, happened in (
-                (f"no run failed for Secret {MISSING_SECRET}", refused),
-                (f"the {FAILING_SERVICE} stand-in never answered 500", answered_500),
-                ("no retry delivered", by["retry"]),
-                ("no fallback delivered", by["fallback"]),
-            )
-            if staged_expected and not happened
-        ]
-        problems = (
-            ([f"{unexpected} NOT staged"] if unexpected > 0 else [])
-            + (
-                [f"{len(undelivered)} never delivered: {', '.join(f.name for f in undelivered)}"]
-                if undelivered
-                else []
-            )
-            + missing
+        problems, by = judge(
+            tekton.finished, answered_500=answered_500, staged_expected=staged_expected
         )
         line = (
             f"Delivery: {len(tekton.finished)} notification runs ran here, {len(succeeded)} "
-            f"succeeded, {len(failed)} failed (staged: {'; '.join(self.staged)}"
+            f"succeeded, {failed} failed (staged: {'; '.join(self.staged)}"
             + "".join(f"; {problem}" for problem in problems)
             + f"), then delivered by {by['retry']} retry run(s) and {by['fallback']} fallback "
             f"run(s); the stand-ins received {received} requests and mails."
         )
         return line, bool(succeeded) and received > 0 and not problems
+
+
+def judge(
+    finished: Sequence[Finished], *, answered_500: int, staged_expected: bool
+) -> tuple[list[str], dict[str, int]]:
+    """What went other than staged (empty when all is well), and how many notifications a
+    retry and a fallback delivered. A failed run is staged when the missing Secret refused
+    it, or, up to ``answered_500``, when the stand-in answered it 500 on purpose; each failed
+    notification must have ended delivered (:func:`notification`)."""
+    succeeded = [f for f in finished if f.outcome.succeeded]
+    failed = [f for f in finished if not f.outcome.succeeded]
+    refused = [f for f in failed if f'"{MISSING_SECRET}"' in f.outcome.condition["message"]]
+    unexpected = len(failed) - len(refused) - answered_500
+    delivered = {notification(f.run) for f in succeeded}
+    undelivered = [f for f in failed if notification(f.run) not in delivered]
+    by = {"retry": 0, "fallback": 0}
+    for run in succeeded:
+        labels = run.run["metadata"].get("labels") or {}
+        if taskruns.FALLBACK_OF_LABEL in labels:
+            by["fallback"] += 1
+        elif taskruns.ATTEMPT_LABEL in labels:
+            by["retry"] += 1
+    missing = [
+        what
+        for what, happened in (
+            (f"no run failed for Secret {MISSING_SECRET}", refused),
+            (f"the {FAILING_SERVICE} stand-in never answered 500", answered_500),
+            ("no retry delivered", by["retry"]),
+            ("no fallback delivered", by["fallback"]),
+        )
+        if staged_expected and not happened
+    ]
+    problems = (
+        ([f"{unexpected} NOT staged"] if unexpected > 0 else [])
+        + (
+            [f"{len(undelivered)} never delivered: {', '.join(f.name for f in undelivered)}"]
+            if undelivered
+            else []
+        )
+        + missing
+    )
+    return problems, by
 
 
 def notification(run: dict[str, Any]) -> tuple[str, ...]:
