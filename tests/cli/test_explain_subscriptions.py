@@ -62,7 +62,7 @@ REFUSED = "refused (Event NotificationSubscriptionRefused)"
             [
                 '✓ subscribe.timedOut.email: "ci-leads@example.com, qa@example.com" from '
                 "namespace (Namespace ci)",
-                "      recipients: ci-leads@example.com,qa@example.com",
+                "      recipients: ci-leads@example.com qa@example.com",
             ],
             0,
             id="namespace-default",

@@ -27,6 +27,7 @@ def test_every_task_the_demo_runs_is_here() -> None:
     names = {yaml.safe_load(path.read_text())["metadata"]["name"] for path in COPIES}
     assert names == {
         "send-to-webhook-slack",
+        "send-to-channel-slack",
         "send-to-webhook-discord",
         "send-to-microsoft-teams",
         "send-to-telegram",

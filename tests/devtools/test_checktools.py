@@ -20,7 +20,7 @@ from tekton_notifications.devtools import checktools
             [
                 "missing curl: needed for the chat tasks' POST (Slack, Discord, Teams, Telegram)",
                 "missing openssl: needed for a certificate for the TLS stand-ins"
-                " (SMTP STARTTLS, api.telegram.org)",
+                " (SMTP STARTTLS, api.telegram.org, slack.com)",
                 "missing unshare: needed for Secret volumes at the path a step reads"
                 " (github-set-status)",
                 "install with: apt-get install -y curl openssl util-linux  (make demo-tools)",
@@ -32,7 +32,7 @@ from tekton_notifications.devtools import checktools
             True,
             [
                 "missing openssl: needed for a certificate for the TLS stand-ins"
-                " (SMTP STARTTLS, api.telegram.org)",
+                " (SMTP STARTTLS, api.telegram.org, slack.com)",
                 "missing unshare: needed for Secret volumes at the path a step reads"
                 " (github-set-status)",
                 "install with: apt-get install -y openssl util-linux  (make demo-tools)",

@@ -126,6 +126,31 @@ def test_chat_task_posts_exactly_what_the_template_meant(
 
 
 @NEEDS_TLS
+def test_send_to_channel_slack_posts_to_the_web_api_stand_in_for_slack_com(
+    runner: StepRunner, standins: StandIns
+) -> None:
+    """The task posts to the fixed https://slack.com/api/chat.postMessage with the bot token
+    of its Secret; the demo's curl config sends slack.com to the TLS stand-in, which answers
+    as Slack does."""
+    run, params = notification_run("slack-channel", "08-pipelinerun-failed.json")
+    assert standins.slack_api is not None
+    before = len(standins.slack_api.deliveries)
+
+    outcome = runner.run(run)
+
+    assert_succeeded(outcome)
+    (delivery,) = standins.slack_api.deliveries[before:]
+    assert (delivery.service, delivery.path) == ("slack", "/api/chat.postMessage")
+    assert delivery.authorization == "Bearer ***"
+    assert delivery.json() == {
+        "channel": decoded(params["channel"]),
+        "text": decoded(params["message"]),
+    }
+    answer = json.loads(delivery.reply)
+    assert (answer["ok"], answer["channel"]) == (True, decoded(params["channel"]))
+
+
+@NEEDS_TLS
 def test_sendmail_delivers_subject_and_body_over_starttls(
     runner: StepRunner, standins: StandIns
 ) -> None:

@@ -308,4 +308,4 @@ def test_subscriptions_by_a_pipeline_and_by_a_namespace_notify_once_and_refusals
     # A run with no annotation at all, subscribed by its Namespace's default.
     (mail,) = _subscribed_runs(chain, "02-pipelinerun-timedout-namespace-default.json")
     assert mail["metadata"]["labels"]["notifications.tekton.dev/template"] == "email"
-    assert _params(mail)["recipients"] == "ci-leads@example.com,qa@example.com"
+    assert _params(mail)["recipients"] == "ci-leads@example.com qa@example.com"

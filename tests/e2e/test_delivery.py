@@ -70,18 +70,52 @@ def test_a_failed_pipelinerun_reaches_the_slack_stand_in(
     assert chain.router.dead_letters == []
 
 
-def test_a_missing_secret_fails_the_teams_run_as_tekton_would(
+def test_a_missing_secret_fails_the_teams_run_and_the_email_fallback_arrives(
     chain: LocalChain, scene: DeliveryScene
 ) -> None:
+    """run-timed-out-teams names ``fallback: {name: email}``: the Teams run fails as Tekton
+    fails it (CreateContainerConfigError), the tracker falls back once, the mail arrives."""
     before = len(scene.standins.webhooks.deliveries)
+    mails = len(scene.standins.smtp.mails)
     assert chain.send(load_cloudevent("13-taskrun-timedout.json")) == 202
     assert chain.wait_idle()
 
-    (run,) = finished_for(chain, "13-taskrun-timedout.json")
-    condition = run["status"]["conditions"][0]
+    runs = {r["metadata"]["labels"]["notifications.tekton.dev/template"]: r
+            for r in finished_for(chain, "13-taskrun-timedout.json")}  # fmt: skip
+    assert sorted(runs) == ["email", "teams"]
+    condition = runs["teams"]["status"]["conditions"][0]
     assert (condition["status"], condition["reason"]) == ("False", "CreateContainerConfigError")
     assert condition["message"] == 'secret "teams-webhook" not found'
     assert len(scene.standins.webhooks.deliveries) == before
+    fallback = runs["email"]
+    assert fallback["metadata"]["labels"]["notifications.tekton.dev/fallback-of"] == "teams"
+    assert fallback["status"]["conditions"][0]["reason"] == "Succeeded"
+    (mail,) = scene.standins.smtp.mails[mails:]
+    assert mail.subject == "[Tekton] TaskRun ci/db-migrate-run-t4k8s timedOut"
+    assert mail.recipients == ("dba@example.com",)  # the run's example.com/notify-email
+    assert chain.router.dead_letters == []
+
+
+def test_a_500_from_github_is_retried_and_delivered_on_attempt_2(
+    chain: LocalChain, scene: DeliveryScene
+) -> None:
+    """github-status has ``retries: 1``; the stand-in answers 500 once (the scene's setup)."""
+    assert chain.send(load_cloudevent("02-pipelinerun-started.json")) == 202
+    assert chain.wait_idle()
+
+    runs = sorted(
+        (r for r in finished_for(chain, "02-pipelinerun-started.json")
+         if r["metadata"]["labels"]["notifications.tekton.dev/template"] == "github-status"),
+        key=lambda r: r["metadata"]["name"],
+    )  # fmt: skip
+    first, retry = runs
+    assert retry["metadata"]["name"] == first["metadata"]["name"] + "-r2"
+    assert retry["metadata"]["labels"]["notifications.tekton.dev/attempt"] == "2"
+    assert first["status"]["conditions"][0]["status"] == "False"
+    assert retry["status"]["conditions"][0]["reason"] == "Succeeded"
+    assert [d.answered for d in scene.standins.webhooks.received("github")] == [500, 201]
     assert chain.tekton is not None
+    # Every failure so far was staged, and each ended delivered by its retry or fallback.
     line, as_staged = scene.summary(chain.tekton)
     assert as_staged, line
+    assert "then delivered by 1 retry run(s) and 1 fallback run(s)" in line

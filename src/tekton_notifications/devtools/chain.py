@@ -222,6 +222,10 @@ class LocalChain:
             found.extend(kube.list_objects(self.api, plural, None))
         return found
 
+    def templates(self) -> list[dict[str, Any]]:
+        """The NotificationTemplates as the API has them now, status included."""
+        return kube.list_objects(self.api, vocabulary.TEMPLATE_PLURAL, None)
+
     def kubernetes_events(self, namespace: str) -> list[dict[str, Any]]:
         return kube.list_events(self.api, namespace)
 

@@ -28,7 +28,10 @@ REQUIRED: Final = {
 }
 #: Needed for some scenes only: TLS stand-ins and Secret volumes.
 OPTIONAL: Final = {
-    "openssl": ("a certificate for the TLS stand-ins (SMTP STARTTLS, api.telegram.org)", "openssl"),
+    "openssl": (
+        "a certificate for the TLS stand-ins (SMTP STARTTLS, api.telegram.org, slack.com)",
+        "openssl",
+    ),
     "unshare": ("Secret volumes at the path a step reads (github-set-status)", "util-linux"),
 }
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,9 +25,10 @@ from tekton_notifications.devtools import (
     demo_failure_context,
     demo_scheduler,
     demo_subscriptions,
+    printercolumns,
 )
 from tekton_notifications.devtools.chain import LocalChain
-from tekton_notifications.devtools.demo_delivery import DeliveryScene
+from tekton_notifications.devtools.demo_delivery import DeliveryScene, follows
 from tekton_notifications.devtools.serving import ROOT, SERVERS
 from tekton_notifications.devtools.standins import StandIns
 
@@ -86,6 +88,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     if not args.no_delivery and args.kubeconfig is None:
         say(tools.message() + ("" if tools.ok else "\n→ the notification runs are not run"))
     stack = ExitStack()
+    clock = demo_scheduler.clock(args.out)  # the emulator's: the scheduler scene moves it
     scene = DeliveryScene(stack.enter_context(StandIns(args.out))) if deliver else None
     chain = LocalChain(
         args.out,
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         step_env=scene.standins.step_env if scene else None,
         setup=scene.setup if scene else None,
         scheduler=True,
-        clock=demo_scheduler.clock(args.out),
+        clock=clock,
     )
     with stack, chain:
         if chain.emulator is not None:
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             say(
                 f"Stand-ins                {scene.standins.webhooks.url} (Slack, Discord, Teams,"
                 f" GitHub), SMTP 127.0.0.1:{scene.standins.smtp.port}"
-                + (", api.telegram.org (TLS)" if scene.standins.telegram else "")
+                + (", api.telegram.org and slack.com (TLS)" if scene.standins.telegram else "")
             )
             say(f"Staged delivery failures: {'; '.join(scene.staged)}")
         say()
@@ -158,9 +161,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             if scene is not None and chain.tekton is not None:
                 scene.report(say, chain.tekton)
                 say()
-        # The subscriptions scene (docs/subscriptions.md): its own manifests and events.
+
+        # The subscriptions scene (docs/subscriptions.md): its own manifests and events; its
+        # runs are run too, and what they delivered is shown after each event's report.
+        def report_delivered(*arguments: Any) -> None:
+            report(*arguments)
+            if scene is not None and chain.tekton is not None:
+                scene.report(say, chain.tekton)
+                scene.mark(chain.tekton)
+                say()
+
+        if scene is not None and chain.tekton is not None:
+            scene.mark(chain.tekton)
         files += (
-            demo_subscriptions.scene(chain, args.examples / "subscriptions", say, report)
+            demo_subscriptions.scene(chain, args.examples / "subscriptions", say, report_delivered)
             if not args.events
             else []
         )
@@ -192,6 +206,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 f"{policy_status.get('lastMatchedTime', '-')}"
             )
         say()
+        say(
+            "Templates, as `kubectl get notificationtemplates -A -o wide` shows them"
+            " (crds/notificationtemplate.yaml's printer columns):"
+        )
+        for line in printercolumns.table(
+            chain.templates(),
+            printercolumns.columns(ROOT / "crds" / "notificationtemplate.yaml"),
+            wide=True,
+            now=datetime.fromtimestamp(clock(), UTC),  # AGE as the cluster's clock has it
+        ):
+            say(f"   {line}")
+        say()
         total = len(chain.notification_runs())
         say(
             f"Done: {len(files)} events in, {total} notification runs created, "
@@ -199,7 +225,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         )
         delivered = True
         if scene is not None and chain.tekton is not None:
-            line, delivered = scene.summary(chain.tekton)
+            line, delivered = scene.summary(chain.tekton, staged_expected=not args.events)
             say(line)
             say(f"Each notification run's scripts, Secret files and step logs: {args.out}/runs/")
         say(f"Function logs and dead letters: {args.out}/")
@@ -243,12 +269,15 @@ def report(
         f"{metadata.get('name')} {cloudevent['type'].split('.')[-2]} "
         f"(reason {condition.get('reason') or '-'}); broker answered {status}"
     )
-    for created in runs:
+    # Matched runs first, then the retries and fallbacks the delivery tracker made of them.
+    for created in sorted(runs, key=lambda run: bool(follows(run))):
         labels = created["metadata"]["labels"]
         spec = created["spec"]
         ref = spec.get("taskRef") or spec.get("pipelineRef") or {}
+        how = follows(created)
         say(
-            f"   ✔ matched policy {labels[f'{vocabulary.GROUP}/policy']} → template "
+            (f"   ↻ delivery tracker: {how}," if how else "   ✔ matched")
+            + f" policy {labels[f'{vocabulary.GROUP}/policy']} → template "
             f"{labels[f'{vocabulary.GROUP}/template']}"
         )
         say(
@@ -280,7 +309,7 @@ def report(
             f"   ☠ dead letter: {letter.get('type')} to {letter.get('knativeerrordest')} "
             f"(code {letter.get('knativeerrorcode')})"
         )
-    for event in recorded:
+    for event in sorted(recorded, key=_written):
         involved = event["involvedObject"]
         say(
             f"     Event on {involved['kind']} {involved['name']}: {event['type']} "
@@ -289,6 +318,12 @@ def report(
     if not (runs or failures or dead_letters):
         say("   · nothing to send: no policy matched, or the notification already exists")
     say()
+
+
+def _written(event: dict[str, Any]) -> int:
+    """When the API wrote an Event (its resourceVersion), to list them in that order."""
+    version = str(event["metadata"].get("resourceVersion") or "0")
+    return int(version) if version.isdigit() else 0
 
 
 def _as_received(value: str) -> str | None:

@@ -1,9 +1,10 @@
 """A throwaway certificate for the demo's TLS stand-ins, made with ``openssl`` when needed.
 
 The SMTP sink offers STARTTLS with it (smtplib does not check the certificate unless asked),
-and the Telegram stand-in serves ``api.telegram.org`` with it: the catalog task posts to that
-fixed https URL, so the demo's curl config (standins.py) sends that host to the stand-in and
-trusts this certificate, and nothing else. Never used outside ``make demo`` and the tests.
+and the Telegram and Slack Web API stand-ins serve ``api.telegram.org`` and ``slack.com`` with
+it: the catalog tasks post to those fixed https URLs, so the demo's curl config (standins.py)
+sends those hosts to the stand-ins and trusts this certificate, and nothing else. Never used
+outside ``make demo`` and the tests.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 ``WebhookReceiver`` is one HTTP server for the chat webhooks (Slack, Discord and Teams at
 ``/slack/...``, ``/discord/...``, ``/teams/...``; Telegram's Bot API at ``/bot<token>/sendMessage``)
-and GitHub's commit status API (``/repos/<owner>/<repo>/statuses/<sha>``). It answers as those
-services do (200, or 201 with the status for GitHub), or with a chosen error for a service
+GitHub's commit status API (``/repos/<owner>/<repo>/statuses/<sha>``) and Slack's Web API
+``/api/chat.postMessage`` (served for slack.com over TLS, standins.py). It answers as those
+services do (200, or 201 with the status for GitHub; Slack's Web API answers 200 with
+``{"ok": false, "error": "not_authed"}`` to a request without a bearer token, as Slack does),
+or with a chosen error for a service
 (``fail``), to show a delivery failing; a body that is not JSON gets 400, as Slack's
 ``invalid_payload``. ``SMTPSink`` (smtpsink.py) stands in for a mail server.
 
@@ -16,12 +19,14 @@ import json
 import re
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _GITHUB_STATUS = re.compile(r"^/repos/([^/]+/[^/]+)/statuses/([0-9A-Za-z]+)$")
 _TELEGRAM = re.compile(r"^/bot([^/]+)/sendMessage$")
+SLACK_POST_MESSAGE = "/api/chat.postMessage"
 SERVICES = ("slack", "discord", "teams", "telegram", "github")
 
 
@@ -34,6 +39,8 @@ class Delivery:
     body: bytes
     answered: int
     authorization: str = ""
+    #: The JSON body it answered.
+    reply: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -44,6 +51,8 @@ def service_of(path: str) -> str | None:
         return "github"
     if _TELEGRAM.match(path):
         return "telegram"
+    if path == SLACK_POST_MESSAGE:
+        return "slack"
     head = path.strip("/").split("/", 1)[0]
     return head if head in ("slack", "discord", "teams") else None
 
@@ -121,13 +130,17 @@ class WebhookReceiver:
             elif not status and not _is_json(body):
                 status = 400  # as Slack's invalid_payload: the body is not the JSON it expects
             answer = status or (201 if service == "github" else 200)
+            if status == 400:
+                reply: Any = {"ok": False, "error": "invalid_payload"}
+            elif status:
+                reply = {"message": "stand-in answering an error on purpose", "status": status}
+            else:
+                reply = _reply(service or "", path, body, authorization)
             shown = authorization.split(" ", 1)[0] + " ***" if authorization else ""
-            self.deliveries.append(Delivery(service or "unknown", path, body, answer, shown))
-        if status == 400:
-            return status, {"ok": False, "error": "invalid_payload"}
-        if status:
-            return status, {"message": "stand-in answering an error on purpose", "status": status}
-        return answer, _reply(service or "", path, body)
+            self.deliveries.append(
+                Delivery(service or "unknown", path, body, answer, shown, json.dumps(reply))
+            )
+        return answer, reply
 
 
 def _is_json(body: bytes) -> bool:
@@ -138,7 +151,7 @@ def _is_json(body: bytes) -> bool:
     return True
 
 
-def _reply(service: str, path: str, body: bytes) -> Any:
+def _reply(service: str, path: str, body: bytes, authorization: str = "") -> Any:
     """What the real service answers, as far as the tasks read it."""
     if service == "github":
         match = _GITHUB_STATUS.match(path)
@@ -150,4 +163,24 @@ def _reply(service: str, path: str, body: bytes) -> Any:
         return {"id": 1, "url": f"https://api.github.com{path}", **sent}
     if service == "telegram":
         return {"ok": True, "result": {"message_id": 1}}
+    if path == SLACK_POST_MESSAGE:
+        return _slack_post_message(json.loads(body), authorization)
     return {"ok": True}
+
+
+def _slack_post_message(sent: Any, authorization: str) -> Any:
+    """chat.postMessage's answer (https://api.slack.com/methods/chat.postMessage): always
+    HTTP 200, the outcome in ``ok``/``error``."""
+    if not authorization.startswith("Bearer ") or not authorization.removeprefix("Bearer ").strip():
+        return {"ok": False, "error": "not_authed"}
+    if not isinstance(sent, dict) or not sent.get("channel"):
+        return {"ok": False, "error": "channel_not_found"}
+    if not sent.get("text"):
+        return {"ok": False, "error": "no_text"}
+    ts = f"{time.time():.6f}"
+    return {
+        "ok": True,
+        "channel": sent["channel"],
+        "ts": ts,
+        "message": {"type": "message", "text": sent["text"], "bot_id": "B0DEMO", "ts": ts},
+    }

@@ -1,14 +1,15 @@
 """All the demo's stand-ins at once, and the Secrets and curl config that point the tasks at them.
 
-``StandIns`` starts the webhook receiver (Slack, Discord, Teams, GitHub), a TLS one serving
-``api.telegram.org`` (the send-to-telegram task posts to that fixed URL), and the SMTP sink.
-``secrets(namespace)`` are the Secrets the example templates name (slack-webhook,
-discord-webhook, teams-webhook, telegram-bot, smtp-server, github, platform-slack-webhook), with
-URLs of the stand-ins; load them into the emulator and the catalog tasks reach the stand-ins
-without a change to their scripts. ``step_env`` is the curl config that plays DNS for
-api.telegram.org: curl reads ``$CURL_HOME/.curlrc``, which sends that host (only) to the
-stand-in and trusts the demo's certificate. Without openssl there is no TLS: the sink offers
-no STARTTLS (so sendmail fails, visibly) and Telegram has no stand-in.
+``StandIns`` starts the webhook receiver (Slack, Discord, Teams, GitHub), TLS ones serving
+``api.telegram.org`` and ``slack.com`` (the send-to-telegram and send-to-channel-slack tasks
+post to those fixed URLs), and the SMTP sink. ``secrets(namespace)`` are the Secrets the
+example templates name (slack-webhook, discord-webhook, teams-webhook, telegram-bot,
+slack-bot-token, smtp-server, github, platform-slack-webhook), with URLs of the stand-ins; load
+them into the emulator and the catalog tasks reach the stand-ins without a change to their
+scripts. ``step_env`` is the curl config that plays DNS for those fixed hosts: curl reads
+``$CURL_HOME/.curlrc``, which sends them (only) to their stand-ins and trusts the demo's
+certificate. Without openssl there is no TLS: the sink offers no STARTTLS (so sendmail fails,
+visibly) and Telegram and Slack's Web API have no stand-in.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ WEBHOOK_SECRETS = {
     "teams-webhook": ("url", "/teams/webhookb2/demo"),
 }
 TELEGRAM_TOKEN = "123456:demo-bot-token"
+SLACK_BOT_TOKEN = "xoxb-0000-demo-bot-token"
+#: The fixed https hosts the catalog tasks post to, each served by a TLS stand-in.
+TLS_HOSTS = ("api.telegram.org", "slack.com")
 
 
 class StandIns:
@@ -41,11 +45,15 @@ class StandIns:
         self.workdir = workdir
         self._stack = ExitStack()
         self.telegram: WebhookReceiver | None = None
+        #: slack.com's Web API (chat.postMessage, for send-to-channel-slack).
+        self.slack_api: WebhookReceiver | None = None
         self.step_env: dict[str, str] = {}
 
     def __enter__(self) -> StandIns:
         try:
-            certificate: democerts.Certificate | None = democerts.make(self.workdir / "tls")
+            certificate: democerts.Certificate | None = democerts.make(
+                self.workdir / "tls", ("localhost", *TLS_HOSTS)
+            )
         except (democerts.NoOpenSSL, OSError) as error:
             log.warning("stand-ins without TLS: %s", error)
             certificate = None
@@ -55,12 +63,18 @@ class StandIns:
         servers: list[WebhookReceiver | SMTPSink] = [self.webhooks, self.smtp]
         if certificate is not None and context is not None:
             self.telegram = WebhookReceiver(ssl_context=certificate.server_context())
-            servers.append(self.telegram)
+            self.slack_api = WebhookReceiver(ssl_context=certificate.server_context())
+            servers += [self.telegram, self.slack_api]
             curl_home = self.workdir / "curl"
             curl_home.mkdir(parents=True, exist_ok=True)
             (curl_home / ".curlrc").write_text(
-                f"connect-to = api.telegram.org:443:127.0.0.1:{self.telegram.port}\n"
-                f'cacert = "{certificate.cert}"\n'
+                "".join(
+                    f"connect-to = {host}:443:127.0.0.1:{receiver.port}\n"
+                    for host, receiver in zip(
+                        TLS_HOSTS, (self.telegram, self.slack_api), strict=True
+                    )
+                )
+                + f'cacert = "{certificate.cert}"\n'
             )
             self.step_env["CURL_HOME"] = str(curl_home)
         for server in servers:
@@ -83,6 +97,7 @@ class StandIns:
             for name, (key, path) in WEBHOOK_SECRETS.items()
         ]
         found.append(_secret(namespace, "telegram-bot", {"token": TELEGRAM_TOKEN}))
+        found.append(_secret(namespace, "slack-bot-token", {"token": SLACK_BOT_TOKEN}))
         found.append(
             _secret(
                 namespace,
@@ -98,6 +113,10 @@ class StandIns:
         )
         found.append(_secret(namespace, "github", {"token": "ghp_demo-token"}))
         return found
+
+    def receivers(self) -> list[WebhookReceiver]:
+        """Every HTTP stand-in started, in a fixed order (the demo reports what each got)."""
+        return [r for r in (self.webhooks, self.telegram, self.slack_api) if r is not None]
 
     @property
     def github_host(self) -> str:
