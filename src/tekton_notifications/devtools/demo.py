@@ -132,49 +132,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             say(f"Staged delivery failures: {'; '.join(scene.staged)}")
         say()
         for number, path in enumerate(files, 1):
-            cloudevent = json.loads(path.read_text())
-            before = {run["metadata"]["name"] for run in chain.notification_runs()}
-            seen = (len(chain.failures.events), len(chain.router.dead_letters))
-            namespace = _namespace(cloudevent)
-            events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
-            if scene is not None and chain.tekton is not None:
-                scene.mark(chain.tekton)
-            status = chain.send(cloudevent)
-            chain.wait_idle()
-            runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
-            recorded = [
-                e
-                for e in chain.kubernetes_events(namespace)
-                if e["metadata"]["name"] not in events_before
-                and e["involvedObject"]["kind"] != "NotificationPolicy"
-            ]
-            report(
-                say,
-                f"{number}/{len(files)} {path.name}",
-                cloudevent,
-                status,
-                runs,
-                chain.failures.events[seen[0] :],
-                chain.router.dead_letters[seen[1] :],
-                recorded,
-            )
-            if scene is not None and chain.tekton is not None:
-                scene.report(say, chain.tekton)
-                say()
+            replay(chain, say, f"{number}/{len(files)} {path.name}", path, scene)
 
         # The subscriptions scene (docs/subscriptions.md): its own manifests and events; its
         # runs are run too, and what they delivered is shown after each event's report.
-        def report_delivered(*arguments: Any) -> None:
-            report(*arguments)
-            if scene is not None and chain.tekton is not None:
-                scene.report(say, chain.tekton)
-                scene.mark(chain.tekton)
-                say()
-
-        if scene is not None and chain.tekton is not None:
-            scene.mark(chain.tekton)
         files += (
-            demo_subscriptions.scene(chain, args.examples / "subscriptions", say, report_delivered)
+            demo_subscriptions.scene(
+                chain,
+                args.examples / "subscriptions",
+                say,
+                lambda title, path: replay(chain, say, title, path, scene),
+            )
             if not args.events
             else []
         )
@@ -235,6 +203,46 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             if total and delivered and scheduled and explained and not chain.router.dead_letters
             else 1
         )
+
+
+def replay(
+    chain: LocalChain,
+    say: Callable[..., None],
+    title: str,
+    path: Path,
+    scene: DeliveryScene | None,
+) -> None:
+    """Send one Tekton event file and report what it caused: the runs, the failures and
+    dead letters, the Events on its run, and (delivering) what the stand-ins received."""
+    cloudevent = json.loads(path.read_text())
+    before = {run["metadata"]["name"] for run in chain.notification_runs()}
+    seen = (len(chain.failures.events), len(chain.router.dead_letters))
+    namespace = _namespace(cloudevent)
+    events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
+    if scene is not None and chain.tekton is not None:
+        scene.mark(chain.tekton)
+    status = chain.send(cloudevent)
+    chain.wait_idle()
+    runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
+    recorded = [
+        e
+        for e in chain.kubernetes_events(namespace)
+        if e["metadata"]["name"] not in events_before
+        and e["involvedObject"]["kind"] != "NotificationPolicy"
+    ]
+    report(
+        say,
+        title,
+        cloudevent,
+        status,
+        runs,
+        chain.failures.events[seen[0] :],
+        chain.router.dead_letters[seen[1] :],
+        recorded,
+    )
+    if scene is not None and chain.tekton is not None:
+        scene.report(say, chain.tekton)
+        say()
 
 
 def event_files(paths: Sequence[Path]) -> list[Path]:

@@ -24,10 +24,11 @@ from tekton_notifications.devtools.chain import LocalChain
 #: How long the policy filter's Namespace watch may take to see the loaded Namespace.
 _SETTLE_SECONDS = 5.0
 
-Report = Callable[..., None]
+#: Sends one event file and reports what it caused (``demo.replay``), under a title.
+Replay = Callable[[str, Path], None]
 
 
-def scene(chain: LocalChain, folder: Path, say: Callable[..., None], report: Report) -> list[Path]:
+def scene(chain: LocalChain, folder: Path, say: Callable[..., None], replay: Replay) -> list[Path]:
     """Load ``folder``'s manifests, send its events, report each; returns the events sent."""
     files = sorted((folder / "events").glob("*.json"))
     if chain.emulator is None or not files:
@@ -39,31 +40,8 @@ def scene(chain: LocalChain, folder: Path, say: Callable[..., None], report: Rep
     say()
     _wait_for_namespace_defaults(chain)
     for number, path in enumerate(files, 1):
-        cloudevent = json.loads(path.read_text())
-        namespace = _namespace(cloudevent)
-        before = {run["metadata"]["name"] for run in chain.notification_runs()}
-        seen = (len(chain.failures.events), len(chain.router.dead_letters))
-        events_before = {e["metadata"]["name"] for e in chain.kubernetes_events(namespace)}
-        _found(chain, cloudevent, say)
-        status = chain.send(cloudevent)
-        chain.wait_idle()
-        runs = [r for r in chain.notification_runs() if r["metadata"]["name"] not in before]
-        recorded = [
-            e
-            for e in chain.kubernetes_events(namespace)
-            if e["metadata"]["name"] not in events_before
-            and e["involvedObject"]["kind"] != "NotificationPolicy"
-        ]
-        report(
-            say,
-            f"subscriptions {number}/{len(files)} {path.name}",
-            cloudevent,
-            status,
-            runs,
-            chain.failures.events[seen[0] :],
-            chain.router.dead_letters[seen[1] :],
-            recorded,
-        )
+        _found(chain, json.loads(path.read_text()), say)
+        replay(f"subscriptions {number}/{len(files)} {path.name}", path)
     return files
 
 
