@@ -53,6 +53,10 @@ class LazyTemplate:
         self._lock = threading.Lock()
         self._compiled: rendering.CompiledTemplate | str | None = None
 
+    @property
+    def is_compiled(self) -> bool:
+        return self._compiled is not None
+
     def compiled(self) -> rendering.CompiledTemplate | str:
         """The compiled template, or why it is invalid."""
         with self._lock:
