@@ -46,7 +46,7 @@ class LazyTemplate:
     so concurrent first renders compile once; an invalid template is logged when first used.
     """
 
-    __slots__ = ("_object", "_lock", "_compiled")
+    __slots__ = ("_compiled", "_lock", "_object")
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
         self._object: Mapping[str, Any] | None = obj
