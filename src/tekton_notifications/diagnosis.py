@@ -21,7 +21,6 @@ from tekton_notifications import (
     events,
     matching,
     models,
-    notifications,
     rendering,
     schedule,
     storm,
@@ -305,24 +304,13 @@ def _outcome(
         )
     except rendering.RenderError as error:
         return TemplateOutcome(ref.name, namespace, "failed", reason=error.reason, error=str(error))
-    key = None
-    if subscription is not None:
-        key = notifications.notification_key(
-            event,
-            policy_namespace=namespace,
-            policy=policy.name,
-            template=ref.name,
-            policy_kind=policy.kind,
-            subscription=view,
-        )
-    run = taskruns.build_run(
+    run = taskruns.build_run(  # its key from the subscription, as the launcher's
         event=event,
         template=entry.template,
         params=params,
         policy_namespace=namespace,
         policy=policy.name,
         policy_kind=policy.kind if subscription is not None else models.POLICY_KIND,
-        key=key,
         origin={"subscription": dict(view or {})} if subscription is not None else None,
     )
     return TemplateOutcome(ref.name, namespace, "rendered", params=params, run=run)

@@ -455,9 +455,8 @@ class PolicyIndex:
         # Cluster policies share one bucket per (kind, event); their namespace globs are
         # checked per candidate, so a cluster policy costs every namespace one check.
         events = set(policy.events)
-        # A finished run may change an outcome (a transition, a threshold's streak, a
-        # reminder's red pipeline); subscriptions' own transitions use their bucket.
-        if events & vocabulary.TRANSITION_EVENTS or policy.threshold or policy.remind:
+        # Subscriptions' own transitions use their bucket.
+        if policy.tracks_own_outcomes:
             events = (events - vocabulary.TRANSITION_EVENTS) | {"succeeded", "failed"}
         return [(policy.namespace, kind, event) for kind in kinds for event in events] + extra
 

@@ -171,12 +171,17 @@ class Policy:
     subscriptions: Subscriptions | None = None
 
     @property
+    def tracks_own_outcomes(self) -> bool:
+        """Whether its own spec (events, threshold, remind) needs every finished run of the
+        pipelines it selects: a transition, a streak or a red pipeline may change."""
+        transitions = bool(self.events & vocabulary.TRANSITION_EVENTS)
+        return transitions or self.threshold is not None or self.remind is not None
+
+    @property
     def tracks_outcomes(self) -> bool:
         """Whether this policy needs the previous outcome of each pipeline it selects."""
         subscribed = self.subscriptions.events if self.subscriptions else frozenset()
-        return bool((self.events | subscribed) & vocabulary.TRANSITION_EVENTS) or bool(
-            self.threshold or self.remind
-        )
+        return self.tracks_own_outcomes or bool(subscribed & vocabulary.TRANSITION_EVENTS)
 
     @property
     def scheduled(self) -> bool:
